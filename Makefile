@@ -1,0 +1,24 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (README).
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+# Cache nothing outside the repository.
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# torch is pinned to the local CPU wheel before the package: an open range lets pip pull a CUDA build.
+$(VENV)/.installed: pyproject.toml CMakeLists.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,compile,cpu-plugins,bench,dev]"
+	touch $@
+
+.PHONY: demo test install
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/detrt demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest

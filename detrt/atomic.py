@@ -1,0 +1,39 @@
+"""Atomic file writes: an artifact is either complete at its final path or absent.
+
+A crash, a full disk or Ctrl-C half-way through leaves at most a hidden temporary file that is
+removed on the way out; readers never see a truncated artifact.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from detrt.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path in the same directory; rename it onto `path` only on success."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write here ({e.strerror or e})") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", **kwargs):
+    """open() whose result appears at `path` only once the block finishes without error."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
+            yield f

@@ -1,0 +1,1 @@
+"""Data: CrowdHuman .odgt I/O, synthetic crowd images and videos, transforms."""

@@ -1,0 +1,1 @@
+"""Evaluation: CrowdHuman AP, MR-2 and JI; COCO-style AP for multi-class models."""

@@ -1,0 +1,44 @@
+"""DCG neighbour selection, `dcg_neighbors` (SPEC.md section 2): reference implementation.
+
+j is a neighbour of i iff s_i < s_j (strict), s_j > low_score and IoU(i, j) >= iou_threshold; the k
+neighbours of largest IoU are kept. Padding slots have valid = False and index = i. The set of valid
+neighbours is the contract, not the slot order.
+
+This reference is the dense O(N^2) form of the paper's code; the compiled kernels are exact and
+sub-quadratic (plugins/).
+"""
+
+import torch
+
+from detrt.models.box_ops import box_cxcywh_to_xyxy
+
+
+def pairwise_iou(boxes_xyxy):
+    """IoU of every pair within each batch element: [B, N, 4] -> [B, N, N]."""
+    a, b = boxes_xyxy[:, :, None, :], boxes_xyxy[:, None, :, :]
+    wh = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area = (boxes_xyxy[..., 2] - boxes_xyxy[..., 0]) * (boxes_xyxy[..., 3] - boxes_xyxy[..., 1])
+    return inter / (area[:, :, None] + area[:, None, :] - inter)
+
+
+def dcg_neighbors_reference(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
+    """Dense neighbours: boxes [B, N, 4] cxcywh, scores [B, N] -> (indices int64 [B, N, k], valid bool [B, N, k])."""
+    bsz, n, _ = boxes.shape
+    iou = pairwise_iou(box_cxcywh_to_xyxy(boxes))
+    allowed = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > low_score) & (iou >= iou_threshold)
+    key = torch.where(allowed, iou, torch.full_like(iou, -1.0))
+    top, indices = key.topk(min(k, n), dim=-1)
+    valid = top >= 0
+    self_index = torch.arange(n, device=boxes.device).view(1, n, 1)
+    indices = torch.where(valid, indices, self_index)
+    if k > n:  # fewer candidates than slots: the rest are padding
+        pad = k - n
+        indices = torch.cat([indices, self_index.expand(bsz, n, pad)], dim=-1)
+        valid = torch.cat([valid, valid.new_zeros(bsz, n, pad)], dim=-1)
+    return indices, valid
+
+
+def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
+    """Public entry; see dcg_neighbors_reference for shapes."""
+    return dcg_neighbors_reference(boxes, scores, k, iou_threshold, low_score)

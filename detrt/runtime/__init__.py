@@ -1,0 +1,1 @@
+"""Runtime: backends, video sources and sinks, pipeline, pre/post-processing. Never imports torch."""
