@@ -1,0 +1,224 @@
+"""Graph surgery: small named passes, each onnx-graphsurgeon Graph -> Graph.
+
+    graph = gs.import_onnx(model)
+    graph, changes = run_passes(graph, passes_for("plugin", msda_plugin="detrt"))
+    model = export_model(graph)
+
+The two special ops exist in three spellings; the passes move a graph between them:
+
+- `detrt::MSDeformAttn`, `detrt::DCGNeighbors`: our plugin nodes (the form TensorRT parses with
+  libdetrt_plugins.so loaded, and ONNX Runtime runs with the CPU kernels as custom ops);
+- `detrt.portable::...`: the same node, defined by a model-local function of standard ops
+  (`portable_ops.py`); ONNX Runtime runs it with nothing registered;
+- `trt::MultiscaleDeformableAttnPlugin_TRT`: NVIDIA's built-in MSDA plugin (output [N, Lq, M, D], so a
+  Reshape to [N, Lq, M*D] follows it).
+
+Each pass changes the graph in place and returns it; `run_passes` records what each one changed
+(`detrt surgery --print`).
+"""
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from detrt.compile.portable_ops import PORTABLE_DOMAIN, dcg_function, msda_function
+
+DETRT_DOMAIN = "detrt"
+MSDA_OP = "MSDeformAttn"
+DCG_OP = "DCGNeighbors"
+DETRT_OPS = (MSDA_OP, DCG_OP)
+PLUGIN_VERSION = "1"
+# NVIDIA's built-in plugin (plugin/multiscaleDeformableAttnPlugin): version "1" (IPluginV2DynamicExt) exists in
+# every TensorRT 10.x and 11.x, deprecated since 10.11; version "2" (IPluginV3) only from 10.11 on.
+NVIDIA_MSDA_OP = "MultiscaleDeformableAttnPlugin_TRT"
+NVIDIA_DOMAIN = "trt"
+NVIDIA_MSDA_VERSION = "1"
+# ONNX IR version written: ONNX Runtime 1.17+ reads 9, and onnx >= 1.19 would otherwise write one it rejects.
+IR_VERSION = 9
+
+
+def is_detrt(node, op=None):
+    return node.domain == DETRT_DOMAIN and (node.op in DETRT_OPS if op is None else node.op == op)
+
+
+def fold_constants(graph):
+    """Evaluate every subgraph that depends on constants only (shape arithmetic, spatial shapes)."""
+    return graph.fold_constants(error_ok=False).cleanup()
+
+
+def cleanup(graph):
+    """Drop nodes and tensors that no graph output depends on."""
+    return graph.cleanup()
+
+
+def toposort(graph):
+    """Order nodes so that each comes after the producers of its inputs."""
+    return graph.toposort()
+
+
+def to_portable(graph):
+    """detrt:: plugin nodes -> detrt.portable:: calls of model-local standard-op functions."""
+    levels = set()
+    for node in graph.nodes:
+        if is_detrt(node):
+            node.domain = PORTABLE_DOMAIN
+            for key in ("plugin_namespace", "plugin_version"):
+                node.attrs.pop(key, None)
+            if node.op == MSDA_OP:
+                levels.add(_num_levels(node))
+    _attach_portable_functions(graph, levels)
+    return graph
+
+
+def to_plugins(graph):
+    """detrt.portable:: calls -> detrt:: plugin nodes, tagged with the fields TensorRT's ONNX parser reads.
+
+    The parser looks a plugin up by op type, the `plugin_version` attribute and the `plugin_namespace`
+    attribute (the node's domain is not used), and passes the creator only the fields it declares.
+    """
+    for node in graph.nodes:
+        if node.domain == PORTABLE_DOMAIN and node.op in DETRT_OPS:
+            node.domain = DETRT_DOMAIN
+        if is_detrt(node):
+            node.attrs["plugin_namespace"] = DETRT_DOMAIN
+            node.attrs["plugin_version"] = PLUGIN_VERSION
+    graph.functions = [f for f in graph.functions if f.domain != PORTABLE_DOMAIN]
+    return graph
+
+
+def int32_shape_inputs(graph):
+    """spatial_shapes and level_start_index of plugin MSDA nodes as int32 (what the plugins read)."""
+    for node in graph.nodes:
+        if is_detrt(node, MSDA_OP) or node.op == NVIDIA_MSDA_OP:
+            for slot in (1, 2):
+                tensor = node.inputs[slot]
+                if tensor.dtype == np.int32:
+                    continue
+                if isinstance(tensor, gs.Constant):
+                    node.inputs[slot] = gs.Constant(f"{tensor.name}_int32", tensor.values.astype(np.int32))
+                else:
+                    cast = gs.Variable(f"{tensor.name}_int32", dtype=np.int32, shape=tensor.shape)
+                    graph.nodes.append(gs.Node("Cast", f"{node.name}/cast_int32_{slot}", {"to": onnx.TensorProto.INT32},
+                                               [tensor], [cast]))
+                    node.inputs[slot] = cast
+    return graph
+
+
+def to_nvidia_msda(graph):
+    """detrt::MSDeformAttn -> trt::MultiscaleDeformableAttnPlugin_TRT + Reshape [N, Lq, M, D] -> [N, Lq, M*D]."""
+    for node in [n for n in graph.nodes if is_detrt(n, MSDA_OP)]:
+        out = node.outputs[0]
+        value, locations = node.inputs[0], node.inputs[3]
+        shape4 = None
+        if value.shape is not None and locations.shape is not None:
+            shape4 = [value.shape[0], locations.shape[1], value.shape[2], value.shape[3]]
+        heads = gs.Variable(f"{out.name}_heads", dtype=out.dtype, shape=shape4)
+        nvidia = gs.Node(NVIDIA_MSDA_OP, node.name, {"plugin_version": NVIDIA_MSDA_VERSION, "plugin_namespace": ""},
+                         list(node.inputs), [heads], domain=NVIDIA_DOMAIN)
+        shape = gs.Constant(f"{out.name}_shape", np.array([0, 0, -1], dtype=np.int64))
+        node.outputs.clear()
+        node.inputs.clear()
+        graph.nodes += [nvidia, gs.Node("Reshape", f"{node.name}/merge_heads", inputs=[heads, shape], outputs=[out])]
+    return graph.cleanup()
+
+
+def infer_plugin_shapes(graph):
+    """Set dtype and shape of plugin outputs, which ONNX shape inference cannot know."""
+    for node in graph.nodes:
+        if is_detrt(node, MSDA_OP) or (node.domain == PORTABLE_DOMAIN and node.op == MSDA_OP):
+            value, locations = node.inputs[0], node.inputs[3]
+            out = node.outputs[0]
+            out.dtype = value.dtype
+            if value.shape is not None and locations.shape is not None:
+                n, _, m, d = value.shape
+                md = m * d if isinstance(m, int) and isinstance(d, int) else None
+                out.shape = [n, locations.shape[1], md]
+        elif is_detrt(node, DCG_OP) or (node.domain == PORTABLE_DOMAIN and node.op == DCG_OP):
+            boxes = node.inputs[0]
+            indices, valid = node.outputs
+            indices.dtype, valid.dtype = np.int32, np.bool_
+            if boxes.shape is not None:
+                shape = [boxes.shape[0], boxes.shape[1], int(node.attrs["k"])]
+                indices.shape, valid.shape = list(shape), list(shape)
+    return graph
+
+
+def infer_shapes(graph):
+    """ONNX shape inference over the whole graph, plugin outputs seeded by infer_plugin_shapes."""
+    graph = infer_plugin_shapes(graph)
+    model = onnx.shape_inference.infer_shapes(export_model(graph), data_prop=True)
+    return gs.import_onnx(model)
+
+
+def passes_for(form, msda_plugin="detrt"):
+    """The pass list that takes any detrt graph to `form` ("plugin" or "portable")."""
+    if form == "portable":
+        return [fold_constants, to_portable, cleanup, toposort, infer_shapes]
+    if form != "plugin":
+        raise ValueError(f"form must be 'plugin' or 'portable', not {form!r}")
+    passes = [fold_constants, to_plugins, int32_shape_inputs]
+    if msda_plugin == "nvidia":
+        passes.append(to_nvidia_msda)
+    elif msda_plugin != "detrt":
+        raise ValueError(f"msda_plugin must be 'detrt' or 'nvidia', not {msda_plugin!r}")
+    return passes + [cleanup, toposort, infer_shapes]
+
+
+def run_passes(graph, passes):
+    """Apply passes in order -> (graph, [(pass name, change summary)])."""
+    changes = []
+    for fn in passes:
+        before = _op_counts(graph)
+        graph = fn(graph)
+        changes.append((fn.__name__, _describe(before, _op_counts(graph))))
+    return graph, changes
+
+
+def export_model(graph):
+    """gs.Graph -> onnx.ModelProto with the opset imports every node needs and a readable IR version."""
+    domains = {n.domain for n in graph.nodes if n.domain not in (None, "", "ai.onnx")}
+    imports = [onnx.helper.make_opsetid(d, 1) for d in sorted(domains)]
+    have = {i.domain for i in graph.import_domains or []}
+    graph.import_domains = list(graph.import_domains or []) + [i for i in imports if i.domain not in have]
+    graph.import_domains = [i for i in graph.import_domains if i.domain in domains or i.domain in ("", "ai.onnx")]
+    model = gs.export_onnx(graph)
+    model.ir_version = IR_VERSION
+    return model
+
+
+def _num_levels(node):
+    shape = node.inputs[1].shape
+    if not shape or not isinstance(shape[0], int):
+        raise ValueError(f"{node.name}: the number of levels (spatial_shapes dim 0) must be static")
+    return shape[0]
+
+
+def _attach_portable_functions(graph, levels):
+    """Add the FunctionProtos of portable_ops for the op variants present, as gs Functions."""
+    opset = graph.opset
+    if len(levels) > 1:
+        raise ValueError(f"MSDeformAttn nodes with different numbers of levels: {sorted(levels)}")
+    needed = [msda_function(levels.pop(), opset)] if levels else []
+    if any(n.domain == PORTABLE_DOMAIN and n.op == DCG_OP for n in graph.nodes):
+        needed.append(dcg_function(opset))
+    holder = onnx.helper.make_model(onnx.helper.make_graph([], "holder", [], []), functions=needed,
+                                    opset_imports=[onnx.helper.make_opsetid("", opset)])
+    graph.functions = [f for f in graph.functions if f.domain != PORTABLE_DOMAIN] + gs.import_onnx(holder).functions
+
+
+def _op_counts(graph):
+    return Counter(f"{n.domain}::{n.op}" if n.domain else n.op for n in graph.nodes)
+
+
+def _describe(before, after):
+    removed, added = before - after, after - before
+    if not removed and not added:
+        return "no change"
+    parts = []
+    if removed:
+        parts.append("removed " + ", ".join(f"{op} x{c}" for op, c in sorted(removed.items())))
+    if added:
+        parts.append("added " + ", ".join(f"{op} x{c}" for op, c in sorted(added.items())))
+    return "; ".join(parts) + f" ({sum(before.values())} -> {sum(after.values())} nodes)"

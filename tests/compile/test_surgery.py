@@ -1,0 +1,154 @@
+"""Graph-surgery passes, each on a tiny hand-built graph (detrt/compile/surgery.py)."""
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto as TP
+from onnx import helper
+
+from detrt.compile import surgery
+from detrt.compile.portable_ops import PORTABLE_DOMAIN
+from detrt.ops.dcg import dcg_neighbors_reference
+from detrt.ops.msda import ms_deform_attn_reference
+
+SHAPES = [(6, 4), (2, 2), (2, 2)]  # even, so that spatial_shapes = half + half is exact
+N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 2
+S = sum(h * w for h, w in SHAPES)
+K = 12  # more slots than boxes: exercises the padding branch
+
+
+def tiny_model(opset=17):
+    """One detrt::MSDeformAttn (shape inputs int64 behind a foldable Add) and one detrt::DCGNeighbors."""
+    starts = np.concatenate([[0], np.cumsum([h * w for h, w in SHAPES])[:-1]])
+    nodes = [
+        helper.make_node("Add", ["ss_half", "ss_half"], ["ss"], name="fold_me"),
+        helper.make_node("MSDeformAttn", ["v", "ss", "lsi", "loc", "aw"], ["o"], name="msda", domain="detrt"),
+        helper.make_node("DCGNeighbors", ["bx", "sc"], ["idx32", "val"], name="dcg", domain="detrt",
+                         k=K, iou_threshold=0.4, low_score=0.1),
+        helper.make_node("Cast", ["idx32"], ["idx"], to=TP.INT64),
+    ]
+    inputs = [helper.make_tensor_value_info("v", TP.FLOAT, ["N", S, M, D]),
+              helper.make_tensor_value_info("loc", TP.FLOAT, ["N", LQ, M, L, P, 2]),
+              helper.make_tensor_value_info("aw", TP.FLOAT, ["N", LQ, M, L, P]),
+              helper.make_tensor_value_info("bx", TP.FLOAT, ["B", 10, 4]),
+              helper.make_tensor_value_info("sc", TP.FLOAT, ["B", 10])]
+    outputs = [helper.make_tensor_value_info("o", TP.FLOAT, None),
+               helper.make_tensor_value_info("idx", TP.INT64, None),
+               helper.make_tensor_value_info("val", TP.BOOL, None)]
+    inits = [helper.make_tensor("ss_half", TP.INT64, [L, 2], (np.array(SHAPES) // 2).flatten().tolist()),
+             helper.make_tensor("lsi", TP.INT64, [L], starts.tolist())]
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("detrt", 1)],
+                             ir_version=surgery.IR_VERSION)
+
+
+def feeds(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.3, 0.6, (2, 10, 2))
+    sizes = rng.uniform(0.1, 0.4, (2, 10, 2))
+    return {"v": rng.standard_normal((N, S, M, D)).astype(np.float32),
+            "loc": rng.uniform(-0.2, 1.2, (N, LQ, M, L, P, 2)).astype(np.float32),  # outside [0, 1] too
+            "aw": rng.random((N, LQ, M, L, P)).astype(np.float32),
+            "bx": np.concatenate([centres, sizes], -1).astype(np.float32),
+            "sc": rng.random((2, 10)).astype(np.float32)}
+
+
+def reference(f):
+    t = {k: torch.from_numpy(v) for k, v in f.items()}
+    starts = np.concatenate([[0], np.cumsum([h * w for h, w in SHAPES])[:-1]])
+    out = ms_deform_attn_reference(t["v"], torch.tensor(SHAPES), torch.from_numpy(starts), t["loc"], t["aw"])
+    idx, valid = dcg_neighbors_reference(t["bx"], t["sc"], K, 0.4, 0.1)
+    return out.numpy(), idx.numpy(), valid.numpy()
+
+
+def apply(model, *passes):
+    graph, changes = surgery.run_passes(gs.import_onnx(model), passes)
+    return surgery.export_model(graph), dict(changes)
+
+
+def ops(model):
+    return [(n.domain, n.op_type) for n in model.graph.node]
+
+
+def test_fold_constants_removes_shape_arithmetic():
+    model, changes = apply(tiny_model(), surgery.fold_constants)
+    assert ("", "Add") not in ops(model)
+    assert "removed Add x1" in changes["fold_constants"]
+
+
+def test_to_portable_runs_on_plain_onnxruntime_and_matches_reference():
+    model, _ = apply(tiny_model(), *surgery.passes_for("portable"))
+    assert {d for d, _ in ops(model)} <= {"", PORTABLE_DOMAIN}
+    onnx.checker.check_model(model, full_check=True)
+    f = feeds()
+    out, idx, valid = ort.InferenceSession(model.SerializeToString()).run(["o", "idx", "val"], f)
+    ref_out, ref_idx, ref_valid = reference(f)
+    assert np.abs(out - ref_out).max() < 1e-5
+    assert ref_valid.sum() > 0 and (valid == ref_valid).all()
+    assert (np.where(valid, idx, -1) == np.where(ref_valid, ref_idx, -1)).all()
+    assert (idx[~valid] == np.broadcast_to(np.arange(10)[None, :, None], idx.shape)[~valid]).all()
+
+
+def test_to_plugins_tags_nodes_for_the_tensorrt_parser_and_round_trips():
+    portable, _ = apply(tiny_model(), *surgery.passes_for("portable"))
+    plugin, changes = apply(portable, *surgery.passes_for("plugin"))
+    assert ("detrt", "MSDeformAttn") in ops(plugin) and ("detrt", "DCGNeighbors") in ops(plugin)
+    assert not plugin.functions
+    onnx.checker.check_model(plugin, full_check=True)
+    for node in plugin.graph.node:
+        if node.domain == "detrt":
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["plugin_namespace"] == b"detrt" and attrs["plugin_version"] == b"1"
+    assert "detrt.portable::MSDeformAttn x1; added" in changes["to_plugins"]
+
+
+def test_int32_shape_inputs_converts_constants_and_casts_variables():
+    model, _ = apply(tiny_model(), surgery.fold_constants, surgery.int32_shape_inputs)
+    graph = gs.import_onnx(model)
+    msda = next(n for n in graph.nodes if n.op == "MSDeformAttn")
+    assert msda.inputs[1].dtype == np.int32 and msda.inputs[2].dtype == np.int32
+    assert msda.inputs[1].values.tolist() == [list(s) for s in SHAPES]
+    # not folded first: spatial_shapes is computed, so a Cast goes in front
+    model, _ = apply(tiny_model(), surgery.int32_shape_inputs)
+    assert ("", "Cast") in ops(model)[:3] or sum(op == "Cast" for _, op in ops(model)) == 2
+
+
+def test_infer_plugin_shapes_sets_output_types():
+    graph = surgery.infer_plugin_shapes(gs.import_onnx(tiny_model()))
+    msda = next(n for n in graph.nodes if n.op == "MSDeformAttn")
+    dcg = next(n for n in graph.nodes if n.op == "DCGNeighbors")
+    assert msda.outputs[0].shape == ["N", LQ, M * D] and msda.outputs[0].dtype == np.float32
+    assert dcg.outputs[0].shape == ["B", 10, K] and dcg.outputs[0].dtype == np.int32
+    assert dcg.outputs[1].dtype == np.bool_
+
+
+def test_to_nvidia_msda_adds_reshape_of_heads():
+    model, _ = apply(tiny_model(), *surgery.passes_for("plugin", msda_plugin="nvidia"))
+    node = next(n for n in model.graph.node if n.op_type == surgery.NVIDIA_MSDA_OP)
+    assert node.domain == "trt"
+    reshape = next(n for n in model.graph.node if n.input and n.input[0] == node.output[0])
+    assert reshape.op_type == "Reshape"
+    graph = gs.import_onnx(model)
+    heads = graph.tensors()[node.output[0]]
+    assert heads.shape == ["N", LQ, M, D]
+    assert graph.tensors()[node.input[1]].dtype == np.int32
+
+
+def test_toposort_and_cleanup():
+    model = tiny_model()
+    model.graph.node.reverse()
+    model.graph.node.append(helper.make_node("Relu", ["v"], ["unused"], name="dead"))
+    model, changes = apply(model, surgery.cleanup, surgery.toposort)
+    assert "removed Relu x1" in changes["cleanup"]
+    produced = set(i.name for i in model.graph.input) | set(i.name for i in model.graph.initializer)
+    for node in model.graph.node:
+        assert all(i in produced for i in node.input if i)
+        produced.update(node.output)
+
+
+def test_unknown_form_is_refused():
+    with pytest.raises(ValueError):
+        surgery.passes_for("tensorrt")
