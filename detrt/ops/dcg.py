@@ -40,5 +40,27 @@ def dcg_neighbors_reference(boxes, scores, k=10, iou_threshold=0.4, low_score=0.
 
 
 def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
-    """Public entry; see dcg_neighbors_reference for shapes."""
+    """Public entry; see dcg_neighbors_reference for shapes. Runs the custom op `detrt::dcg_neighbors`
+    (the exact sub-quadratic CPU kernel where built; slot order may differ from the reference's)."""
+    return torch.ops.detrt.dcg_neighbors(boxes.detach(), scores.detach(), int(k), float(iou_threshold), float(low_score))
+
+
+@torch.library.custom_op("detrt::dcg_neighbors", mutates_args=())
+def _dcg_neighbors_op(
+    boxes: torch.Tensor, scores: torch.Tensor, k: int, iou_threshold: float, low_score: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from detrt.ops.msda import _cpu_kernels
+
+    on_cpu = boxes.device.type == "cpu" and scores.device.type == "cpu"
+    cpu = _cpu_kernels() if on_cpu else None
+    if cpu is not None and boxes.dtype == scores.dtype == torch.float32:
+        boxes_np, scores_np = boxes.contiguous().numpy(), scores.contiguous().numpy()
+        indices, valid = cpu.dcg_neighbors(boxes_np, scores_np, k, iou_threshold, low_score)
+        return torch.from_numpy(indices), torch.from_numpy(valid)
     return dcg_neighbors_reference(boxes, scores, k, iou_threshold, low_score)
+
+
+@_dcg_neighbors_op.register_fake
+def _(boxes, scores, k, iou_threshold, low_score):
+    bsz, n, _ = boxes.shape
+    return boxes.new_empty((bsz, n, k), dtype=torch.int64), boxes.new_empty((bsz, n, k), dtype=torch.bool)
