@@ -1,0 +1,257 @@
+"""The manifest: the JSON beside every exported model or engine (SPEC.md section 5).
+
+`model.onnx` has `model.onnx.json`, `model.engine` has `model.engine.json`. Compile writes it with
+`save_manifest`; the runtime reads it with `load_manifest` and refuses an artifact that does not match
+it (`check_artifact`, `check_engine_environment`), saying what to rebuild. Torch-free: the runtime
+imports this module.
+
+Conventions the fields carry:
+- `input_size` is (H, W), multiples of 32; `images` is float32 [B, 3, H, W], RGB,
+  x = (pixel / 255 - mean) / std per channel.
+- `resize` "letterbox": scale keeping the aspect ratio, image at the top-left, the rest padded
+  (DETR pads at the bottom/right); "stretch": plain resize to (W, H).
+  `pad_value` None pads with zeros after normalization (the mean colour, as DETR batches pad);
+  an int 0..255 pads with that grey level before normalization.
+- `output_format` "topk": `scores` [B, K], `labels` [B, K] int64, `boxes` [B, K, 4] xyxy in
+  network-input pixels, sorted by score; "raw": `pred_logits` [B, N, C] (sigmoid scores),
+  `pred_boxes` [B, N, 4] cxcywh normalized to [0, 1] of the padded network input.
+"""
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detrt.atomic import atomic_open
+from detrt.errors import InputError
+
+FORMAT_VERSION = 1
+OUTPUTS = {"topk": ("scores", "labels", "boxes"), "raw": ("pred_logits", "pred_boxes")}
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class Manifest:
+    """What the runtime needs to know about an artifact, and what it was built from."""
+
+    family: str  # "dh-detr" | "cq-dino" | ...
+    config: str  # named config, e.g. "dh_detr_r50"
+    class_names: list
+    input_size: tuple  # (H, W)
+    onnx_sha256: str  # the ONNX graph's sha256 (for engines: the ONNX it was built from)
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    resize: str = "letterbox"  # "letterbox" | "stretch"
+    pad_value: int = None  # None: zeros after normalization; else grey level 0..255
+    output_format: str = "topk"  # "topk" | "raw"
+    outputs: tuple = None  # output names; None -> OUTPUTS[output_format]
+    precision: str = "fp32"  # "fp32" | "fp16" | "int8"
+    form: str = "portable"  # "portable" (standard ops) | "plugin" (detrt:: nodes)
+    opset: int = 17
+    max_batch: int = 1
+    toolkit_version: str = ""  # detrt version that wrote it
+    parent: str = None  # the file it was made from (checkpoint for ONNX, ONNX for engines)
+    # Engines only.
+    engine_sha256: str = None
+    tensorrt_version: str = None
+    gpu_name: str = None
+    compute_capability: str = None  # "8.7"
+    plugin_sha256: str = None  # sha256 of the plugin library the engine was built with
+    format: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        if self.outputs is None:
+            self.outputs = OUTPUTS.get(self.output_format)
+        if not self.toolkit_version:
+            from detrt import __version__
+
+            self.toolkit_version = __version__
+
+    @property
+    def is_engine(self):
+        return self.engine_sha256 is not None
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        for k in ("input_size", "mean", "std", "outputs"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where="manifest"):
+        """Build and validate; every problem raises InputError naming `where` and the field."""
+        if not isinstance(d, dict):
+            raise InputError(f"{where}: not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)} (written by a newer detrt?)")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
+        m = cls(**d)
+        m.validate(where)
+        return m
+
+    def validate(self, where="manifest"):
+        """Check types and ranges; normalize lists to tuples. Raises InputError."""
+
+        def bad(name, why):
+            raise InputError(f"{where}: field {name!r} {why}")
+
+        if self.format != FORMAT_VERSION:
+            bad("format", f"is {self.format!r}; this detrt reads format {FORMAT_VERSION}")
+        for k in ("family", "config"):
+            if not isinstance(getattr(self, k), str) or not getattr(self, k):
+                bad(k, "must be a non-empty string")
+        if (not isinstance(self.class_names, (list, tuple)) or not self.class_names
+                or not all(isinstance(c, str) for c in self.class_names)):
+            bad("class_names", "must be a non-empty list of strings")
+        self.class_names = list(self.class_names)
+        hw = self.input_size
+        if (not isinstance(hw, (list, tuple)) or len(hw) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw)):
+            bad("input_size", f"must be [H, W] positive integers, got {hw!r}")
+        if hw[0] % 32 or hw[1] % 32:
+            bad("input_size", f"must be multiples of 32, got {list(hw)}")
+        self.input_size = (int(hw[0]), int(hw[1]))
+        for k in ("mean", "std"):
+            v = getattr(self, k)
+            if (not isinstance(v, (list, tuple)) or len(v) != 3
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+                bad(k, f"must be 3 numbers (RGB, pixel/255 units), got {v!r}")
+            setattr(self, k, tuple(float(x) for x in v))
+        if any(s <= 0 for s in self.std):
+            bad("std", f"must be positive, got {list(self.std)}")
+        if self.resize not in ("letterbox", "stretch"):
+            bad("resize", f"must be 'letterbox' or 'stretch', got {self.resize!r}")
+        if self.pad_value is not None and (not isinstance(self.pad_value, int) or not 0 <= self.pad_value <= 255):
+            bad("pad_value", f"must be null or an integer 0..255, got {self.pad_value!r}")
+        if self.output_format not in OUTPUTS:
+            bad("output_format", f"must be 'topk' or 'raw', got {self.output_format!r}")
+        if self.outputs is None:
+            self.outputs = OUTPUTS[self.output_format]
+        if not isinstance(self.outputs, (list, tuple)) or sorted(self.outputs) != sorted(OUTPUTS[self.output_format]):
+            bad("outputs", f"must be {list(OUTPUTS[self.output_format])} for output_format "
+                           f"{self.output_format!r}, got {self.outputs!r}")
+        self.outputs = tuple(self.outputs)
+        if self.precision not in ("fp32", "fp16", "int8"):
+            bad("precision", f"must be 'fp32', 'fp16' or 'int8', got {self.precision!r}")
+        if self.form not in ("portable", "plugin"):
+            bad("form", f"must be 'portable' or 'plugin', got {self.form!r}")
+        for k in ("opset", "max_batch"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(k, f"must be a positive integer, got {v!r}")
+        for k in ("onnx_sha256", "engine_sha256", "plugin_sha256"):
+            v = getattr(self, k)
+            if v is None and k != "onnx_sha256":
+                continue
+            if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]{64}", v):
+                bad(k, f"must be a sha256 hex digest (64 lowercase hex digits), got {v!r}")
+        if self.is_engine:
+            for k in ("tensorrt_version", "compute_capability"):
+                if not isinstance(getattr(self, k), str) or not getattr(self, k):
+                    bad(k, "is required for an engine (engine_sha256 is set)")
+            if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
+                bad("compute_capability", f"must look like '8.7', got {self.compute_capability!r}")
+        return self
+
+    def rebuild_hint(self, artifact):
+        """The command that recreates `artifact` from its parent."""
+        artifact = Path(artifact)
+        if self.is_engine or artifact.suffix in ENGINE_SUFFIXES:
+            src = self.parent or "model.onnx"
+            return f"rebuild with: detrt build {src} --precision {self.precision} -o {artifact}"
+        if self.parent and str(self.parent).endswith(".onnx"):
+            return (f"rebuild with: detrt build {self.parent} --backend onnxruntime "
+                    f"--precision {self.precision} -o {artifact}")
+        return f"re-export with: detrt export {self.parent or 'CHECKPOINT'} -o {artifact}"
+
+
+def manifest_path(artifact):
+    """The manifest beside `artifact`: `model.onnx` -> `model.onnx.json`."""
+    artifact = Path(artifact)
+    return artifact if artifact.suffix == ".json" else artifact.with_name(artifact.name + ".json")
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(artifact):
+    """Read and validate the manifest beside `artifact` (or the .json itself). Raises InputError."""
+    path = manifest_path(artifact)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest not found beside {artifact}; every artifact ships one "
+                         f"(re-export with: detrt export CHECKPOINT -o MODEL.onnx)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read manifest ({e.strerror or e})") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return Manifest.from_dict(d, where=str(path))
+
+
+def save_manifest(manifest, artifact):
+    """Validate and write the manifest beside `artifact` atomically; return its path."""
+    path = manifest_path(artifact)
+    manifest.validate(str(path))
+    with atomic_open(path, "w") as f:
+        json.dump(manifest.to_dict(), f, indent=2)
+        f.write("\n")
+    return path
+
+
+def check_artifact(artifact, manifest=None):
+    """Refuse an artifact whose bytes are not the ones its manifest describes. Returns the manifest."""
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise InputError(f"{artifact}: no such model file" if not artifact.exists()
+                         else f"{artifact}: not a file")
+    manifest = manifest or load_manifest(artifact)
+    want = manifest.engine_sha256 if (manifest.is_engine or artifact.suffix in ENGINE_SUFFIXES) \
+        else manifest.onnx_sha256
+    if want is None:
+        raise InputError(f"{artifact}: its manifest {manifest_path(artifact)} describes an ONNX model, "
+                         f"not an engine; {manifest.rebuild_hint(artifact)}")
+    got = sha256_file(artifact)
+    if got != want:
+        raise InputError(f"{artifact}: sha256 {got[:12]}... does not match its manifest "
+                         f"({want[:12]}...; the file changed after it was made); {manifest.rebuild_hint(artifact)}")
+    return manifest
+
+
+def check_engine_environment(manifest, artifact, *, tensorrt_version, compute_capability, plugin_sha256=None):
+    """Refuse an engine built for another TensorRT, GPU or plugin library, saying what to rebuild."""
+    hint = manifest.rebuild_hint(artifact)
+
+    def release(v):
+        return ".".join(str(v).split(".")[:3])
+
+    if release(manifest.tensorrt_version) != release(tensorrt_version):
+        raise InputError(f"{artifact}: built by TensorRT {manifest.tensorrt_version}, this machine has "
+                         f"TensorRT {tensorrt_version}; {hint}")
+    if manifest.compute_capability != compute_capability:
+        raise InputError(f"{artifact}: built for compute capability {manifest.compute_capability} "
+                         f"({manifest.gpu_name or 'another GPU'}), this GPU is {compute_capability}; {hint}")
+    if manifest.plugin_sha256 is not None and manifest.plugin_sha256 != plugin_sha256:
+        what = "no plugin library was found" if plugin_sha256 is None else "the plugin library differs"
+        raise InputError(f"{artifact}: built with plugin library sha256 {manifest.plugin_sha256[:12]}..., "
+                         f"{what}; {hint}")

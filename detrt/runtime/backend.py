@@ -1,0 +1,163 @@
+"""The backend interface and `open_backend`, which picks TensorRT or ONNX Runtime for an artifact.
+
+A backend is a loaded artifact plus its manifest that maps `images` float32 [B, 3, H, W] to the
+output dict the manifest names. Backends are context managers (Polygraphy's runner lifecycle);
+`infer` checks its input once at the edge. `submit` returns a callable producing the outputs later,
+so a pipeline can queue batch t+1 while batch t runs (TensorRT overlaps them on the GPU; ONNX
+Runtime computes at once and the callable just returns the result).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from detrt.errors import InputError
+from detrt.manifest import ENGINE_SUFFIXES, check_artifact, load_manifest
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+ONNX_SUFFIXES = (".onnx", ".ort")
+
+
+class Backend:
+    """Base class: subclasses set `name` and implement `_run(images) -> dict` (and may override submit)."""
+
+    name = "base"
+    input_name = "images"
+
+    def __init__(self, artifact, manifest):
+        self.artifact = Path(artifact)
+        self.manifest = manifest
+        self._max_batch = manifest.max_batch
+
+    @property
+    def max_batch(self):
+        return self._max_batch
+
+    @property
+    def input_shape(self):
+        """(max_batch, 3, H, W)."""
+        return (self.max_batch, 3, *self.manifest.input_size)
+
+    @property
+    def output_names(self):
+        return tuple(self.manifest.outputs)
+
+    def check_input(self, feed):
+        """Accept an array or {"images": array}; return a C-contiguous float32 [B, 3, H, W] array."""
+        images = feed[self.input_name] if isinstance(feed, dict) else feed
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        H, W = self.manifest.input_size
+        if images.ndim != 4 or images.shape[1:] != (3, H, W):
+            raise InputError(f"{self.artifact.name}: input '{self.input_name}' must be [B, 3, {H}, {W}], "
+                             f"got {list(images.shape)}")
+        if not 1 <= images.shape[0] <= self.max_batch:
+            raise InputError(f"{self.artifact.name}: batch {images.shape[0]} outside 1..{self.max_batch} "
+                             f"(the artifact's max batch)")
+        return images
+
+    def infer(self, feed):
+        """images [B, 3, H, W] (or {"images": ...}) -> {output name: array}. Outputs are fresh arrays."""
+        return self.submit(feed)()
+
+    def submit(self, feed):
+        """Start inference; return a callable that waits and returns the outputs dict."""
+        out = self._run(self.check_input(feed))
+        return lambda: out
+
+    def _run(self, images):
+        raise NotImplementedError
+
+    def warmup(self, iterations=2, batch=None):
+        """Run a few zero batches so first-frame latency does not include lazy initialization."""
+        x = np.zeros((batch or self.max_batch, *self.input_shape[1:]), np.float32)
+        for _ in range(iterations):
+            self.infer(x)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({str(self.artifact)!r}, max_batch={self.max_batch})"
+
+
+def default_threads():
+    """ONNX Runtime intra-op threads: the usable cores, at most 8 (more rarely helps a single model)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def tensorrt_available():
+    """(True, version) when tensorrt and cuda-python import, else (False, why)."""
+    try:
+        import tensorrt
+
+        from cuda.bindings import runtime  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install raising OSError on dlopen
+        return False, f"{type(e).__name__}: {e}"
+    return True, tensorrt.__version__
+
+
+def choose_backend(artifact, requested="auto"):
+    """(backend name, one-line reason) for an artifact; raises InputError when the pair cannot work.
+
+    The artifact decides: a serialized engine (.engine/.plan/.trt) runs on TensorRT only, an ONNX
+    model runs on ONNX Runtime's CPU (TensorRT needs an engine built for this GPU first).
+    `detrt doctor` prints the reason.
+    """
+    artifact = Path(artifact)
+    if requested not in BACKENDS:
+        raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    suffix = artifact.suffix.lower()
+    if suffix in ENGINE_SUFFIXES:
+        if requested == "onnxruntime":
+            raise InputError(f"{artifact}: a TensorRT engine; ONNX Runtime runs the .onnx artifact it was built "
+                             f"from (pass that, or --backend tensorrt)")
+        ok, why = tensorrt_available()
+        if not ok:
+            raise InputError(f"{artifact}: a TensorRT engine, but TensorRT/cuda-python do not import here ({why}); "
+                             f"run the ONNX artifact with --backend onnxruntime, or pip install 'detrt[trt]'")
+        return "tensorrt", f"{artifact.name} is a TensorRT engine and TensorRT {why} is installed"
+    if suffix in ONNX_SUFFIXES:
+        if requested == "tensorrt":
+            raise InputError(f"{artifact}: an ONNX model; TensorRT runs engines: build one for this GPU with: "
+                             f"detrt build {artifact} --precision fp16 -o {artifact.with_suffix('.engine')}")
+        ok, why = tensorrt_available()
+        note = (f"; a TensorRT engine would be faster here: detrt build {artifact} -o "
+                f"{artifact.with_suffix('.engine')}") if ok else ""
+        return "onnxruntime", f"{artifact.name} is an ONNX model: ONNX Runtime on the CPU{note}"
+    raise InputError(f"{artifact}: unknown model type {suffix or '(no suffix)'!r}; expected .onnx or .engine")
+
+
+def open_backend(artifact, backend="auto", *, threads=None, plugins=None, cuda_graph=False, verify=True):
+    """Load `artifact` (model.onnx or model.engine with its manifest beside it) on a backend.
+
+    backend: "auto" | "tensorrt" | "onnxruntime" (see choose_backend). threads: ONNX Runtime
+    intra-op threads (default: default_threads()). plugins: path of the TensorRT plugin library
+    (default: found beside the package, or $DETRT_PLUGINS). cuda_graph: capture a CUDA graph per
+    batch size after warm-up (TensorRT). verify: check the artifact's sha256 against its manifest.
+    Raises InputError for a missing file, a missing/mismatched manifest or an unusable pair.
+    """
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise InputError(f"{artifact}: no such model file")
+    if artifact.is_dir():
+        raise InputError(f"{artifact}: a directory; pass the model file (model.onnx or model.engine)")
+    name, _ = choose_backend(artifact, backend)
+    manifest = check_artifact(artifact) if verify else load_manifest(artifact)
+    if name == "tensorrt":
+        from detrt.runtime.trt_backend import TrtBackend
+
+        return TrtBackend(artifact, manifest, plugins=plugins, cuda_graph=cuda_graph)
+    from detrt.runtime.ort_backend import OrtBackend
+
+    return OrtBackend(artifact, manifest, threads=threads)

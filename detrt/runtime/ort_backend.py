@@ -1,0 +1,76 @@
+"""ONNX Runtime on the CPU: portable FP32 and INT8 (QDQ) models, and the plugin form.
+
+The plugin form has `detrt::MSDeformAttn` / `detrt::DCGNeighbors` nodes; ONNX Runtime runs them
+through the CPU kernels registered by `detrt.runtime.ort_ops.session_options()`.
+
+Threads: `intra_op_num_threads` defaults to the usable cores (at most 8), one inter-op thread, and
+spinning off, because in a pipeline the decode, preprocess and sink threads share those cores and
+ONNX Runtime's spin-waiting workers would take their time.
+"""
+
+import numpy as np
+
+from detrt.errors import InputError
+from detrt.runtime.backend import Backend, default_threads
+
+
+def _plugin_session_options(artifact):
+    try:
+        from detrt.runtime.ort_ops import session_options
+    except ImportError as e:
+        raise InputError(f"{artifact}: a plugin-form graph (detrt:: nodes) needs the CPU kernels from "
+                         f"detrt.runtime.ort_ops, which does not import ({e}); use the portable ONNX "
+                         f"export instead, or reinstall with pip install 'detrt[cpu-plugins]'") from None
+    return session_options()
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime CPUExecutionProvider session over an .onnx artifact."""
+
+    name = "onnxruntime"
+
+    def __init__(self, artifact, manifest, threads=None):
+        super().__init__(artifact, manifest)
+        import onnxruntime as ort
+
+        self.threads = int(threads) if threads else default_threads()
+        plugin = manifest.form == "plugin"
+        try:
+            self.session = self._session(ort, plugin)
+        except InputError:
+            raise
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not plugin and "detrt" in msg:  # a plugin-form graph whose manifest says portable
+                try:
+                    self.session = self._session(ort, True)
+                except Exception:
+                    raise InputError(f"{artifact}: ONNX Runtime cannot load it: {msg}") from None
+            else:
+                raise InputError(f"{artifact}: ONNX Runtime cannot load it: {msg}") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [self.input_name]:
+            raise InputError(f"{artifact}: inputs are {inputs}, expected ['{self.input_name}'] (the export contract)")
+        missing = [n for n in manifest.outputs if n not in outputs]
+        if missing:
+            raise InputError(f"{artifact}: outputs {outputs} lack {missing} that its manifest promises "
+                             f"({manifest.output_format}); {manifest.rebuild_hint(artifact)}")
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        if isinstance(batch_dim, int) and batch_dim > 0:  # a fixed-batch export
+            self._max_batch = min(self._max_batch, batch_dim)
+
+    def _session(self, ort, plugin):
+        so = _plugin_session_options(self.artifact) if plugin else ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"])
+
+    def _run(self, images):
+        names = list(self.manifest.outputs)
+        values = self.session.run(names, {self.input_name: images})
+        return {n: np.asarray(v) for n, v in zip(names, values)}

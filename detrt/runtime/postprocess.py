@@ -1,0 +1,114 @@
+"""Network outputs to detections in source pixels: score threshold, top-k, inverse resize. No NMS.
+
+DH-DETR's queries are de-homogenized so duplicates are already suppressed inside the model; an NMS
+here would only remove true positives in crowds. Two output formats (the manifest says which):
+- "topk": scores [B, K], labels [B, K], boxes [B, K, 4] xyxy in network-input pixels, sorted.
+- "raw": pred_logits [B, N, C], pred_boxes [B, N, 4] cxcywh normalized to the padded input;
+  scores are sigmoid(logits) and the top-k runs over all N x C (query, class) pairs, as Deformable
+  DETR's PostProcess does, so a query may yield more than one class.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detrt.box_ops import box_cxcywh_to_xyxy
+
+
+@dataclass
+class Detections:
+    """Detections of one frame, sorted by score: boxes xyxy [N, 4] float32 in source pixels."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple = ()
+
+    def __len__(self):
+        return len(self.scores)
+
+    @property
+    def names(self):
+        n = len(self.class_names)
+        return [self.class_names[i] if 0 <= i < n else str(i) for i in self.labels.tolist()]
+
+    def above(self, threshold):
+        """The detections with score >= threshold (a view-sized copy; self is unchanged)."""
+        if len(self.scores) == 0 or self.scores[-1] >= threshold:
+            return self
+        keep = self.scores >= threshold
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
+
+    def to_list(self):
+        """JSON-ready: [{"box": [x0, y0, x1, y1], "score", "label", "name"}]."""
+        names = self.names
+        return [{"box": [round(v, 2) for v in b], "score": round(s, 5), "label": l, "name": n}
+                for b, s, l, n in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), names)]
+
+    @classmethod
+    def empty(cls, class_names=()):
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(class_names))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float32)))
+
+
+class Postprocessor:
+    """Callable: (outputs dict, [Transform]) -> [Detections], one per frame of the batch."""
+
+    def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None):
+        if output_format not in ("topk", "raw"):
+            raise ValueError(f"output_format must be 'topk' or 'raw', got {output_format!r}")
+        self.output_format = output_format
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.class_names = tuple(class_names)
+        self.threshold = float(threshold)
+        self.topk = topk
+
+    @classmethod
+    def from_manifest(cls, manifest, threshold=0.5, topk=None):
+        return cls(manifest.output_format, manifest.input_size, manifest.class_names, threshold, topk)
+
+    def __call__(self, outputs, transforms):
+        if self.output_format == "topk":
+            scores, labels, boxes = outputs["scores"], outputs["labels"], outputs["boxes"]
+        else:
+            scores, labels, boxes = self._from_raw(outputs["pred_logits"], outputs["pred_boxes"])
+        if len(scores) < len(transforms):
+            raise ValueError(f"the model returned {len(scores)} results for a batch of {len(transforms)}")
+        return [self._one(scores[i], labels[i], boxes[i], t) for i, t in enumerate(transforms)]
+
+    def _from_raw(self, logits, boxes):
+        """[B, N, C], [B, N, 4] cxcywh normalized -> sorted scores [B, k], labels, xyxy network pixels."""
+        B, N, C = logits.shape
+        k = min(self.topk or N, N * C)
+        flat = logits.reshape(B, N * C)
+        # Top-k on logits (sigmoid is monotonic); argpartition then sort only the k kept.
+        if k < N * C:
+            idx = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+        else:
+            idx = np.broadcast_to(np.arange(N * C), (B, N * C))
+        part = np.take_along_axis(flat, idx, axis=1)
+        order = np.argsort(-part, axis=1, kind="stable")
+        idx = np.take_along_axis(idx, order, axis=1)
+        scores = _sigmoid(np.take_along_axis(part, order, axis=1))
+        labels = (idx % C).astype(np.int64)
+        query = idx // C
+        H, W = self.input_hw
+        sel = np.take_along_axis(boxes, query[..., None], axis=1)
+        xyxy = box_cxcywh_to_xyxy(sel) * np.array([W, H, W, H], dtype=np.float32)
+        return scores, labels, xyxy.astype(np.float32)
+
+    def _one(self, scores, labels, boxes, transform):
+        scores = np.asarray(scores, dtype=np.float32)
+        if len(scores) > 1 and (np.diff(scores) > 0).any():  # the contract says sorted; do not rely on it
+            order = np.argsort(-scores, kind="stable")
+            scores, labels, boxes = scores[order], np.asarray(labels)[order], np.asarray(boxes)[order]
+        if self.topk is not None and self.output_format == "topk":
+            scores, labels, boxes = scores[:self.topk], labels[:self.topk], boxes[:self.topk]
+        keep = scores >= self.threshold
+        if not keep.all():
+            scores, labels, boxes = scores[keep], labels[keep], boxes[keep]
+        return Detections(transform.to_source(boxes), scores,
+                          np.asarray(labels, dtype=np.int64), self.class_names)

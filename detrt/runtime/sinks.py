@@ -1,0 +1,262 @@
+"""Where detections go: annotated video, JSONL per frame, CrowdHuman .odgt, a window.
+
+URIs as jetson-inference's videoOutput: `out.mp4` (or file://out.mp4), `display://0`; plus
+`dets.jsonl` and `dets.odgt`. Every sink has `write(frame, detections, fps=None)`, `close()` and
+`is_streaming` (False once a window is closed), and is a context manager.
+
+Crash safety: JSONL and .odgt lines are written whole with one system call per frame (an
+unbuffered file), so a crash loses nothing already computed; a failed write (disk full) truncates
+the partial line away and raises SinkError naming how many lines are intact. The video appears at
+its path only when closed (it is written to a hidden partial file first); Ctrl-C still closes it.
+Each sink may carry its own score `threshold` (the .odgt keeps every detection by default, since
+AP needs the whole precision/recall curve).
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detrt.errors import InputError
+
+VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+
+class SinkError(InputError):
+    """A sink could not write (disk full, unwritable path): the run stops with this one-line message."""
+
+
+class Sink:
+    threshold = None  # None: take what the pipeline gives
+
+    @property
+    def is_streaming(self):
+        return True
+
+    def write(self, frame, detections, fps=None):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _LineSink(Sink):
+    """One JSON line per frame, written whole, never buffered."""
+
+    def __init__(self, path, opener=None):
+        self.path = Path(path)
+        self.lines = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = opener(self.path) if opener else open(self.path, "wb", buffering=0)
+        except OSError as e:
+            raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
+        self._offset = 0
+
+    def _line(self, frame, detections, fps):
+        raise NotImplementedError
+
+    def write(self, frame, detections, fps=None):
+        if self._f is None:
+            raise SinkError(f"{self.path}: written after close")
+        data = (json.dumps(self._line(frame, detections, fps), separators=(",", ":")) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._f.write(view)
+                view = view[n if n is not None else len(view):]
+            if hasattr(self._f, "flush"):
+                self._f.flush()
+        except OSError as e:
+            self._truncate()
+            raise SinkError(f"{self.path}: write failed at frame {frame.index} ({e.strerror or e}); "
+                            f"the first {self.lines} lines are intact") from None
+        self._offset += len(data)
+        self.lines += 1
+
+    def _truncate(self):
+        """Cut a partly written line, so the file holds exactly the lines reported written."""
+        try:
+            os.ftruncate(self._f.fileno(), self._offset)
+        except (OSError, AttributeError, ValueError):
+            pass
+
+    def close(self):
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                self._truncate()
+            self._f = None
+
+
+class JsonlSink(_LineSink):
+    """`{"frame", "pts", "name", "width", "height", "count", "fps", "detections": [{"box": xyxy, "score",
+    "label", "name"}]}` per frame, boxes in source pixels."""
+
+    def __init__(self, path, threshold=None, opener=None):
+        super().__init__(path, opener)
+        self.threshold = threshold
+
+    def _line(self, frame, detections, fps):
+        h, w = frame.image.shape[:2]
+        line = {"frame": frame.index, "pts": None if frame.pts is None else round(frame.pts, 4), "name": frame.name,
+                "width": w, "height": h, "count": len(detections), "detections": detections.to_list()}
+        if fps is not None:
+            line["fps"] = round(fps, 2)
+        return line
+
+
+class OdgtSink(_LineSink):
+    """CrowdHuman detections, SPEC.md section 4: `{"ID", "dtboxes": [{"box": [x, y, w, h], "score", "tag"}]}`.
+
+    ID: the image's stem for image sources, else `id_format` of the frame index (`{index:06d}`
+    by default, as synthetic videos name their ground-truth frames). tag: label + 1 (person = 1).
+    """
+
+    def __init__(self, path, threshold=0.0, id_format="{index:06d}", opener=None):
+        super().__init__(path, opener)
+        self.threshold = threshold
+        self.id_format = id_format
+
+    def _line(self, frame, detections, fps):
+        ident = frame.name if frame.name is not None else self.id_format.format(index=frame.index)
+        boxes = detections.boxes.astype(np.float64)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1) if len(boxes) else boxes
+        return {"ID": ident, "dtboxes": [{"box": [round(v, 2) for v in b], "score": round(float(s), 5),
+                                          "tag": int(l) + 1}
+                                         for b, s, l in zip(xywh.tolist(), detections.scores, detections.labels)]}
+
+
+def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
+    """Boxes, scores, and a banner with the person count and FPS, drawn on a copy of `image`."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 400))
+    for (x0, y0, x1, y1), score in zip(detections.boxes.tolist(), detections.scores.tolist()):
+        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
+        cv2.rectangle(out, p0, p1, color, thick, cv2.LINE_AA)
+        if x1 - x0 >= 28:
+            cv2.putText(out, f"{score:.2f}", (p0[0] + 2, max(p0[1] + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4, color, 1, cv2.LINE_AA)
+    banner = f"{len(detections)} people" + (f" | {fps:.1f} FPS" if fps else "")
+    scale = max(0.5, min(h, w) / 720)
+    (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
+    cv2.putText(out, banner, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+class VideoSink(Sink):
+    """Annotated video. Opened at the first frame (its size); frames of another size are resized."""
+
+    def __init__(self, path, fps=None, threshold=None):
+        self.path = Path(path)
+        self.fps = fps
+        self.threshold = threshold
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_FOURCC:
+            raise InputError(f"{self.path}: unsupported video type {suffix!r} ({', '.join(VIDEO_FOURCC)})")
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
+        self._writer = None
+        self._size = None
+        self.frames = 0
+
+    def _open(self, w, h):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
+        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 30.0), (w, h))
+        if not writer.isOpened():
+            raise SinkError(f"{self.path}: OpenCV cannot open a video writer here")
+        self._writer, self._size = writer, (w, h)
+
+    def write(self, frame, detections, fps=None):
+        image = frame.image
+        if self._writer is None:
+            self._open(image.shape[1], image.shape[0])
+        if (image.shape[1], image.shape[0]) != self._size:
+            sx, sy = self._size[0] / image.shape[1], self._size[1] / image.shape[0]
+            image = cv2.resize(image, self._size)
+            detections = type(detections)(detections.boxes * np.float32([sx, sy, sx, sy]), detections.scores,
+                                          detections.labels, detections.class_names)
+        self._writer.write(draw_detections(image, detections, fps))
+        self.frames += 1
+
+    def close(self):
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if self.frames and self._tmp.exists() and self._tmp.stat().st_size > 0:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+            raise SinkError(f"{self.path}: the video writer produced no file (disk full?)")
+
+
+def has_gui():
+    """Whether this OpenCV build can open windows (opencv-python can, -headless cannot)."""
+    m = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+    return m is not None and m.group(1).upper() != "NONE"
+
+
+class DisplaySink(Sink):
+    """A window (display://0 or --show); closing it or pressing q / Esc ends the run."""
+
+    def __init__(self, name="detrt", threshold=None):
+        if not has_gui():
+            raise InputError("display://: this OpenCV has no GUI (opencv-python-headless); "
+                             "pip install opencv-python to use --show")
+        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("display://: no display ($DISPLAY is not set)")
+        self.name = name
+        self.threshold = threshold
+        self._open = False
+        self._streaming = True
+
+    @property
+    def is_streaming(self):
+        return self._streaming
+
+    def write(self, frame, detections, fps=None):
+        cv2.imshow(self.name, draw_detections(frame.image, detections, fps))
+        self._open = True
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27) or cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) < 1:
+            self._streaming = False
+
+    def close(self):
+        if self._open:
+            cv2.destroyWindow(self.name)
+            self._open = False
+
+
+def open_sink(uri, *, fps=None, threshold=None):
+    """A sink for a URI or path: display://N, *.jsonl, *.odgt, or a video file (.mp4 .avi .mkv .mov)."""
+    text = str(uri).strip()
+    if text.startswith("display://"):
+        return DisplaySink(f"detrt {text}", threshold=threshold)
+    if re.match(r"^[a-z][a-z0-9+.-]*://", text) and not text.startswith("file://"):
+        raise InputError(f"{text}: streaming outputs are not supported; write a file or use display://0")
+    path = Path(text[len("file://"):] if text.startswith("file://") else text)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return JsonlSink(path, threshold=threshold)
+    if suffix == ".odgt":
+        return OdgtSink(path)
+    if suffix in VIDEO_FOURCC:
+        return VideoSink(path, fps=fps, threshold=threshold)
+    raise InputError(f"{text}: unknown output type {suffix or '(no suffix)'!r}; use .mp4/.avi/.mkv/.mov, "
+                     f".jsonl, .odgt or display://0")

@@ -1,0 +1,236 @@
+"""TensorRT engines through cuda-python (`cuda.bindings.runtime`), for NVIDIA GPUs and Jetson.
+
+Not run on the development machines (no GPU): every TensorRT and CUDA name below was checked
+against NVIDIA's TensorRT 10.0/11.1 Python bindings (python/src/infer/pyCore.cpp), the samples'
+common_runtime.py, and cuda-python's runtime module; tests/runtime/test_trt_backend.py drives this
+code through stand-in modules on the CPU, and the real-GPU test skips where TensorRT is absent.
+
+- The plugin library is dlopen'ed (ctypes, RTLD_GLOBAL) before deserializing, so its creators
+  are registered; its sha256 must equal the manifest's (else: rebuild).
+- One CUDA stream. Two slots of pinned host + device buffers sized for the profile's max batch:
+  `submit` copies a batch into slot s, enqueues H2D, execute_async_v3 and D2H on the stream and
+  records slot s's event; the pipeline preprocesses batch t+1 into the other slot while the GPU
+  runs batch t (double buffering), then `collect` waits on the event only.
+- `cuda_graph=True`: after one ordinary run at a (slot, batch) shape, the H2D + enqueue + D2H
+  sequence is captured into a CUDA graph and replayed for later batches of that shape
+  (TensorRT's documented pattern: set shapes and addresses, run once, then capture).
+- Future step: GPU preprocessing (resize + normalize + HWC->CHW in a CUDA kernel built with the
+  plugins), so only the uint8 frame crosses PCIe; today preprocessing is on the CPU
+  (detrt/runtime/preprocess.py) and the float32 batch is copied.
+"""
+
+import ctypes
+import glob
+import os
+from pathlib import Path
+
+import numpy as np
+
+from detrt.errors import InputError
+from detrt.manifest import check_engine_environment, sha256_file
+from detrt.runtime.backend import Backend
+
+PLUGIN_GLOBS = ("libdetrt*plugin*.so", "detrt*plugin*.dll")
+
+
+def find_plugin_library():
+    """$DETRT_PLUGINS, else a libdetrt*plugin*.so shipped in the package or the build tree, else None."""
+    env = os.environ.get("DETRT_PLUGINS")
+    if env:
+        return Path(env)
+    pkg = Path(__file__).resolve().parents[1]
+    for root in (pkg, pkg / "lib", pkg.parent / "build"):
+        for pattern in PLUGIN_GLOBS:
+            hits = sorted(glob.glob(str(root / "**" / pattern), recursive=True))
+            if hits:
+                return Path(hits[0])
+    return None
+
+
+def load_plugin_library(path):
+    """dlopen the plugin library globally so TensorRT finds its creators; InputError with dlerror."""
+    try:
+        return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise InputError(f"{path}: the TensorRT plugin library does not load: {e}") from None
+
+
+class _Cuda:
+    """cuda.bindings.runtime calls with error checking: each returns its results, raising on error."""
+
+    def __init__(self):
+        from cuda.bindings import runtime as cudart
+
+        self.rt = cudart
+
+    def __call__(self, fn, *args):
+        res = getattr(self.rt, fn)(*args)
+        err, rest = res[0], res[1:]
+        if int(err.value if hasattr(err, "value") else err):
+            name = self.rt.cudaGetErrorName(err)[1]
+            raise RuntimeError(f"{fn} failed: {name.decode() if isinstance(name, bytes) else name}")
+        return rest[0] if len(rest) == 1 else (rest or None)
+
+
+class _Slot:
+    """Pinned host + device buffers for every I/O tensor at its max shape, and a completion event."""
+
+    def __init__(self, cuda, shapes, dtypes):
+        self.cuda = cuda
+        self.host, self.device, self._host_ptrs = {}, {}, []
+        for name, shape in shapes.items():
+            dtype = np.dtype(dtypes[name])
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            hptr = cuda("cudaMallocHost", nbytes)
+            self._host_ptrs.append(hptr)
+            raw = (ctypes.c_ubyte * nbytes).from_address(int(hptr))
+            self.host[name] = np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape)
+            self.device[name] = cuda("cudaMalloc", nbytes)
+        self.event = cuda("cudaEventCreate")
+        self.pending = False
+
+    def free(self):
+        for ptr in self.device.values():
+            self.cuda("cudaFree", ptr)
+        for ptr in self._host_ptrs:
+            self.cuda("cudaFreeHost", ptr)
+        self.cuda("cudaEventDestroy", self.event)
+        self.host, self.device, self._host_ptrs = {}, {}, []
+
+
+class TrtBackend(Backend):
+    """A deserialized engine with one execution context, one stream and two buffer slots."""
+
+    name = "tensorrt"
+
+    def __init__(self, artifact, manifest, plugins=None, cuda_graph=False, device=0):
+        super().__init__(artifact, manifest)
+        import tensorrt as trt
+
+        self.trt = trt
+        self.cuda = cuda = _Cuda()
+        cuda("cudaSetDevice", device)
+        props = cuda("cudaGetDeviceProperties", device)
+        self.compute_capability = f"{props.major}.{props.minor}"
+        name = props.name
+        self.gpu_name = (name.split(b"\0")[0].decode() if isinstance(name, bytes) else str(name))
+
+        lib = Path(plugins) if plugins else find_plugin_library()
+        plugin_sha = None
+        if lib is not None:
+            if not lib.is_file():
+                raise InputError(f"{lib}: no such plugin library (--plugins / $DETRT_PLUGINS)")
+            self._plugin_handle = load_plugin_library(lib)
+            plugin_sha = sha256_file(lib)
+        check_engine_environment(manifest, artifact, tensorrt_version=trt.__version__,
+                                 compute_capability=self.compute_capability, plugin_sha256=plugin_sha)
+
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(Path(artifact).read_bytes())
+        if self.engine is None:
+            raise InputError(f"{artifact}: TensorRT could not deserialize the engine (see its log above); "
+                             f"{manifest.rebuild_hint(artifact)}")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        modes = {n: self.engine.get_tensor_mode(n) for n in names}
+        inputs = [n for n in names if modes[n] == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if modes[n] == trt.TensorIOMode.OUTPUT]
+        if inputs != [self.input_name]:
+            raise InputError(f"{artifact}: engine inputs are {inputs}, expected ['{self.input_name}']")
+        missing = [n for n in manifest.outputs if n not in self.outputs]
+        if missing:
+            raise InputError(f"{artifact}: engine outputs {self.outputs} lack {missing}; "
+                             f"{manifest.rebuild_hint(artifact)}")
+
+        max_shape = tuple(self.engine.get_tensor_profile_shape(self.input_name, 0)[2])
+        self._max_batch = min(int(max_shape[0]), manifest.max_batch)
+        max_shape = (self._max_batch, *max_shape[1:])
+        self._set_batch(self._max_batch)
+        shapes = {self.input_name: max_shape}
+        shapes.update({n: tuple(self.context.get_tensor_shape(n)) for n in self.outputs})
+        dtypes = {n: trt.nptype(self.engine.get_tensor_dtype(n)) for n in names}
+        self._dtype_in = np.dtype(dtypes[self.input_name])
+
+        self.stream = cuda("cudaStreamCreate")
+        self._stream_handle = int(self.stream)
+        self._slots = [_Slot(cuda, shapes, dtypes) for _ in range(2)]
+        self._next = 0
+        self._batch = self._max_batch
+        self.cuda_graph = cuda_graph
+        self._graphs = {}  # (slot index, batch) -> (graph, graph exec)
+        self._seen = set()  # (slot index, batch) that ran once without a graph
+
+    def _set_batch(self, batch):
+        shape = (batch, 3, *self.manifest.input_size)
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise InputError(f"{self.artifact}: the engine rejects input shape {list(shape)} "
+                             f"(outside its optimization profile)")
+        self._batch = batch
+
+    def _enqueue(self, slot, batch):
+        """H2D, inference and D2H for `batch` rows of `slot`, on the stream (captured or not)."""
+        rt = self.cuda.rt
+        h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        x = slot.host[self.input_name][:batch]
+        self.cuda("cudaMemcpyAsync", slot.device[self.input_name], x.ctypes.data, x.nbytes, h2d, self.stream)
+        if not self.context.execute_async_v3(self._stream_handle):
+            raise RuntimeError(f"{self.artifact}: execute_async_v3 failed (see the TensorRT log)")
+        for n in self.outputs:
+            y = slot.host[n][:batch]
+            self.cuda("cudaMemcpyAsync", y.ctypes.data, slot.device[n], y.nbytes, d2h, self.stream)
+
+    def submit(self, feed):
+        images = self.check_input(feed)
+        batch = images.shape[0]
+        index = self._next
+        self._next ^= 1
+        slot = self._slots[index]
+        if slot.pending:  # its previous batch was never collected: wait before overwriting
+            self.cuda("cudaEventSynchronize", slot.event)
+        np.copyto(slot.host[self.input_name][:batch], images, casting="same_kind")
+        if batch != self._batch:
+            self._set_batch(batch)
+        for name, ptr in slot.device.items():
+            self.context.set_tensor_address(name, int(ptr))
+        key = (index, batch)
+        if key in self._graphs:
+            self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
+        elif self.cuda_graph and key in self._seen:
+            self._capture(slot, key)
+            self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
+        else:
+            self._enqueue(slot, batch)
+            self._seen.add(key)
+        self.cuda("cudaEventRecord", slot.event, self.stream)
+        slot.pending = True
+        return lambda: self._collect(slot, batch)
+
+    def _capture(self, slot, key):
+        rt = self.cuda.rt
+        self.cuda("cudaStreamBeginCapture", self.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
+        try:
+            self._enqueue(slot, key[1])
+        finally:
+            graph = self.cuda("cudaStreamEndCapture", self.stream)
+        self._graphs[key] = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
+
+    def _collect(self, slot, batch):
+        self.cuda("cudaEventSynchronize", slot.event)
+        slot.pending = False
+        return {n: slot.host[n][:batch].copy() for n in self.manifest.outputs}
+
+    def close(self):
+        if getattr(self, "_slots", None) is None:
+            return
+        self.cuda("cudaStreamSynchronize", self.stream)
+        for graph, graph_exec in self._graphs.values():
+            self.cuda("cudaGraphExecDestroy", graph_exec)
+            self.cuda("cudaGraphDestroy", graph)
+        self._graphs = {}
+        for slot in self._slots:
+            slot.free()
+        self._slots = None
+        self.cuda("cudaStreamDestroy", self.stream)
+        self.context = None
+        self.engine = None
