@@ -90,19 +90,22 @@ def to_plugins(graph):
 
 def int32_shape_inputs(graph):
     """spatial_shapes and level_start_index of plugin MSDA nodes as int32 (what the plugins read)."""
+    converted = {}  # one int32 twin per tensor, shared by every node that reads it
     for node in graph.nodes:
         if is_detrt(node, MSDA_OP) or node.op == NVIDIA_MSDA_OP:
             for slot in (1, 2):
                 tensor = node.inputs[slot]
                 if tensor.dtype == np.int32:
                     continue
-                if isinstance(tensor, gs.Constant):
-                    node.inputs[slot] = gs.Constant(f"{tensor.name}_int32", tensor.values.astype(np.int32))
-                else:
-                    cast = gs.Variable(f"{tensor.name}_int32", dtype=np.int32, shape=tensor.shape)
-                    graph.nodes.append(gs.Node("Cast", f"{node.name}/cast_int32_{slot}", {"to": onnx.TensorProto.INT32},
-                                               [tensor], [cast]))
-                    node.inputs[slot] = cast
+                if tensor.name not in converted:
+                    if isinstance(tensor, gs.Constant):
+                        converted[tensor.name] = gs.Constant(f"{tensor.name}_int32", tensor.values.astype(np.int32))
+                    else:
+                        cast = gs.Variable(f"{tensor.name}_int32", dtype=np.int32, shape=tensor.shape)
+                        graph.nodes.append(gs.Node("Cast", f"{tensor.name}/cast_int32", {"to": onnx.TensorProto.INT32},
+                                                   [tensor], [cast]))
+                        converted[tensor.name] = cast
+                node.inputs[slot] = converted[tensor.name]
     return graph
 
 
@@ -125,17 +128,17 @@ def to_nvidia_msda(graph):
 
 
 def infer_plugin_shapes(graph):
-    """Set dtype and shape of plugin outputs, which ONNX shape inference cannot know."""
+    """Set dtype and shape of plugin outputs from their inputs: ONNX shape inference cannot see into them."""
     for node in graph.nodes:
-        if is_detrt(node, MSDA_OP) or (node.domain == PORTABLE_DOMAIN and node.op == MSDA_OP):
+        if node.op == MSDA_OP and node.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN):
             value, locations = node.inputs[0], node.inputs[3]
             out = node.outputs[0]
-            out.dtype = value.dtype
+            out.dtype = value.dtype if value.dtype is not None else out.dtype
             if value.shape is not None and locations.shape is not None:
                 n, _, m, d = value.shape
                 md = m * d if isinstance(m, int) and isinstance(d, int) else None
                 out.shape = [n, locations.shape[1], md]
-        elif is_detrt(node, DCG_OP) or (node.domain == PORTABLE_DOMAIN and node.op == DCG_OP):
+        elif node.op == DCG_OP and node.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN):
             boxes = node.inputs[0]
             indices, valid = node.outputs
             indices.dtype, valid.dtype = np.int32, np.bool_
@@ -146,10 +149,20 @@ def infer_plugin_shapes(graph):
 
 
 def infer_shapes(graph):
-    """ONNX shape inference over the whole graph, plugin outputs seeded by infer_plugin_shapes."""
-    graph = infer_plugin_shapes(graph)
-    model = onnx.shape_inference.infer_shapes(export_model(graph), data_prop=True)
-    return gs.import_onnx(model)
+    """ONNX shape inference over the whole graph, seeded with the plugin outputs (infer_plugin_shapes).
+
+    Inference stops at each plugin node, whose inputs it types only on the next round: repeat until
+    every plugin output has a dtype.
+    """
+    plugins = [n for n in graph.nodes if n.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN) and n.op in DETRT_OPS]
+    for _ in range(len(plugins) + 1):
+        graph = infer_plugin_shapes(graph)
+        model = onnx.shape_inference.infer_shapes(export_model(graph, do_type_check=False), data_prop=True)
+        graph = gs.import_onnx(model)
+        plugins = [n for n in graph.nodes if n.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN) and n.op in DETRT_OPS]
+        if all(t.dtype is not None for n in plugins for t in n.outputs):
+            break
+    return infer_plugin_shapes(graph)
 
 
 def passes_for(form, msda_plugin="detrt"):
@@ -169,21 +182,22 @@ def passes_for(form, msda_plugin="detrt"):
 def run_passes(graph, passes):
     """Apply passes in order -> (graph, [(pass name, change summary)])."""
     changes = []
-    for fn in passes:
-        before = _op_counts(graph)
-        graph = fn(graph)
-        changes.append((fn.__name__, _describe(before, _op_counts(graph))))
+    with gs.logger.G_LOGGER.suppress(gs.logger.G_LOGGER.ERROR):  # not its per-tensor warnings
+        for fn in passes:
+            before = _op_counts(graph)
+            graph = fn(graph)
+            changes.append((fn.__name__, _describe(before, _op_counts(graph))))
     return graph, changes
 
 
-def export_model(graph):
+def export_model(graph, do_type_check=True):
     """gs.Graph -> onnx.ModelProto with the opset imports every node needs and a readable IR version."""
     domains = {n.domain for n in graph.nodes if n.domain not in (None, "", "ai.onnx")}
     imports = [onnx.helper.make_opsetid(d, 1) for d in sorted(domains)]
     have = {i.domain for i in graph.import_domains or []}
     graph.import_domains = list(graph.import_domains or []) + [i for i in imports if i.domain not in have]
     graph.import_domains = [i for i in graph.import_domains if i.domain in domains or i.domain in ("", "ai.onnx")]
-    model = gs.export_onnx(graph)
+    model = gs.export_onnx(graph, do_type_check=do_type_check)
     model.ir_version = IR_VERSION
     return model
 

@@ -1,0 +1,284 @@
+"""Export: a trained checkpoint -> ONNX (plugin or portable form) + its manifest.
+
+    model, cfg = model_from_checkpoint("runs/tiny")          # checkpoint.safetensors + checkpoint.json
+    onnx_model = onnx_from_model(model, (256, 384), form="plugin")
+    export_checkpoint("runs/tiny", "model.onnx", form="portable")   # the `detrt export` verb
+
+Exporter choice: the TorchScript exporter (`torch.onnx.export(..., dynamo=False)`) with a symbolic per
+custom op. It turns `torch.ops.detrt.ms_deform_attn` / `dcg_neighbors` into single `detrt::` nodes,
+two-output op included, and records the model's shape arithmetic so the batch stays dynamic. The
+dynamo exporter's `custom_translation_table` failed on the two-output op here (its onnxscript opset
+has no schema for `detrt::DCGNeighbors`, so the number of outputs is unknown), and it would need the
+same op definitions written a second time in onnxscript.
+
+Both forms come from one trace: export always emits the `detrt::` nodes, then graph surgery makes the
+requested form (`surgery.passes_for`). The portable form swaps each node for a call of a model-local
+function of standard ops (`portable_ops.py`: GridSample MSDA, dense DCG neighbours). The custom-op
+symbolics are registered only inside `detrt_symbolics()`, around the one export call, so nothing
+global changes how any other export behaves.
+"""
+
+import contextlib
+import io
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+from detrt.atomic import atomic_path
+from detrt.compile import surgery
+from detrt.errors import InputError
+from detrt.manifest import Manifest, save_manifest, sha256_file
+
+MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
+DEFAULT_OPSET = 17
+CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
+CHECKPOINT_JSON = "checkpoint.json"
+INT64 = 7  # onnx.TensorProto.INT64, for Cast's `to`
+
+
+class ExportWrapper(nn.Module):
+    """images [B, 3, H, W] -> the exported outputs of one model.
+
+    postprocess=True: the model's PostProcess in the graph -> scores [B, K], labels int64 [B, K],
+    boxes [B, K, 4] xyxy in network-input pixels, sorted by score (K = min(topk, N * C)).
+    postprocess=False: pred_logits [B, N, C] (apply sigmoid for scores), pred_boxes [B, N, 4] cxcywh in [0, 1].
+    """
+
+    def __init__(self, model, input_size, postprocess=True, topk=100):
+        super().__init__()
+        from detrt.models.dhdetr import PostProcess
+
+        self.model = model
+        self.postprocess = PostProcess(topk) if postprocess else None
+        self.register_buffer("size", torch.tensor([list(input_size)], dtype=torch.float32), persistent=False)
+
+    def forward(self, images):
+        out = self.model(images)
+        if self.postprocess is None:
+            return out["pred_logits"], out["pred_boxes"]
+        det = self.postprocess(out, self.size.expand(images.shape[0], 2))
+        return det["scores"], det["labels"], det["boxes"]
+
+
+@contextlib.contextmanager
+def detrt_symbolics(opset):
+    """Within the block, the TorchScript exporter writes the two detrt custom ops as single detrt:: nodes."""
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+
+    register_custom_op_symbolic("detrt::ms_deform_attn", _msda_symbolic, opset)
+    register_custom_op_symbolic("detrt::dcg_neighbors", _dcg_symbolic, opset)
+    try:
+        yield
+    finally:
+        unregister_custom_op_symbolic("detrt::ms_deform_attn", opset)
+        unregister_custom_op_symbolic("detrt::dcg_neighbors", opset)
+
+
+def _sizes(value):
+    from torch.onnx import symbolic_helper
+
+    return symbolic_helper._get_tensor_sizes(value) or None
+
+
+def _msda_symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    out = g.op("detrt::MSDeformAttn", value, spatial_shapes, level_start_index, sampling_locations,
+               attention_weights)
+    v, loc = _sizes(value), _sizes(sampling_locations)
+    if v and loc and None not in (v[2], v[3]):
+        # batch left unknown: a traced example size must not be folded into the graph's shape arithmetic
+        out.setType(value.type().with_sizes([None, loc[1], v[2] * v[3]]))
+    return out
+
+
+def _dcg_symbolic(g, boxes, scores, k, iou_threshold, low_score):
+    from torch.onnx import symbolic_helper
+
+    k = symbolic_helper._get_const(k, "i", "k")
+    iou_threshold = symbolic_helper._get_const(iou_threshold, "f", "iou_threshold")
+    low_score = symbolic_helper._get_const(low_score, "f", "low_score")
+    indices, valid = g.op("detrt::DCGNeighbors", boxes, scores, k_i=k, iou_threshold_f=iou_threshold,
+                          low_score_f=low_score, outputs=2)
+    b = _sizes(boxes)
+    shape = [None, b[1] if b else None, k]
+    indices.setType(boxes.type().with_dtype(torch.int32).with_sizes(shape))
+    valid.setType(boxes.type().with_dtype(torch.bool).with_sizes(shape))
+    # the op contract gives int32 indices (what TensorRT plugins produce); the model indexes with int64
+    return g.op("Cast", indices, to_i=INT64), valid
+
+
+def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=100, opset=DEFAULT_OPSET,
+                    msda_plugin="detrt", batch=1):
+    """Trace `model` at input_size (H, W) with a dynamic batch -> onnx.ModelProto of the requested form.
+
+    form "plugin": MSDA and DCG neighbours as single detrt:: nodes (msda_plugin "nvidia": MSDA as
+    NVIDIA's trt::MultiscaleDeformableAttnPlugin_TRT); form "portable": standard ops only.
+    """
+    if opset < MIN_OPSET:
+        raise InputError(f"--opset {opset}: must be >= {MIN_OPSET} (LayerNormalization as one node)")
+    h, w = input_size
+    if h % 32 or w % 32 or h <= 0 or w <= 0:
+        raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")
+    if form == "portable" and msda_plugin != "detrt":
+        raise InputError("--msda-plugin applies to the plugin form only")
+    wrapper = ExportWrapper(model, input_size, postprocess, topk).eval()
+    names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
+    images = torch.zeros(batch, 3, h, w)
+    buffer = io.BytesIO()
+    with torch.no_grad(), detrt_symbolics(opset), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings for the static level shapes, the legacy-exporter notice
+        torch.onnx.export(wrapper, (images,), buffer, dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
+                          custom_opsets={surgery.DETRT_DOMAIN: 1}, do_constant_folding=True)
+    graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
+    graph, _ = surgery.run_passes(graph, surgery.passes_for(form, msda_plugin))
+    model_proto = surgery.export_model(graph)
+    model_proto.producer_name = "detrt"
+    return model_proto
+
+
+def check_onnx(model_proto, where):
+    """onnx.checker with full_check (strict shape inference); custom domains are skipped by design."""
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise InputError(f"{where}: exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+
+
+def save_onnx(model_proto, path):
+    """Write atomically; return the sha256 of the bytes written."""
+    with atomic_path(path) as tmp:
+        onnx.save(model_proto, tmp)
+        digest = sha256_file(tmp)
+    return digest
+
+
+def model_from_checkpoint(path):
+    """A training checkpoint (directory, .safetensors or .json) -> (model in eval mode, DetrConfig).
+
+    The checkpoint is `checkpoint.safetensors` (weights) + `checkpoint.json` (at least "config": a config
+    name, or a dict of DetrConfig fields with "name"; other keys such as metrics are ignored).
+    """
+    from safetensors.torch import load_file
+
+    from detrt.models import build_model, get_config
+
+    weights, meta = _checkpoint_files(Path(path))
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{meta}: not a readable JSON checkpoint description ({e})") from None
+    config = info.get("config") if isinstance(info, dict) else None
+    if isinstance(config, str):
+        cfg = get_config(config, **(info.get("config_overrides") or {}))
+    elif isinstance(config, dict) and isinstance(config.get("name"), str):
+        base = get_config(config["name"]) if config["name"] in _config_names() else None
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
+        cfg = base.replace(**fields) if base else _config_from_fields(config)
+    else:
+        raise InputError(f"{meta}: needs a \"config\" key (a config name or a dict of config fields)")
+    model = build_model(cfg)
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise InputError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or shaped:
+        parts = [f"{what} {len(keys)} (e.g. {keys[0]})" for what, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shaped)) if keys]
+        raise InputError(f"{weights}: weights do not fit config {cfg.name}: " + ", ".join(parts))
+    model.load_state_dict(state)
+    return model.eval(), cfg
+
+
+def _config_names():
+    from detrt.models import list_configs
+
+    return set(list_configs())
+
+
+def _config_from_fields(fields):
+    from detrt.models import DetrConfig, get_config
+
+    try:
+        return get_config(DetrConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}))
+    except TypeError as e:
+        raise InputError(f"checkpoint config: {e}") from None
+
+
+def _checkpoint_files(path):
+    if path.is_dir():
+        weights, meta = path / CHECKPOINT_WEIGHTS, path / CHECKPOINT_JSON
+    elif path.suffix == ".json":
+        weights, meta = path.with_suffix(".safetensors"), path
+    else:
+        weights, meta = path, path.with_suffix(".json")
+    if not weights.is_file():
+        raise InputError(f"{weights}: checkpoint weights not found" if not path.exists()
+                         else f"{path}: no {weights.name} beside it (a checkpoint is .safetensors + .json)")
+    if not meta.is_file():
+        raise InputError(f"{meta}: missing; a checkpoint needs its JSON (config name and fields) beside "
+                         f"{weights.name}, as `detrt train` writes it")
+    return weights, meta
+
+
+def family_of(cfg):
+    return "dh-detr" if cfg.dcg_layers else "deformable-detr"
+
+
+def export_checkpoint(checkpoint, output, form="portable", input_size=None, postprocess=True, opset=DEFAULT_OPSET,
+                      msda_plugin="detrt", topk=None, max_batch=8, log=print):
+    """The `detrt export` verb: checkpoint -> ONNX at `output` + manifest beside it. Returns the manifest."""
+    model, cfg = model_from_checkpoint(checkpoint)
+    return export_model_to(model, cfg, output, form=form, input_size=input_size, postprocess=postprocess,
+                           opset=opset, msda_plugin=msda_plugin, topk=topk, max_batch=max_batch,
+                           parent=str(checkpoint), log=log)
+
+
+def export_model_to(model, cfg, output, form="portable", input_size=None, postprocess=True, opset=DEFAULT_OPSET,
+                    msda_plugin="detrt", topk=None, max_batch=8, parent=None, log=print):
+    """Export an in-memory model with its DetrConfig to `output` (+ manifest). Returns the manifest."""
+    input_size = tuple(input_size or cfg.input_size)
+    start = time.perf_counter()
+    proto = onnx_from_model(model, input_size, form=form, postprocess=postprocess, topk=topk or cfg.num_select,
+                            opset=opset, msda_plugin=msda_plugin)
+    check_onnx(proto, output)
+    digest = save_onnx(proto, output)
+    manifest = Manifest(family=family_of(cfg), config=cfg.name, class_names=list(cfg.class_names),
+                        input_size=input_size, onnx_sha256=digest, mean=tuple(cfg.mean), std=tuple(cfg.std),
+                        output_format="topk" if postprocess else "raw", precision="fp32", form=form,
+                        opset=opset, max_batch=max_batch, parent=parent)
+    save_manifest(manifest, output)
+    if log:
+        nodes = len(proto.graph.node)
+        log(f"exported {cfg.name} ({form}, {input_size[0]}x{input_size[1]}, opset {opset}, {nodes} nodes) "
+            f"-> {output} in {time.perf_counter() - start:.1f} s")
+    return manifest
+
+
+def count_ops(model_proto):
+    """{(domain, op_type): count} of the top-level graph (tests, --print)."""
+    counts = {}
+    for node in model_proto.graph.node:
+        key = (node.domain or "", node.op_type)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def finite_max_abs_diff(a, b):
+    """Max |a - b| over entries finite in both; infinities must sit at the same places (else inf)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if (fa != fb).any() or (a[~fa] != b[~fb]).any():
+        return float("inf")
+    return float(np.abs(a[fa] - b[fb]).max()) if fa.any() else 0.0
