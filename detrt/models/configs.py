@@ -1,0 +1,191 @@
+"""Named model configurations (data), and the one place that turns a config into objects.
+
+    from detrt.models import build_model, list_configs
+    model = build_model("dhdetr_r18_tiny")
+
+`build_model`, `build_criterion` and `build_postprocess` are the only readers of a `DetrConfig`; the
+classes they build take plain keyword arguments.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from detrt.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DetrConfig:
+    """One DH-DETR / Deformable DETR configuration. Paper values are the defaults (SPEC.md section 2)."""
+
+    name: str
+    description: str = ""
+    # data
+    class_names: tuple = ("person",)
+    input_size: tuple = (800, 1216)  # (H, W) network input for export, multiples of 32 (reference: short side 800)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    # backbone
+    backbone: str = "resnet50"
+    backbone_norm: str = "frozen_bn"  # "frozen_bn" | "bn" | "gn" (see detrt/models/backbone.py)
+    freeze_at: int = 2  # stem + layer1 get no gradient
+    zero_init_residual: bool = False
+    # transformer
+    hidden_dim: int = 256
+    nheads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 3
+    dcg_layers: int = 2  # the last dcg_layers decoder layers are DCG layers
+    decoder_self_attn: bool = False  # True: Deformable DETR decoder layers (only without DCG)
+    dim_feedforward: int = 512
+    dropout: float = 0.1
+    num_queries: int = 500
+    num_feature_levels: int = 4
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    two_stage: bool = True
+    # DCG (reference config.py: iou_thr 0.4, asymmetrical_low 0.1, floor_thr 0.05, 10 neighbours)
+    dcg_k: int = 10
+    dcg_iou_threshold: float = 0.4
+    dcg_low_score: float = 0.1
+    dcg_floor_score: float = 0.05
+    # matching and losses
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    focal_alpha: float = 0.25
+    ignore_ioa: float = 0.7
+    gqs_detach_target: bool = False
+    # training (read by the training loop, not by the model)
+    lr: float = 2e-4
+    lr_backbone: float = 2e-5
+    lr_linear_proj_mult: float = 0.1  # for parameters named *sampling_offsets* and *reference_points*
+    weight_decay: float = 1e-4
+    clip_max_norm: float = 0.1
+    epochs: int = 50
+    lr_drop: int = 40
+    batch_size: int = 2
+    num_select: int = 100  # detections kept by the postprocess
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def decoder_kinds(self):
+        plain = "self_attn" if self.decoder_self_attn else "plain"
+        return (plain,) * (self.dec_layers - self.dcg_layers) + ("dcg",) * self.dcg_layers
+
+    def replace(self, **changes):
+        """A copy with some fields changed (dataclasses.replace); unknown fields raise InputError."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"unknown config field(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_TINY = dict(
+    # Small enough to train on a 2-core CPU in under an hour (see the report in README/benchmarks):
+    # ResNet-18 trained from scratch with GroupNorm (batch 2 makes BatchNorm statistics noise; frozen BN
+    # is an identity without pretrained weights), nothing frozen, zero-init residuals for a stable start.
+    input_size=(256, 384),
+    backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True,
+    hidden_dim=128, nheads=4, enc_layers=3, dim_feedforward=256, dropout=0.0,  # synthetic data never repeats
+    num_queries=100, lr_backbone=2e-4, clip_max_norm=0.1, epochs=12, lr_drop=10, batch_size=2, num_select=100,
+)
+
+CONFIGS = {c.name: c for c in [
+    DetrConfig("dhdetr_r50_crowdhuman",
+               "DH-DETR paper model: R50, 6-3 with the last 2 decoder layers DCG, FFN 512, 500 queries; "
+               "CrowdHuman 93.6 AP / 39.2 MR-2 / 84.3 JI (34,576,780 trainable parameters)"),
+    DetrConfig("deformable_detr_r50_crowdhuman",
+               "The paper's Deformable DETR baseline (Iter-Deformable-DETR repo): single-stage, 1000 queries, "
+               "6-6 with decoder self-attention, FFN 512, box refinement; 91.3 AP (37,695,522 parameters)",
+               dec_layers=6, dcg_layers=0, decoder_self_attn=True, num_queries=1000, two_stage=False),
+    DetrConfig("dhdetr_r18_tiny",
+               "DH-DETR on ResNet-18 from scratch at 384x256: 3-3 with the last 2 decoder layers DCG, "
+               "hidden 128, 100 queries; trains on a CPU (synthetic crowds)", **_TINY),
+    DetrConfig("deformable_detr_r18_tiny",
+               "Ablation of dhdetr_r18_tiny without DCG: 3 decoder layers with self-attention, each refining "
+               "boxes; everything else equal", **{**_TINY, "dcg_layers": 0, "decoder_self_attn": True}),
+]}
+
+
+def list_configs():
+    """Names of the built-in configs."""
+    return sorted(CONFIGS)
+
+
+def get_config(name_or_config, **changes):
+    """A DetrConfig from a name (InputError listing the valid names if unknown) or a DetrConfig."""
+    if isinstance(name_or_config, DetrConfig):
+        cfg = name_or_config
+    elif name_or_config in CONFIGS:
+        cfg = CONFIGS[name_or_config]
+    else:
+        raise InputError(f"unknown model config {name_or_config!r}; valid: {', '.join(list_configs())}")
+    cfg = cfg.replace(**changes) if changes else cfg
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg):
+    h, w = cfg.input_size
+    if h % 32 or w % 32:
+        raise InputError(f"config {cfg.name}: input_size {cfg.input_size} must be multiples of 32")
+    if not 0 <= cfg.dcg_layers <= cfg.dec_layers:
+        raise InputError(f"config {cfg.name}: dcg_layers {cfg.dcg_layers} not in [0, dec_layers={cfg.dec_layers}]")
+    if cfg.dcg_layers and cfg.decoder_self_attn:
+        raise InputError(f"config {cfg.name}: DCG layers replace decoder self-attention; set one of them")
+    if cfg.dcg_layers == cfg.dec_layers and cfg.dcg_layers:
+        raise InputError(f"config {cfg.name}: the first decoder layer must refine boxes (dcg_layers < dec_layers)")
+    if cfg.hidden_dim % cfg.nheads or cfg.hidden_dim % 32:
+        raise InputError(f"config {cfg.name}: hidden_dim {cfg.hidden_dim} must divide by nheads and by 32 (GroupNorm)")
+    tokens = sum((h // s) * (w // s) for s in (8, 16, 32, 64, 128)[:cfg.num_feature_levels])
+    if cfg.two_stage and tokens < cfg.num_queries:
+        raise InputError(f"config {cfg.name}: {tokens} encoder tokens at {h}x{w} < num_queries {cfg.num_queries}")
+
+
+def build_model(name_or_config, **changes):
+    """The model of a named config (or a DetrConfig), freshly initialized; fields can be overridden."""
+    from detrt.models.backbone import ResNet
+    from detrt.models.deformable_transformer import DeformableTransformer
+    from detrt.models.dhdetr import DHDETR
+
+    cfg = get_config(name_or_config, **changes)
+    backbone = ResNet(cfg.backbone, cfg.backbone_norm, cfg.freeze_at, cfg.zero_init_residual)
+    transformer = DeformableTransformer(
+        d_model=cfg.hidden_dim, nhead=cfg.nheads, num_encoder_layers=cfg.enc_layers,
+        decoder_kinds=cfg.decoder_kinds, dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout,
+        num_feature_levels=cfg.num_feature_levels, enc_n_points=cfg.enc_n_points, dec_n_points=cfg.dec_n_points,
+        two_stage=cfg.two_stage, dcg_k=cfg.dcg_k, dcg_iou_threshold=cfg.dcg_iou_threshold,
+        dcg_low_score=cfg.dcg_low_score)
+    model = DHDETR(backbone, transformer, cfg.num_classes, cfg.num_queries, cfg.num_feature_levels,
+                   cfg.dcg_floor_score)
+    model.config = cfg
+    return model
+
+
+def build_criterion(name_or_config, **changes):
+    """The SetCriterion (with its HungarianMatcher and weight_dict) of a config."""
+    from detrt.models.losses import SetCriterion, loss_weights
+    from detrt.models.matcher import HungarianMatcher
+
+    cfg = get_config(name_or_config, **changes)
+    matcher = HungarianMatcher(cfg.cost_class, cfg.cost_bbox, cfg.cost_giou, cfg.focal_alpha)
+    weights = loss_weights(cfg.dec_layers, cfg.two_stage, cfg.cls_loss_coef, cfg.bbox_loss_coef, cfg.giou_loss_coef)
+    return SetCriterion(cfg.num_classes, matcher, weights, cfg.focal_alpha, cfg.ignore_ioa, cfg.gqs_detach_target)
+
+
+def build_postprocess(name_or_config, **changes):
+    from detrt.models.dhdetr import PostProcess
+
+    return PostProcess(get_config(name_or_config, **changes).num_select)

@@ -1,0 +1,167 @@
+"""DH-DETR (SPEC.md section 2): two-stage Deformable DETR with iterative box refinement, a decoder without
+query self-attention, and DCG layers at the end. With no DCG layers and "self_attn" decoder layers it is
+(two-stage) Deformable DETR, the ablation; with two_stage=False it is the single-stage baseline.
+"""
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detrt.models.box_ops import box_cxcywh_to_xyxy
+from detrt.models.dcg import dcg_query_mask
+from detrt.models.deformable_attention import inverse_sigmoid, sine_position_encoding
+from detrt.models.deformable_transformer import DeformableTransformer
+
+
+class MLP(nn.Module):
+    """Linear layers with ReLU between them (DETR's box head)."""
+
+    def __init__(self, input_dim, hidden_dim, output_dim, num_layers):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, dims[1:] + [output_dim]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+class DHDETR(nn.Module):
+    """forward(images [B, 3, H, W], H and W multiples of 32) -> dict:
+
+    - pred_logits [B, N, C]: class logits of the last decoder layer (-inf for queries a DCG layer dropped);
+    - pred_boxes [B, N, 4]: boxes (cx, cy, w, h) normalized to the input size; DCG layers keep the boxes of
+      the last refining layer;
+    - query_mask [B, N] bool: the DCG mask c of the last layer (absent when it is not a DCG layer);
+    - aux_outputs: the same keys for each earlier decoder layer;
+    - enc_outputs (two-stage): pred_logits [B, S, C] and pred_boxes [B, S, 4] of every encoder token.
+    N = num_queries; S = number of memory tokens, which must be >= N.
+    """
+
+    def __init__(self, backbone, transformer: DeformableTransformer, num_classes=1, num_queries=500,
+                 num_feature_levels=4, dcg_floor_score=0.05):
+        super().__init__()
+        d = transformer.d_model
+        self.backbone, self.transformer = backbone, transformer
+        self.num_queries, self.num_classes, self.dcg_floor_score = num_queries, num_classes, dcg_floor_score
+        # 1x1 conv + GN per backbone level, then stride-2 3x3 convs (the first on C5) for the extra levels
+        proj = [nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32, d)) for c in backbone.num_channels]
+        cin = backbone.num_channels[-1]
+        for _ in range(num_feature_levels - len(proj)):
+            proj.append(nn.Sequential(nn.Conv2d(cin, d, 3, 2, 1), nn.GroupNorm(32, d)))
+            cin = d
+        self.input_proj = nn.ModuleList(proj)
+        for p in self.input_proj:
+            nn.init.xavier_uniform_(p[0].weight)
+            nn.init.zeros_(p[0].bias)
+        # Heads: one class head per decoder layer (+1 for the encoder proposals), one box head per refining
+        # layer (+1 for the proposals). DCG layers never move boxes, so they have no box head. The encoder
+        # uses the last of each list, as in the reference code.
+        kinds = [layer.kind for layer in transformer.decoder]
+        if "dcg" in kinds and kinds[kinds.index("dcg"):] != ["dcg"] * (len(kinds) - kinds.index("dcg")):
+            raise ValueError("DCG layers must be the last decoder layers")
+        # Heads start as copies of one initialized head, as the reference's _get_clones does.
+        class_head, box_head = nn.Linear(d, num_classes), MLP(d, d, 4, 3)
+        nn.init.constant_(class_head.bias, -math.log((1 - 0.01) / 0.01))  # prior probability 0.01 (focal loss)
+        nn.init.zeros_(box_head.layers[-1].weight)
+        nn.init.zeros_(box_head.layers[-1].bias)
+        extra = 1 if transformer.two_stage else 0
+        num_refining = len(kinds) - kinds.count("dcg")
+        self.class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(len(kinds) + extra))
+        self.bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(num_refining + extra))
+        if not transformer.two_stage:
+            # single stage: the first layer starts from w = h = sigmoid(-2) around learned reference boxes
+            nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
+            self.query_embed = nn.Embedding(num_queries, 2 * d)
+
+    def _features(self, images):
+        """Flattened multi-scale features: src, pos [B, S, C], spatial_shapes [L, 2], level_start_index [L],
+        and the level shapes as Python ints (static for a given input size)."""
+        feats = self.backbone(images)
+        srcs = [proj(f) for proj, f in zip(self.input_proj, feats)]
+        for proj in self.input_proj[len(srcs):]:
+            srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
+        shapes = [tuple(s.shape[-2:]) for s in srcs]
+        d = self.transformer.d_model
+        pos = [(sine_position_encoding(h, w, d // 2, device=images.device).flatten(2).transpose(1, 2)
+                + self.transformer.level_embed[lvl]) for lvl, (h, w) in enumerate(shapes)]
+        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+        pos = torch.cat(pos, 1).expand(src.shape[0], -1, -1)
+        spatial_shapes = torch.tensor(shapes, dtype=torch.int64, device=images.device)
+        starts = [0]
+        for h, w in shapes[:-1]:
+            starts.append(starts[-1] + h * w)
+        level_start_index = torch.tensor(starts, dtype=torch.int64, device=images.device)
+        return src, pos, spatial_shapes, level_start_index, shapes
+
+    def forward(self, images):
+        src, pos, spatial_shapes, level_start_index, shapes = self._features(images)
+        memory = self.transformer.encode(src, pos, spatial_shapes, level_start_index, shapes)
+        out = {}
+        if self.transformer.two_stage:
+            enc_memory, proposals = self.transformer.proposals(memory, shapes)
+            enc_logits = self.class_embed[-1](enc_memory)
+            enc_unact = self.bbox_embed[-1](enc_memory) + proposals
+            out["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_unact.sigmoid()}
+            # top-K by score; the reference ranks by class 0 (one class), the max is the same there
+            topk = enc_logits.amax(-1).topk(self.num_queries, dim=1)[1]
+            boxes_unact = torch.gather(enc_unact, 1, topk[..., None].expand(-1, -1, 4)).detach()
+            query_pos, tgt = self.transformer.queries_from_boxes(boxes_unact)
+            reference = boxes_unact.sigmoid()
+        else:
+            query = self.query_embed.weight[None].expand(images.shape[0], -1, -1)
+            query_pos, tgt = query.split(self.transformer.d_model, -1)
+            reference = self.transformer.reference_points(query_pos).sigmoid()
+        layers = self._decode(tgt, query_pos, reference, memory, spatial_shapes, level_start_index, len(shapes))
+        out.update(layers[-1])
+        out["aux_outputs"] = layers[:-1]
+        return out
+
+    def _decode(self, tgt, query_pos, reference, memory, spatial_shapes, level_start_index, num_levels):
+        """Run the decoder layers with iterative box refinement; one output dict per layer."""
+        outputs, boxes, logits, box_head = [], reference, None, 0
+        for lid, layer in enumerate(self.transformer.decoder):
+            ref_input = reference[:, :, None].expand(-1, -1, num_levels, -1)
+            if layer.kind == "dcg":
+                # masks from the previous layer, detached: scores choose neighbours, c drops queries
+                scores = logits.detach().amax(-1).sigmoid()
+                keep = dcg_query_mask(logits, self.dcg_floor_score)
+                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index,
+                            boxes=reference, scores=scores, keep=keep)
+                logits = self.class_embed[lid](tgt).masked_fill(~keep[..., None], float("-inf"))
+                outputs.append({"pred_logits": logits, "pred_boxes": boxes, "query_mask": keep})
+            else:
+                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index)
+                logits = self.class_embed[lid](tgt)
+                boxes = (self.bbox_embed[box_head](tgt) + inverse_sigmoid(reference)).sigmoid()
+                box_head += 1
+                outputs.append({"pred_logits": logits, "pred_boxes": boxes})
+            reference = boxes.detach()
+        return outputs
+
+
+class PostProcess(nn.Module):
+    """Model outputs -> top-K detections per image, sorted by score (the exported in-graph postprocess).
+
+    forward(outputs, target_sizes [B, 2] as (H, W) in pixels) -> {"scores" [B, K], "labels" int64 [B, K],
+    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no score threshold, no NMS.
+    """
+
+    def __init__(self, num_select=100):
+        super().__init__()
+        self.num_select = num_select
+
+    @torch.no_grad()
+    def forward(self, outputs, target_sizes):
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        b, n, c = logits.shape
+        scores, index = logits.sigmoid().view(b, n * c).topk(min(self.num_select, n * c), dim=1)
+        labels, query = index % c, torch.div(index, c, rounding_mode="floor")
+        boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query[..., None].expand(-1, -1, 4))
+        h, w = target_sizes.to(boxes.dtype).unbind(-1)
+        boxes = boxes * torch.stack([w, h, w, h], -1)[:, None]
+        return {"scores": scores, "labels": labels, "boxes": boxes}

@@ -1,0 +1,129 @@
+"""DH-DETR's set criterion: focal classification, L1 and GIoU box losses on every decoder layer and on the
+encoder proposals (SPEC.md section 2).
+
+- Matching: `HungarianMatcher`, per output; the encoder proposals are matched class-agnostically.
+- Ignore regions: a prediction whose box lies >= `ignore_ioa` inside an ignore region (IoA = intersection
+  over the prediction's area) gets no classification loss unless it is matched.
+- DCG layers (outputs with `query_mask`): classification loss on c_i = 1 queries only.
+- GQS: the encoder's focal target for a matched proposal is its GIoU with the GT instead of 1.
+Targets: list of dicts with boxes [G, 4] (cxcywh normalized to the network input), labels [G] int64 and
+optionally ignore_boxes [I, 4] (same format).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detrt.models.box_ops import box_area, box_cxcywh_to_xyxy, generalized_box_iou
+
+
+def sigmoid_focal_loss(logits, targets, num_boxes, alpha=0.25, gamma=2.0):
+    """Focal loss with soft targets t in [-1, 1]: p_t = p t + (1-p)(1-t), alpha_t = a t + (1-a)(1-t);
+    sum of alpha_t (1 - p_t)^gamma BCE(x, t) over all elements, divided by num_boxes."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.sum() / num_boxes
+
+
+def box_ioa(a, b):
+    """Intersection over the area of a, pairwise for xyxy boxes a [N, 4], b [M, 4] -> [N, M]."""
+    wh = (torch.min(a[:, None, 2:], b[None, :, 2:]) - torch.max(a[:, None, :2], b[None, :, :2])).clamp(min=0)
+    return wh[..., 0] * wh[..., 1] / box_area(a)[:, None]
+
+
+class SetCriterion(nn.Module):
+    """forward(outputs, targets) -> dict of unweighted losses: loss_ce, loss_bbox, loss_giou for the last
+    layer, the same with suffix _{i} for aux_outputs[i] and _enc for the encoder proposals.
+    The training loss is sum(losses[k] * weight_dict[k]) over the keys of weight_dict (see `total`).
+    """
+
+    def __init__(self, num_classes, matcher, weight_dict, focal_alpha=0.25, ignore_ioa=0.7,
+                 gqs_detach_target=False):
+        """weight_dict: weight of each loss key (DH-DETR: loss_ce 2, loss_bbox 5, loss_giou 2, per layer).
+        gqs_detach_target: the reference code lets the focal loss backpropagate into the encoder boxes
+        through the GIoU target; True stops that gradient."""
+        super().__init__()
+        self.num_classes, self.matcher, self.weight_dict = num_classes, matcher, weight_dict
+        self.focal_alpha, self.ignore_ioa, self.gqs_detach_target = focal_alpha, ignore_ioa, gqs_detach_target
+
+    @staticmethod
+    def _src_index(indices):
+        batch = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
+        return batch, torch.cat([src for src, _ in indices])
+
+    def loss_labels(self, outputs, targets, indices, num_boxes, giou_target=False):
+        """Focal loss over the queries that count: not ignored (or matched), and c_i = 1 in DCG layers."""
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        batch, src = self._src_index(indices)
+        labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
+        if giou_target:
+            gt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)])
+            value = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes[batch, src]), box_cxcywh_to_xyxy(gt)))
+            value = value.detach() if self.gqs_detach_target else value
+        else:
+            value = torch.ones(len(src), dtype=logits.dtype, device=logits.device)
+        onehot = torch.zeros_like(logits).index_put((batch, src, labels), value.to(logits.dtype))
+        with torch.no_grad():
+            matched = torch.zeros(logits.shape[:2], dtype=torch.bool, device=logits.device)
+            matched[batch, src] = True
+            keep = ~self._ignored(boxes, targets) | matched
+            if outputs.get("query_mask") is not None:
+                keep &= outputs["query_mask"]
+        return {"loss_ce": sigmoid_focal_loss(logits[keep], onehot[keep], num_boxes, self.focal_alpha)}
+
+    def _ignored(self, boxes, targets):
+        """[B, N] bool: prediction lies >= ignore_ioa inside some ignore region of its image."""
+        out = torch.zeros(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+        for b, t in enumerate(targets):
+            ign = t.get("ignore_boxes")
+            if ign is not None and len(ign):
+                ioa = box_ioa(box_cxcywh_to_xyxy(boxes[b]), box_cxcywh_to_xyxy(ign.to(boxes.dtype)))
+                out[b] = (ioa >= self.ignore_ioa).any(1)
+        return out
+
+    def loss_boxes(self, outputs, targets, indices, num_boxes):
+        """L1 on (cx, cy, w, h) and 1 - GIoU, summed over matched pairs and divided by num_boxes."""
+        batch, src = self._src_index(indices)
+        pred = outputs["pred_boxes"][batch, src]
+        gt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred.dtype)
+        giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(gt)))
+        return {"loss_bbox": F.l1_loss(pred, gt, reduction="sum") / num_boxes,
+                "loss_giou": (1 - giou).sum() / num_boxes}
+
+    def _layer_losses(self, outputs, targets, num_boxes, suffix, giou_target=False):
+        indices = self.matcher(outputs, targets)
+        device = outputs["pred_logits"].device
+        indices = [(i.to(device), j.to(device)) for i, j in indices]
+        losses = self.loss_labels(outputs, targets, indices, num_boxes, giou_target)
+        losses.update(self.loss_boxes(outputs, targets, indices, num_boxes))
+        return {k + suffix: v for k, v in losses.items()}
+
+    def forward(self, outputs, targets):
+        num_boxes = sum(len(t["labels"]) for t in targets)
+        num_boxes = torch.as_tensor(float(num_boxes), device=outputs["pred_logits"].device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(num_boxes)
+            num_boxes = num_boxes / torch.distributed.get_world_size()
+        num_boxes = num_boxes.clamp(min=1)
+        losses = self._layer_losses(outputs, targets, num_boxes, "")
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            losses.update(self._layer_losses(aux, targets, num_boxes, f"_{i}"))
+        if "enc_outputs" in outputs:  # class-agnostic matching, GIoU-aware targets (GQS)
+            agnostic = [{**t, "labels": torch.zeros_like(t["labels"])} for t in targets]
+            losses.update(self._layer_losses(outputs["enc_outputs"], agnostic, num_boxes, "_enc", giou_target=True))
+        return losses
+
+    def total(self, losses):
+        """The weighted training loss: sum of losses[k] * weight_dict[k]."""
+        return sum(losses[k] * w for k, w in self.weight_dict.items() if k in losses)
+
+
+def loss_weights(num_decoder_layers, two_stage, cls=2.0, bbox=5.0, giou=2.0):
+    """weight_dict for SetCriterion: the same three weights for every decoder layer and the encoder."""
+    base = {"loss_ce": cls, "loss_bbox": bbox, "loss_giou": giou}
+    suffixes = [""] + [f"_{i}" for i in range(num_decoder_layers - 1)] + (["_enc"] if two_stage else [])
+    return {k + s: v for s in suffixes for k, v in base.items()}
