@@ -15,12 +15,13 @@ the sinks are closed (JSONL flushed, video finalized) and the Summary says `inte
 in any stage (e.g. SinkError: disk full) stops every stage and is raised after the sinks close.
 """
 
+import os
 import queue
 import threading
 import time
 
 from detrt.errors import InputError
-from detrt.runtime.backend import Backend, open_backend
+from detrt.runtime.backend import open_backend
 from detrt.runtime.postprocess import Postprocessor
 from detrt.runtime.preprocess import Preprocessor
 from detrt.runtime.sinks import Sink, open_sink
@@ -266,27 +267,35 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed
     either way.
     """
-    opened = []
+    opened, sink_objs = [], []
     try:
-        if isinstance(model, Backend):
+        if not isinstance(model, (str, os.PathLike)):  # an open Backend (or anything with its interface)
             be = model
         else:
             be = open_backend(model, backend, threads=threads, plugins=plugins, cuda_graph=cuda_graph)
             opened.append(be)
         src = open_source(source, live=live)
         opened.append(src)
-        sink_objs = []
-        try:
-            for s in sinks:
-                sink_objs.append(s if isinstance(s, Sink) else open_sink(s, fps=src.fps, threshold=None))
-        except BaseException:
-            for s in sink_objs:
-                s.close()
-            raise
+        for s in sinks:
+            sink_objs.append(s if isinstance(s, Sink) else open_sink(s, fps=src.fps, threshold=None))
         pipe = Pipeline(src, be, sink_objs, threshold=threshold, batch=batch, topk=topk, progress=progress,
                         on_frame=on_frame)
         if warmup:
             be.warmup(iterations=1, batch=pipe.batch)
+        for s in sink_objs:
+            if getattr(s, "fps", 0) is None:  # a video sink made before the source: use the source's rate
+                s.fps = src.fps
+            s.open()
+    except BaseException:
+        for s in [*sink_objs, *(s for s in sinks if isinstance(s, Sink) and s not in sink_objs)]:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - the setup error is the one to report
+                pass
+        for obj in reversed(opened):
+            obj.close()
+        raise
+    try:
         return pipe.run()
     finally:
         for obj in reversed(opened):

@@ -32,6 +32,9 @@ class SinkError(InputError):
 class Sink:
     threshold = None  # None: take what the pipeline gives
 
+    def open(self):
+        """Acquire what the sink writes to; called by the pipeline before the first frame (optional)."""
+
     @property
     def is_streaming(self):
         return True
@@ -55,19 +58,28 @@ class _LineSink(Sink):
     def __init__(self, path, opener=None):
         self.path = Path(path)
         self.lines = 0
+        self._opener = opener
+        self._f = None
+        self._closed = False
+        self._offset = 0
+
+    def open(self):
+        """Create the file (the pipeline does this once its model and source are ready; else the first write)."""
+        if self._f is not None:
+            return
+        if self._closed:
+            raise SinkError(f"{self.path}: written after close")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = opener(self.path) if opener else open(self.path, "wb", buffering=0)
+            self._f = self._opener(self.path) if self._opener else open(self.path, "wb", buffering=0)
         except OSError as e:
             raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        self._offset = 0
 
     def _line(self, frame, detections, fps):
         raise NotImplementedError
 
     def write(self, frame, detections, fps=None):
-        if self._f is None:
-            raise SinkError(f"{self.path}: written after close")
+        self.open()
         data = (json.dumps(self._line(frame, detections, fps), separators=(",", ":")) + "\n").encode()
         try:
             view = memoryview(data)
@@ -91,6 +103,7 @@ class _LineSink(Sink):
             pass
 
     def close(self):
+        self._closed = True
         if self._f is not None:
             try:
                 self._f.close()
@@ -117,10 +130,11 @@ class JsonlSink(_LineSink):
 
 
 class OdgtSink(_LineSink):
-    """CrowdHuman detections, SPEC.md section 4: `{"ID", "dtboxes": [{"box": [x, y, w, h], "score", "tag"}]}`.
+    """CrowdHuman detections (SPEC.md section 4), one line per frame, for `detrt eval`.
 
-    ID: the image's stem for image sources, else `id_format` of the frame index (`{index:06d}`
-    by default, as synthetic videos name their ground-truth frames). tag: label + 1 (person = 1).
+    Lines come from detrt.data.crowdhuman.dt_to_json: `{"ID", "width", "height", "dtboxes": [{"box":
+    [x, y, w, h], "score", "tag": 1}]}`. ID: the image's stem for image sources, else `id_format` of
+    the frame index (`{index:06d}` by default; pass the format the video's ground truth uses).
     """
 
     def __init__(self, path, threshold=0.0, id_format="{index:06d}", opener=None):
@@ -129,12 +143,12 @@ class OdgtSink(_LineSink):
         self.id_format = id_format
 
     def _line(self, frame, detections, fps):
+        from detrt.data.crowdhuman import Detections as OdgtDetections, dt_to_json
+
         ident = frame.name if frame.name is not None else self.id_format.format(index=frame.index)
-        boxes = detections.boxes.astype(np.float64)
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1) if len(boxes) else boxes
-        return {"ID": ident, "dtboxes": [{"box": [round(v, 2) for v in b], "score": round(float(s), 5),
-                                          "tag": int(l) + 1}
-                                         for b, s, l in zip(xywh.tolist(), detections.scores, detections.labels)]}
+        h, w = frame.image.shape[:2]
+        return dt_to_json(OdgtDetections(ident, detections.boxes.astype("float64"),
+                                         detections.scores.astype("float64"), w, h))
 
 
 def draw_detections(image, detections, fps=None, color=(0, 255, 0)):

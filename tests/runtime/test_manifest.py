@@ -1,0 +1,146 @@
+"""detrt.manifest: round trip, validation naming file and field, artifact/engine checks with rebuild hints."""
+
+import hashlib
+import json
+
+import pytest
+
+from detrt.errors import InputError
+from detrt.manifest import (Manifest, check_artifact, check_engine_environment, load_manifest, manifest_path,
+                            save_manifest, sha256_file)
+
+SHA = "a" * 64
+
+
+def _manifest(**kw):
+    fields = dict(family="dh-detr", config="dh_detr_r50", class_names=["person"], input_size=(640, 960),
+                  onnx_sha256=SHA)
+    fields.update(kw)
+    return Manifest(**fields)
+
+
+def test_round_trip(tmp_path):
+    art = tmp_path / "model.onnx"
+    art.write_bytes(b"onnx")
+    m = _manifest(onnx_sha256=sha256_file(art), output_format="raw", precision="int8", max_batch=8, pad_value=114)
+    path = save_manifest(m, art)
+    assert path == tmp_path / "model.onnx.json" == manifest_path(art)
+    back = load_manifest(art)
+    assert back == m
+    assert back.outputs == ("pred_logits", "pred_boxes") and back.input_size == (640, 960)
+    assert json.loads(path.read_text())["input_size"] == [640, 960]
+    assert check_artifact(art) == m
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "f.bin"
+    data = bytes(range(256)) * 5000
+    p.write_bytes(data)
+    assert sha256_file(p, chunk=4096) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("input_size", [640, 950], "multiples of 32"),
+    ("input_size", [640], "[H, W]"),
+    ("mean", [0.5, 0.5], "3 numbers"),
+    ("std", [0.2, 0.0, 0.2], "positive"),
+    ("resize", "crop", "'letterbox' or 'stretch'"),
+    ("pad_value", 300, "0..255"),
+    ("output_format", "boxes", "'topk' or 'raw'"),
+    ("outputs", ["scores", "boxes"], "must be"),
+    ("precision", "int4", "'fp32'"),
+    ("max_batch", 0, "positive integer"),
+    ("onnx_sha256", "xyz", "sha256"),
+    ("class_names", [], "non-empty list"),
+    ("format", 2, "reads format 1"),
+])
+def test_bad_field_names_file_and_field(tmp_path, field, value, words):
+    d = _manifest().to_dict()
+    d[field] = value
+    path = tmp_path / "model.onnx.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError) as e:
+        load_manifest(tmp_path / "model.onnx")
+    msg = str(e.value)
+    assert str(path) in msg and repr(field) in msg and words in msg, msg
+
+
+def test_missing_unknown_and_broken(tmp_path):
+    art = tmp_path / "m.onnx"
+    with pytest.raises(InputError, match=r"m\.onnx\.json: manifest not found.*detrt export"):
+        load_manifest(art)
+    (tmp_path / "m.onnx.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"m\.onnx\.json: not valid JSON \(line 1"):
+        load_manifest(art)
+    d = _manifest().to_dict()
+    del d["class_names"]
+    d["colour"] = "red"
+    (tmp_path / "m.onnx.json").write_text(json.dumps(d))
+    with pytest.raises(InputError, match="unknown field.*colour"):
+        load_manifest(art)
+    del d["colour"]
+    (tmp_path / "m.onnx.json").write_text(json.dumps(d))
+    with pytest.raises(InputError, match="missing field.*class_names"):
+        load_manifest(art)
+
+
+def test_engine_needs_its_fields():
+    with pytest.raises(InputError, match="'tensorrt_version' is required for an engine"):
+        _manifest(engine_sha256=SHA).validate()
+    with pytest.raises(InputError, match="compute_capability"):
+        _manifest(engine_sha256=SHA, tensorrt_version="10.3.0", compute_capability="sm87").validate()
+
+
+def test_changed_onnx_is_refused_with_export_hint(tmp_path):
+    art = tmp_path / "model.onnx"
+    art.write_bytes(b"exported")
+    save_manifest(_manifest(onnx_sha256=sha256_file(art), parent="runs/dh/best.safetensors"), art)
+    art.write_bytes(b"edited by hand")
+    with pytest.raises(InputError) as e:
+        check_artifact(art)
+    assert "does not match its manifest" in str(e.value)
+    assert "re-export with: detrt export runs/dh/best.safetensors -o " + str(art) in str(e.value)
+
+
+def test_changed_engine_is_refused_with_build_hint(tmp_path):
+    art = tmp_path / "model.engine"
+    art.write_bytes(b"engine bytes")
+    m = _manifest(engine_sha256=sha256_file(art), tensorrt_version="10.3.0", compute_capability="8.7",
+                  precision="fp16", parent="model.onnx")
+    save_manifest(m, art)
+    check_artifact(art)
+    art.write_bytes(b"other engine")
+    with pytest.raises(InputError, match=r"rebuild with: detrt build model\.onnx --precision fp16 -o .*model\.engine"):
+        check_artifact(art)
+
+
+def test_cpu_artifact_hint_names_onnxruntime_build(tmp_path):
+    art = tmp_path / "model.int8.onnx"
+    art.write_bytes(b"x")
+    save_manifest(_manifest(onnx_sha256=SHA, precision="int8", parent="model.onnx"), art)
+    with pytest.raises(InputError, match="rebuild with: detrt build model.onnx --backend onnxruntime --precision int8"):
+        check_artifact(art)
+
+
+def test_missing_artifact(tmp_path):
+    with pytest.raises(InputError, match="no such model file"):
+        check_artifact(tmp_path / "nope.onnx")
+
+
+def test_engine_environment():
+    m = _manifest(engine_sha256=SHA, tensorrt_version="10.3.0.26", compute_capability="8.7", gpu_name="Orin",
+                  plugin_sha256="b" * 64, parent="model.onnx")
+    check_engine_environment(m, "model.engine", tensorrt_version="10.3.0", compute_capability="8.7",
+                             plugin_sha256="b" * 64)
+    with pytest.raises(InputError, match=r"built by TensorRT 10\.3\.0\.26, this machine has TensorRT 11\.1\.0.*"
+                                         r"rebuild with: detrt build model\.onnx"):
+        check_engine_environment(m, "model.engine", tensorrt_version="11.1.0", compute_capability="8.7",
+                                 plugin_sha256="b" * 64)
+    with pytest.raises(InputError, match=r"compute capability 8\.7 \(Orin\), this GPU is 9\.0"):
+        check_engine_environment(m, "model.engine", tensorrt_version="10.3.0", compute_capability="9.0",
+                                 plugin_sha256="b" * 64)
+    with pytest.raises(InputError, match="plugin library differs"):
+        check_engine_environment(m, "model.engine", tensorrt_version="10.3.0", compute_capability="8.7",
+                                 plugin_sha256="c" * 64)
+    with pytest.raises(InputError, match="no plugin library was found"):
+        check_engine_environment(m, "model.engine", tensorrt_version="10.3.0", compute_capability="8.7")

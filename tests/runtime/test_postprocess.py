@@ -1,0 +1,94 @@
+"""Postprocess both output formats: threshold, top-k, boxes back to source pixels, class names; no NMS."""
+
+import numpy as np
+import pytest
+
+from detrt.runtime.postprocess import Detections, Postprocessor
+from detrt.runtime.preprocess import resize_transform
+
+
+def _t():
+    return resize_transform((360, 640), (320, 320), "letterbox")  # sx = sy = 0.5, image 180x320
+
+
+def test_topk_threshold_map_and_names():
+    out = {"scores": np.array([[0.9, 0.6, 0.4, 0.1]], np.float32),
+           "labels": np.array([[0, 1, 0, 1]], np.int64),
+           "boxes": np.array([[[10, 20, 110, 90], [0, 0, 320, 180], [5, 5, 6, 6], [1, 1, 2, 2]]], np.float32)}
+    post = Postprocessor("topk", (320, 320), ("person", "head"), threshold=0.5)
+    (d,) = post(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9, 0.6])
+    np.testing.assert_allclose(d.boxes, [[20, 40, 220, 180], [0, 0, 640, 360]])
+    assert d.names == ["person", "head"] and d.labels.tolist() == [0, 1]
+    post.topk = 1
+    (d,) = post(out, [_t()])
+    assert len(d) == 1
+    post.topk, post.threshold = None, 0.0
+    (d,) = post(out, [_t()])
+    assert len(d) == 4  # no NMS: overlapping boxes all survive
+
+
+def test_topk_unsorted_input_is_sorted():
+    out = {"scores": np.array([[0.2, 0.8]], np.float32), "labels": np.zeros((1, 2), np.int64),
+           "boxes": np.array([[[0, 0, 2, 2], [0, 0, 4, 4]]], np.float32)}
+    (d,) = Postprocessor("topk", (320, 320), threshold=0.0)(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.8, 0.2])
+    np.testing.assert_allclose(d.boxes[0], [0, 0, 8, 8])
+
+
+def _raw_reference(logits, boxes, k, threshold, input_hw, t):
+    """Deformable DETR's PostProcess, written as loops."""
+    H, W = input_hw
+    B, N, C = logits.shape
+    results = []
+    for b in range(B):
+        cands = []
+        for n in range(N):
+            for c in range(C):
+                cands.append((1 / (1 + np.exp(-logits[b, n, c])), n, c))
+        cands.sort(key=lambda s: -s[0])
+        rows = []
+        for s, n, c in cands[:k]:
+            if s < threshold:
+                continue
+            cx, cy, w, h = boxes[b, n]
+            xyxy = np.array([(cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H])
+            xyxy /= [t.sx, t.sy, t.sx, t.sy]
+            xyxy[0::2] = np.clip(xyxy[0::2], 0, t.src_w)
+            xyxy[1::2] = np.clip(xyxy[1::2], 0, t.src_h)
+            rows.append((s, c, xyxy))
+        results.append(rows)
+    return results
+
+
+@pytest.mark.parametrize("k", [None, 3, 7])
+def test_raw_matches_reference(k):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (2, 5, 3)).astype(np.float32)
+    boxes = rng.uniform(0.1, 0.6, (2, 5, 4)).astype(np.float32)
+    t = _t()
+    post = Postprocessor("raw", (320, 320), ("a", "b", "c"), threshold=0.3, topk=k)
+    got = post({"pred_logits": logits, "pred_boxes": boxes}, [t, t])
+    want = _raw_reference(logits, boxes, k or 5, 0.3, (320, 320), t)
+    for d, rows in zip(got, want):
+        assert len(d) == len(rows)
+        np.testing.assert_allclose(d.scores, [r[0] for r in rows], rtol=1e-6)
+        assert d.labels.tolist() == [r[1] for r in rows]
+        np.testing.assert_allclose(d.boxes, np.array([r[2] for r in rows]).reshape(-1, 4), rtol=1e-5, atol=1e-3)
+
+
+def test_raw_by_hand():
+    """One query, one class: logit 0 -> score 0.5; cxcywh (0.5, 0.25, 0.5, 0.5) of 320x320 = xyxy (80, 0, 240, 160), x2 in the source."""
+    out = {"pred_logits": np.zeros((1, 1, 1), np.float32), "pred_boxes": np.array([[[0.5, 0.25, 0.5, 0.5]]], np.float32)}
+    (d,) = Postprocessor("raw", (320, 320), ("person",), threshold=0.5)(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.5])
+    np.testing.assert_allclose(d.boxes, [[160, 0, 480, 320]])
+
+
+def test_detections_helpers():
+    d = Detections(np.array([[0, 0, 1, 1], [0, 0, 2, 2]], np.float32), np.array([0.9, 0.2], np.float32),
+                   np.array([0, 5]), ("person",))
+    assert d.names == ["person", "5"]
+    assert len(d.above(0.5)) == 1 and d.above(0.1) is d
+    assert d.to_list()[0] == {"box": [0.0, 0.0, 1.0, 1.0], "score": 0.9, "label": 0, "name": "person"}
+    assert len(Detections.empty()) == 0
