@@ -1,0 +1,62 @@
+"""Shared fixtures for the compile tests: one randomly initialized tiny model, exported once per form.
+
+Export takes a few seconds per graph, so the four exports (portable/plugin x postprocessed/raw) are
+session-scoped and shared by test_export.py and test_precision.py.
+"""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from detrt.compile.export import onnx_from_model
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """dhdetr_r18_tiny, seeded, with class heads that give spread-out scores (not the 0.01 prior, which
+    makes every query fall under DCG's floor and all scores tie at 0)."""
+    from detrt.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("dhdetr_r18_tiny").eval()
+    for head in model.class_embed:
+        torch.nn.init.normal_(head.weight, std=0.5)
+        torch.nn.init.zeros_(head.bias)
+    return model
+
+
+@pytest.fixture(scope="session")
+def frames(tiny):
+    """Two input images [2, 3, H, W]: smooth random blobs, normalized like real frames."""
+    h, w = tiny.config.input_size
+    rng = np.random.default_rng(1)
+    low = rng.standard_normal((2, 3, h // 16, w // 16)).astype(np.float32)
+    return torch.nn.functional.interpolate(torch.from_numpy(low), size=(h, w), mode="bilinear").numpy()
+
+
+@pytest.fixture(scope="session")
+def exported(tiny):
+    """{(form, postprocess): onnx.ModelProto} for the tiny model."""
+    out = {}
+    for form in ("portable", "plugin"):
+        for post in (True, False):
+            out[form, post] = onnx_from_model(tiny, tiny.config.input_size, form=form, postprocess=post)
+    return out
+
+
+def run_with_outputs(model, feeds, names, session_options=None):
+    """Run `model` on ONNX Runtime returning the tensors `names` (intermediate tensors included)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    return ort.InferenceSession(probe.SerializeToString(), session_options).run(None, feeds)
+
+
+def memory_tensor(model):
+    """Name of the encoder's output (its last LayerNormalization before the decoder): a continuous probe."""
+    names = [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization" and "/encoder" in n.name]
+    return names[-1]

@@ -1,0 +1,170 @@
+"""Export (detrt/compile/export.py): forms, parity with PyTorch on ONNX Runtime's CPU, checkpoints, bad input."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from detrt.compile import export, surgery
+from detrt.compile.portable_ops import PORTABLE_DOMAIN
+from detrt.errors import InputError
+from detrt.manifest import load_manifest, sha256_file
+
+LOGITS_TOL, BOXES_TOL = 1e-4, 1e-5
+
+
+def plugin_options():
+    try:
+        from detrt.runtime.ort_ops import session_options
+    except ImportError as e:
+        pytest.skip(f"plugin form needs detrt.runtime.ort_ops: {e}")
+    return session_options()
+
+
+def session(model, form):
+    return ort.InferenceSession(model.SerializeToString(), plugin_options() if form == "plugin" else None)
+
+
+@pytest.fixture(scope="module")
+def torch_outputs(tiny, frames):
+    from detrt.models.dhdetr import PostProcess
+
+    h, w = tiny.config.input_size
+    with torch.no_grad():
+        out = tiny(torch.from_numpy(frames))
+        det = PostProcess(100)(out, torch.tensor([[h, w]] * len(frames)))
+    return {k: v.numpy() for k, v in {**det, "pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]}.items()}
+
+
+def test_portable_form_has_standard_ops_only(exported):
+    model = exported["portable", True]
+    domains = {n.domain for n in model.graph.node}
+    assert domains <= {"", PORTABLE_DOMAIN}
+    assert {f.name for f in model.functions} == {"MSDeformAttn", "DCGNeighbors"}
+    assert all(n.domain == "" for f in model.functions for n in f.node)  # bodies: standard ops
+    assert any(n.op_type == "GridSample" for f in model.functions for n in f.node)
+
+
+def test_plugin_form_has_single_plugin_nodes_with_int32_shapes(exported, tiny):
+    model = exported["plugin", True]
+    counts = export.count_ops(model)
+    cfg = tiny.config
+    assert counts[("detrt", "MSDeformAttn")] == cfg.enc_layers + cfg.dec_layers
+    assert counts[("detrt", "DCGNeighbors")] == cfg.dcg_layers
+    assert not model.functions
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "MSDeformAttn":
+            assert inits[node.input[1]].data_type == onnx.TensorProto.INT32
+            assert inits[node.input[2]].data_type == onnx.TensorProto.INT32
+
+
+@pytest.mark.parametrize("form", ["portable", "plugin"])
+def test_graph_contract(exported, form, tiny):
+    model = exported[form, True]
+    export.check_onnx(model, form)  # full_check; custom domains skipped
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert any(n.op_type == "LayerNormalization" for n in model.graph.node)
+    (images,) = model.graph.input
+    dims = images.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, *tiny.config.input_size]
+    assert [o.name for o in model.graph.output] == ["scores", "labels", "boxes"]
+    assert model.ir_version <= 10
+
+
+@pytest.mark.parametrize("form", ["portable", "plugin"])
+def test_raw_outputs_match_pytorch(exported, frames, torch_outputs, form):
+    logits, boxes = session(exported[form, False], form).run(None, {"images": frames})
+    d_logits = export.finite_max_abs_diff(logits, torch_outputs["pred_logits"])
+    d_boxes = export.finite_max_abs_diff(boxes, torch_outputs["pred_boxes"])
+    print(f"{form}: logits max abs diff {d_logits:.2e}, boxes {d_boxes:.2e}")
+    assert d_logits <= LOGITS_TOL and d_boxes <= BOXES_TOL
+
+
+@pytest.mark.parametrize("form", ["portable", "plugin"])
+def test_top100_detections_identical(exported, frames, torch_outputs, form, tiny):
+    scores, labels, boxes = session(exported[form, True], form).run(None, {"images": frames})
+    assert scores.shape == (len(frames), 100) and labels.dtype == np.int64
+    h, w = tiny.config.input_size
+    scale = np.array([w, h, w, h], np.float32)
+    for i in range(len(frames)):
+        a = detection_groups(scores[i], labels[i], boxes[i] / scale)
+        b = detection_groups(torch_outputs["scores"][i], torch_outputs["labels"][i], torch_outputs["boxes"][i] / scale)
+        assert len(a) == len(b)
+        for (sa, ga), (sb, gb) in zip(a, b):
+            assert abs(sa - sb) <= LOGITS_TOL and len(ga) == len(gb)
+            assert np.abs(ga - gb).max() <= BOXES_TOL  # same labels (column 0) and boxes
+
+
+def detection_groups(scores, labels, boxes, tie=1e-5):
+    """Detections in rank order, grouped where scores tie (the order inside a tie is arbitrary): a list of
+    (score, rows sorted by (label, box)) per group."""
+    rows = np.concatenate([labels[:, None].astype(np.float64), boxes], 1)
+    groups, start = [], 0
+    for k in range(1, len(scores) + 1):
+        if k == len(scores) or abs(scores[k] - scores[start]) > tie:
+            g = rows[start:k]
+            groups.append((float(scores[start]), g[np.lexsort(g.T[::-1])]))
+            start = k
+    return groups
+
+
+def test_batch_is_dynamic(exported, frames, torch_outputs):
+    sess = session(exported["portable", False], "portable")
+    one, = sess.run(["pred_boxes"], {"images": frames[:1]})
+    three, = sess.run(["pred_boxes"], {"images": np.concatenate([frames, frames[:1]])})
+    assert one.shape[0] == 1 and three.shape[0] == 3
+    assert np.abs(three[2] - one[0]).max() <= BOXES_TOL
+
+
+def test_nvidia_msda_plugin_form(tiny):
+    model = export.onnx_from_model(tiny, tiny.config.input_size, form="plugin", msda_plugin="nvidia")
+    counts = export.count_ops(model)
+    assert counts[("trt", surgery.NVIDIA_MSDA_OP)] == tiny.config.enc_layers + tiny.config.dec_layers
+    assert ("detrt", "MSDeformAttn") not in counts and counts[("detrt", "DCGNeighbors")] == tiny.config.dcg_layers
+    export.check_onnx(model, "nvidia")
+
+
+def write_checkpoint(model, directory, config="dhdetr_r18_tiny"):
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "checkpoint.safetensors"))
+    (directory / "checkpoint.json").write_text(json.dumps({"config": config, "epoch": 1}))
+    return directory
+
+
+def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, torch_outputs):
+    ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
+    out = tmp_path / "model.onnx"
+    manifest = export.export_checkpoint(ckpt, out, form="portable", postprocess=False, log=None)
+    assert load_manifest(out) == manifest
+    assert manifest.onnx_sha256 == sha256_file(out) and manifest.form == "portable"
+    assert manifest.output_format == "raw" and manifest.input_size == tuple(tiny.config.input_size)
+    assert manifest.config == "dhdetr_r18_tiny" and manifest.family == "dh-detr" and manifest.opset == 17
+    logits, = ort.InferenceSession(str(out)).run(["pred_logits"], {"images": frames})
+    assert export.finite_max_abs_diff(logits, torch_outputs["pred_logits"]) <= LOGITS_TOL
+
+
+def test_checkpoint_without_json_is_refused(tiny, tmp_path):
+    ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
+    (ckpt / "checkpoint.json").unlink()
+    with pytest.raises(InputError, match="checkpoint.json: missing"):
+        export.export_checkpoint(ckpt, tmp_path / "m.onnx", log=None)
+    assert list(tmp_path.glob("m.onnx*")) == []
+
+
+def test_checkpoint_of_another_config_names_the_keys(tiny, tmp_path):
+    ckpt = write_checkpoint(tiny, tmp_path / "ckpt", config="deformable_detr_r18_tiny")
+    with pytest.raises(InputError, match="do not fit config deformable_detr_r18_tiny"):
+        export.model_from_checkpoint(ckpt)
+
+
+def test_bad_sizes_and_opset_are_refused(tiny):
+    with pytest.raises(InputError, match="multiples of 32"):
+        export.onnx_from_model(tiny, (250, 384))
+    with pytest.raises(InputError, match="opset"):
+        export.onnx_from_model(tiny, (256, 384), opset=16)
