@@ -1,0 +1,110 @@
+"""Sinks: JSONL and .odgt lines (readable by detrt.data.crowdhuman), video, URI dispatch, headless window."""
+
+import errno
+import io
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from detrt.data.crowdhuman import read_dt
+from detrt.errors import InputError
+from detrt.runtime.postprocess import Detections
+from detrt.runtime.sinks import (DisplaySink, JsonlSink, OdgtSink, SinkError, VideoSink, draw_detections, has_gui,
+                                 open_sink)
+from detrt.runtime.sources import Frame
+
+
+def _dets():
+    return Detections(np.array([[10, 20, 50, 80], [0, 0, 5, 5]], np.float32), np.array([0.9, 0.3], np.float32),
+                      np.array([0, 0]), ("person",))
+
+
+def _frame(i, name=None):
+    return Frame(i, np.full((90, 160, 3), 100, np.uint8), 0.0, name=name, pts=i / 25)
+
+
+def test_jsonl_lines(tmp_path):
+    with JsonlSink(tmp_path / "d.jsonl") as s:
+        s.write(_frame(0), _dets(), fps=12.345)
+        s.write(_frame(1), Detections.empty(("person",)))
+        assert (tmp_path / "d.jsonl").read_text().count("\n") == 2  # on disk before close
+    a, b = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert a == {"frame": 0, "pts": 0.0, "name": None, "width": 160, "height": 90, "count": 2, "fps": 12.35,
+                 "detections": [{"box": [10.0, 20.0, 50.0, 80.0], "score": 0.9, "label": 0, "name": "person"},
+                                {"box": [0.0, 0.0, 5.0, 5.0], "score": 0.3, "label": 0, "name": "person"}]}
+    assert b["count"] == 0 and b["detections"] == [] and b["pts"] == 0.04
+
+
+def test_jsonl_disk_full_cuts_the_partial_line(tmp_path):
+    class Full(io.FileIO):
+        def write(self, data):
+            if b'"frame":2' in bytes(data):
+                super().write(bytes(data)[:7])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    s = JsonlSink(tmp_path / "d.jsonl", opener=lambda p: Full(p, "wb"))
+    s.write(_frame(0), _dets())
+    s.write(_frame(1), _dets())
+    with pytest.raises(SinkError, match=r"write failed at frame 2 \(No space left on device\); the first 2 lines"):
+        s.write(_frame(2), _dets())
+    s.close()
+    assert [json.loads(x)["frame"] for x in (tmp_path / "d.jsonl").read_text().splitlines()] == [0, 1]
+
+
+def test_unwritable_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    s = JsonlSink(tmp_path / "file" / "d.jsonl")
+    with pytest.raises(SinkError, match="cannot write"):
+        s.write(_frame(0), _dets())
+
+
+def test_odgt_lines_read_back(tmp_path):
+    with OdgtSink(tmp_path / "d.odgt") as s:
+        s.write(_frame(3), _dets())
+        s.write(_frame(4, name="273271,c9db000d5146c15"), _dets())
+    recs = read_dt(tmp_path / "d.odgt")
+    assert [r.image_id for r in recs] == ["000003", "273271,c9db000d5146c15"]
+    np.testing.assert_allclose(recs[0].boxes, _dets().boxes)
+    np.testing.assert_allclose(recs[0].scores, [0.9, 0.3], rtol=1e-6)
+    assert (recs[0].width, recs[0].height) == (160, 90)
+    assert json.loads((tmp_path / "d.odgt").read_text().splitlines()[0])["dtboxes"][0]["box"] == [10, 20, 40, 60]
+    assert OdgtSink(tmp_path / "x.odgt").threshold == 0.0  # keeps every score
+
+
+def test_video(tmp_path):
+    s = VideoSink(tmp_path / "out.mp4", fps=10)
+    for i in range(5):
+        s.write(_frame(i), _dets(), fps=3.0)
+    s.write(Frame(5, np.zeros((45, 80, 3), np.uint8), 0.0), _dets())  # another size: resized
+    assert not (tmp_path / "out.mp4").exists()  # appears when complete
+    s.close()
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 160
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.mp4"]
+
+
+def test_drawing_changes_pixels_where_boxes_are():
+    img = np.full((90, 160, 3), 100, np.uint8)
+    out = draw_detections(img, _dets(), fps=9.0)
+    assert (img == 100).all()  # the input is untouched
+    assert (out[20:81, 10] != 100).any() and (out[60, 100] == 100).all()
+
+
+def test_open_sink_dispatch(tmp_path):
+    assert isinstance(open_sink(tmp_path / "a.jsonl"), JsonlSink)
+    assert isinstance(open_sink(f"file://{tmp_path}/a.odgt"), OdgtSink)
+    assert isinstance(open_sink(tmp_path / "a.avi"), VideoSink)
+    with pytest.raises(InputError, match="unknown output type"):
+        open_sink(tmp_path / "a.txt")
+    with pytest.raises(InputError, match="streaming outputs are not supported"):
+        open_sink("rtp://host:1234")
+
+
+@pytest.mark.skipif(has_gui(), reason="this OpenCV has a GUI")
+def test_display_on_headless_opencv():
+    with pytest.raises(InputError, match="opencv-python"):
+        DisplaySink()
