@@ -1,0 +1,162 @@
+// detrt plugins/cuda/msDeformAttn.cu: the MSDA kernel. The taps and their weights come from
+// msda::point_corners in plugins/common/msda_core.h, the same function the CPU kernel calls; this file
+// only maps threads to outputs and loads values (two channels per half2 load where possible).
+#include "msDeformAttn.h"
+
+#include "io_types.h"
+#include "msda_core.h"
+
+#include <climits>
+
+namespace detrt::gpu {
+namespace {
+
+constexpr int32_t kTHREADS = 256;
+
+// VEC consecutive channels of one value row as float32.
+template <typename T, int32_t VEC>
+__device__ __forceinline__ void loadChannels(T const* p, float (&v)[VEC])
+{
+    if constexpr (VEC == 2)
+    {
+        IoTraits<T>::load2(p, v[0], v[1]);
+    }
+    else
+    {
+        v[0] = IoTraits<T>::load(p);
+    }
+}
+
+// True if level l's rows [start, start + H*W) lie inside [0, S): only such levels are sampled.
+__device__ __forceinline__ bool levelInside(int32_t const* spatialShapes, int32_t const* levelStartIndex, int32_t l,
+    int32_t spatialSize)
+{
+    int64_t const h = spatialShapes[2 * l];
+    int64_t const w = spatialShapes[2 * l + 1];
+    int64_t const start = levelStartIndex[l];
+    return h > 0 && w > 0 && start >= 0 && start + h * w <= spatialSize;
+}
+
+// One thread per (n, q, m, group of VEC channels); consecutive threads take consecutive channel groups of
+// one (n, q, m), so location/weight reads are shared within a warp and value reads are coalesced.
+template <typename T, int32_t VEC>
+__global__ void __launch_bounds__(kTHREADS) msDeformAttnKernel(msda::Dims const dims, T const* __restrict__ value,
+    int32_t const* __restrict__ spatialShapes, int32_t const* __restrict__ levelStartIndex,
+    T const* __restrict__ samplingLocations, T const* __restrict__ attentionWeights, T* __restrict__ output,
+    int64_t const total)
+{
+    int32_t const groups = dims.D / VEC;
+    int64_t const rowStride = static_cast<int64_t>(dims.M) * dims.D;
+    for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+         t += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    {
+        int32_t const d = static_cast<int32_t>(t % groups) * VEC;
+        int64_t rest = t / groups;
+        int32_t const m = static_cast<int32_t>(rest % dims.M);
+        rest /= dims.M;
+        int32_t const q = static_cast<int32_t>(rest % dims.Lq);
+        int32_t const n = static_cast<int32_t>(rest / dims.Lq);
+
+        T const* valueNm = value + (static_cast<int64_t>(n) * dims.S * dims.M + m) * dims.D + d;
+        float acc[VEC] = {};
+        for (int32_t l = 0; l < dims.L; ++l)
+        {
+            if (!levelInside(spatialShapes, levelStartIndex, l, dims.S))
+            {
+                continue;
+            }
+            for (int32_t p = 0; p < dims.P; ++p)
+            {
+                msda::Corners c;
+                msda::point_corners(samplingLocations, attentionWeights, spatialShapes, levelStartIndex, dims, n, q,
+                    m, l, p, c);
+                for (int32_t k = 0; k < c.count; ++k)
+                {
+                    float v[VEC];
+                    loadChannels<T, VEC>(valueNm + c.row[k] * rowStride, v);
+#pragma unroll
+                    for (int32_t i = 0; i < VEC; ++i)
+                    {
+                        acc[i] += c.weight[k] * v[i];
+                    }
+                }
+            }
+        }
+        T* out = output + ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * dims.D + d;
+#pragma unroll
+        for (int32_t i = 0; i < VEC; ++i)
+        {
+            IoTraits<T>::store(out + i, acc[i]);
+        }
+    }
+}
+
+template <typename T, int32_t VEC>
+cudaError_t launch(msda::Dims const& dims, T const* value, int32_t const* spatialShapes,
+    int32_t const* levelStartIndex, T const* samplingLocations, T const* attentionWeights, T* output,
+    cudaStream_t stream)
+{
+    int64_t const total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M * (dims.D / VEC);
+    if (total == 0)
+    {
+        return cudaSuccess;
+    }
+    int64_t const blocks = (total + kTHREADS - 1) / kTHREADS;
+    // The grid-stride loop covers any total; cap the grid at what every architecture accepts.
+    unsigned int const grid = static_cast<unsigned int>(blocks < INT_MAX ? blocks : INT_MAX);
+    msDeformAttnKernel<T, VEC><<<grid, kTHREADS, 0, stream>>>(
+        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, total);
+    return cudaGetLastError();
+}
+
+bool validDims(msda::Dims const& dims)
+{
+    return dims.N >= 0 && dims.S >= 0 && dims.M >= 0 && dims.D >= 0 && dims.L >= 0 && dims.P >= 0 && dims.Lq >= 0;
+}
+
+template <typename T>
+bool validPointers(msda::Dims const& dims, T const* value, int32_t const* spatialShapes,
+    int32_t const* levelStartIndex, T const* samplingLocations, T const* attentionWeights, T const* output)
+{
+    bool const anyOutput = static_cast<int64_t>(dims.N) * dims.Lq * dims.M * dims.D > 0;
+    return !anyOutput
+        || (value != nullptr && spatialShapes != nullptr && levelStartIndex != nullptr && samplingLocations != nullptr
+            && attentionWeights != nullptr && output != nullptr);
+}
+
+} // namespace
+
+cudaError_t msDeformAttn(msda::Dims const& dims, float const* value, int32_t const* spatialShapes,
+    int32_t const* levelStartIndex, float const* samplingLocations, float const* attentionWeights, float* output,
+    cudaStream_t stream) noexcept
+{
+    if (!validDims(dims)
+        || !validPointers(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output))
+    {
+        return cudaErrorInvalidValue;
+    }
+    return launch<float, 1>(
+        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+}
+
+cudaError_t msDeformAttn(msda::Dims const& dims, __half const* value, int32_t const* spatialShapes,
+    int32_t const* levelStartIndex, __half const* samplingLocations, __half const* attentionWeights, __half* output,
+    cudaStream_t stream) noexcept
+{
+    if (!validDims(dims)
+        || !validPointers(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output))
+    {
+        return cudaErrorInvalidValue;
+    }
+    // half2 loads need every (row, even channel) address 4-byte aligned: even D and an aligned base.
+    bool const pairs = dims.D % 2 == 0 && reinterpret_cast<uintptr_t>(value) % 4 == 0;
+    if (pairs)
+    {
+        return launch<__half, 2>(
+            dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+    }
+    return launch<__half, 1>(
+        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+}
+
+} // namespace detrt::gpu
