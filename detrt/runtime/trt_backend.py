@@ -87,7 +87,7 @@ class _Slot:
             self.host[name] = np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape)
             self.device[name] = cuda("cudaMalloc", nbytes)
         self.event = cuda("cudaEventCreate")
-        self.pending = False
+        self.pending = None  # the _Result whose outputs this slot's host buffers will hold
 
     def free(self):
         for ptr in self.device.values():
@@ -96,6 +96,28 @@ class _Slot:
             self.cuda("cudaFreeHost", ptr)
         self.cuda("cudaEventDestroy", self.event)
         self.host, self.device, self._host_ptrs = {}, {}, []
+
+
+class _Result:
+    """A submitted batch: calling it waits for the slot's event and returns copies of the outputs.
+
+    If the slot is reused before the result was taken, `take` runs first (the outputs are copied
+    out), so results never see a later batch's data.
+    """
+
+    def __init__(self, backend, slot, batch):
+        self.backend, self.slot, self.batch = backend, slot, batch
+        self.outputs = None
+
+    def take(self):
+        if self.outputs is None:
+            self.backend.cuda("cudaEventSynchronize", self.slot.event)
+            self.outputs = {n: self.slot.host[n][:self.batch].copy() for n in self.backend.manifest.outputs}
+            if self.slot.pending is self:
+                self.slot.pending = None
+        return self.outputs
+
+    __call__ = take
 
 
 class TrtBackend(Backend):
@@ -186,8 +208,8 @@ class TrtBackend(Backend):
         index = self._next
         self._next ^= 1
         slot = self._slots[index]
-        if slot.pending:  # its previous batch was never collected: wait before overwriting
-            self.cuda("cudaEventSynchronize", slot.event)
+        if slot.pending is not None:  # its previous batch was not collected: copy it out before overwriting
+            slot.pending.take()
         np.copyto(slot.host[self.input_name][:batch], images, casting="same_kind")
         if batch != self._batch:
             self._set_batch(batch)
@@ -203,8 +225,8 @@ class TrtBackend(Backend):
             self._enqueue(slot, batch)
             self._seen.add(key)
         self.cuda("cudaEventRecord", slot.event, self.stream)
-        slot.pending = True
-        return lambda: self._collect(slot, batch)
+        slot.pending = _Result(self, slot, batch)
+        return slot.pending
 
     def _capture(self, slot, key):
         rt = self.cuda.rt
@@ -214,11 +236,6 @@ class TrtBackend(Backend):
         finally:
             graph = self.cuda("cudaStreamEndCapture", self.stream)
         self._graphs[key] = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
-
-    def _collect(self, slot, batch):
-        self.cuda("cudaEventSynchronize", slot.event)
-        slot.pending = False
-        return {n: slot.host[n][:batch].copy() for n in self.manifest.outputs}
 
     def close(self):
         if getattr(self, "_slots", None) is None:

@@ -1,0 +1,176 @@
+"""TrtBackend: on a GPU with TensorRT (skipped here), and through CPU stand-ins everywhere.
+
+The stand-ins (fake_trt.py) expose only TensorRT / cuda-python names checked against NVIDIA's
+bindings, queue stream work until a synchronization point, and run the "engine" (an ONNX file) with
+ONNX Runtime, so the buffer slots, double buffering, events and CUDA-graph replay are exercised.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import fake_trt
+from detrt.errors import InputError
+from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from detrt.runtime import trt_backend
+from detrt.runtime.backend import open_backend
+from detrt.runtime.pipeline import run
+from probe_models import gradient_frames, make_topk_model, write_video
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """model.onnx (the probe) and model.engine (its bytes) with an engine manifest."""
+    onnx_path = tmp_path / "model.onnx"
+    make_topk_model(onnx_path, gain=3.0, bias=[1.0, 0.0, -1.0], max_batch=4)
+    eng = tmp_path / "model.engine"
+    eng.write_bytes(onnx_path.read_bytes())
+    m = load_manifest(onnx_path).to_dict()
+    m.update(engine_sha256=sha256_file(eng), tensorrt_version="10.3.0", compute_capability="8.7",
+             gpu_name="Fake GPU", precision="fp16", parent=str(onnx_path))
+    save_manifest(Manifest.from_dict(m), eng)
+    return eng
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setattr(trt_backend, "find_plugin_library", lambda: None)
+    return fake_trt.install(monkeypatch)
+
+
+def _batches():
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(b, 3, 64, 96)).astype(np.float32) for b in (1, 4, 4, 2, 4, 1, 3)]
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_matches_onnxruntime(engine, fakes, cuda_graph):
+    trt, rt = fakes
+    with open_backend(engine.with_suffix(".onnx")) as ref, open_backend(engine, cuda_graph=cuda_graph) as be:
+        assert be.name == "tensorrt" and be.max_batch == 4 and be.gpu_name == "Fake GPU"
+        assert be.compute_capability == "8.7"
+        for x in _batches():
+            want = ref.infer(x)
+            got = be.infer(x)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k])
+    graphs = [e for e in rt.log if e[0] == "graph"]
+    assert bool(graphs) == cuda_graph
+    assert not rt.live_allocations  # every buffer freed on close
+
+
+def test_double_buffering_keeps_two_batches_in_flight(engine, fakes):
+    trt, rt = fakes
+    with open_backend(engine.with_suffix(".onnx")) as ref, open_backend(engine) as be:
+        xs = _batches()
+        # submit t+1 before collecting t, the pipeline's pattern; results must not mix
+        pending = [be.submit(xs[0])]
+        outs = []
+        for x in xs[1:]:
+            pending.append(be.submit(x))
+            outs.append(pending.pop(0)())
+        outs.append(pending.pop(0)())
+        for x, got in zip(xs, outs):
+            np.testing.assert_array_equal(got["scores"], ref.infer(x)["scores"])
+        # a third submit reuses slot 0 while its result is uncollected: it must wait, not overwrite
+        a = be.submit(xs[1])
+        be.submit(xs[2])
+        be.submit(xs[3])
+        np.testing.assert_array_equal(a()["scores"], ref.infer(xs[1])["scores"])
+
+
+def test_pipeline_on_tensorrt_equals_onnxruntime(tmp_path, engine, fakes):
+    clip = write_video(tmp_path / "clip.mp4", gradient_frames(23))
+    s1 = run(clip, engine.with_suffix(".onnx"), [tmp_path / "ort.jsonl"], threshold=0.0)
+    s2 = run(clip, engine, [tmp_path / "trt.jsonl"], threshold=0.0, cuda_graph=True)
+    assert s1.frames == s2.frames == 23 and s2.backend == "tensorrt" and s2.batch == 4
+    a = [json.loads(x)["detections"] for x in (tmp_path / "ort.jsonl").read_text().splitlines()]
+    b = [json.loads(x)["detections"] for x in (tmp_path / "trt.jsonl").read_text().splitlines()]
+    assert a == b
+
+
+def test_engine_for_another_gpu_is_refused(engine, monkeypatch):
+    monkeypatch.setattr(trt_backend, "find_plugin_library", lambda: None)
+    fake_trt.install(monkeypatch, major=9, minor=0)
+    with pytest.raises(InputError, match=r"compute capability 8\.7 \(Fake GPU\), this GPU is 9\.0; "
+                                         r"rebuild with: detrt build .*model\.onnx --precision fp16"):
+        open_backend(engine)
+
+
+def test_changed_engine_is_refused(engine, fakes):
+    engine.write_bytes(engine.read_bytes() + b"\0")
+    with pytest.raises(InputError, match="does not match its manifest.*rebuild with: detrt build"):
+        open_backend(engine)
+
+
+def test_undeserializable_engine(engine, fakes):
+    engine.write_bytes(b"garbage")
+    m = load_manifest(engine)
+    m.engine_sha256 = sha256_file(engine)
+    save_manifest(m, engine)
+    with pytest.raises(InputError, match="could not deserialize the engine"):
+        open_backend(engine)
+
+
+def test_plugin_library_problems(engine, fakes, tmp_path):
+    with pytest.raises(InputError, match="no such plugin library"):
+        open_backend(engine, plugins=tmp_path / "libnope.so")
+    bad = tmp_path / "libdetrt_plugins.so"
+    bad.write_bytes(b"not an ELF file")
+    with pytest.raises(InputError, match="plugin library does not load"):
+        open_backend(engine, plugins=bad)
+
+
+def test_engine_built_with_plugins_needs_them(engine, fakes):
+    m = load_manifest(engine)
+    m.plugin_sha256 = "b" * 64
+    save_manifest(m, engine)
+    with pytest.raises(InputError, match="no plugin library was found.*rebuild with"):
+        open_backend(engine)
+
+
+def _real_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+
+        from cuda.bindings import runtime
+
+        err, n = runtime.cudaGetDeviceCount()
+        return None if int(err.value) == 0 and n > 0 else "no CUDA device"
+    except Exception as e:  # noqa: BLE001
+        return f"TensorRT/cuda-python unavailable: {e}"
+
+
+@pytest.mark.gpu
+@pytest.mark.trt
+@pytest.mark.skipif(_real_tensorrt() is not None, reason=str(_real_tensorrt()))
+def test_real_engine_matches_onnxruntime(tmp_path):
+    """Builds an engine from the probe ONNX with TensorRT's builder and compares with ONNX Runtime."""
+    import tensorrt as trt
+
+    from cuda.bindings import runtime as cudart
+
+    onnx_path = tmp_path / "probe.onnx"
+    make_topk_model(onnx_path, max_batch=4)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("images", (1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96))
+    config.add_optimization_profile(profile)
+    eng = tmp_path / "probe.engine"
+    eng.write_bytes(bytes(builder.build_serialized_network(network, config)))
+    props = cudart.cudaGetDeviceProperties(0)[1]
+    m = load_manifest(onnx_path).to_dict()
+    m.update(engine_sha256=sha256_file(eng), tensorrt_version=trt.__version__,
+             compute_capability=f"{props.major}.{props.minor}", parent=str(onnx_path))
+    save_manifest(Manifest.from_dict(m), eng)
+    with open_backend(onnx_path) as ref, open_backend(eng, cuda_graph=True) as be:
+        for x in _batches():
+            want, got = ref.infer(x), be.infer(x)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
