@@ -7,6 +7,8 @@
 #include "msda_core.h"
 
 #include <climits>
+#include <cstdint>
+#include <type_traits>
 
 namespace detrt::gpu {
 namespace {
@@ -96,11 +98,7 @@ cudaError_t launch(msda::Dims const& dims, T const* value, int32_t const* spatia
     int32_t const* levelStartIndex, T const* samplingLocations, T const* attentionWeights, T* output,
     cudaStream_t stream)
 {
-    int64_t const total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M * (dims.D / VEC);
-    if (total == 0)
-    {
-        return cudaSuccess;
-    }
+    int64_t const total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M * (dims.D / VEC); // > 0 (dispatch)
     int64_t const blocks = (total + kTHREADS - 1) / kTHREADS;
     // The grid-stride loop covers any total; cap the grid at what every architecture accepts.
     unsigned int const grid = static_cast<unsigned int>(blocks < INT_MAX ? blocks : INT_MAX);
@@ -109,19 +107,35 @@ cudaError_t launch(msda::Dims const& dims, T const* value, int32_t const* spatia
     return cudaGetLastError();
 }
 
-bool validDims(msda::Dims const& dims)
-{
-    return dims.N >= 0 && dims.S >= 0 && dims.M >= 0 && dims.D >= 0 && dims.L >= 0 && dims.P >= 0 && dims.Lq >= 0;
-}
-
 template <typename T>
-bool validPointers(msda::Dims const& dims, T const* value, int32_t const* spatialShapes,
-    int32_t const* levelStartIndex, T const* samplingLocations, T const* attentionWeights, T const* output)
+cudaError_t dispatch(msda::Dims const& dims, T const* value, int32_t const* spatialShapes,
+    int32_t const* levelStartIndex, T const* samplingLocations, T const* attentionWeights, T* output,
+    cudaStream_t stream)
 {
-    bool const anyOutput = static_cast<int64_t>(dims.N) * dims.Lq * dims.M * dims.D > 0;
-    return !anyOutput
-        || (value != nullptr && spatialShapes != nullptr && levelStartIndex != nullptr && samplingLocations != nullptr
-            && attentionWeights != nullptr && output != nullptr);
+    if (dims.N < 0 || dims.S < 0 || dims.M < 0 || dims.D < 0 || dims.L < 0 || dims.P < 0 || dims.Lq < 0)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (static_cast<int64_t>(dims.N) * dims.Lq * dims.M * dims.D == 0)
+    {
+        return cudaSuccess; // no output element: nothing to launch
+    }
+    if (value == nullptr || spatialShapes == nullptr || levelStartIndex == nullptr || samplingLocations == nullptr
+        || attentionWeights == nullptr || output == nullptr)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if constexpr (std::is_same_v<T, __half>)
+    {
+        // half2 loads need every (row, even channel) address 4-byte aligned: even D and an aligned base.
+        if (dims.D % 2 == 0 && reinterpret_cast<uintptr_t>(value) % 4 == 0)
+        {
+            return launch<T, 2>(
+                dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+        }
+    }
+    return launch<T, 1>(
+        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
 }
 
 } // namespace
@@ -130,33 +144,14 @@ cudaError_t msDeformAttn(msda::Dims const& dims, float const* value, int32_t con
     int32_t const* levelStartIndex, float const* samplingLocations, float const* attentionWeights, float* output,
     cudaStream_t stream) noexcept
 {
-    if (!validDims(dims)
-        || !validPointers(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output))
-    {
-        return cudaErrorInvalidValue;
-    }
-    return launch<float, 1>(
-        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+    return dispatch(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
 }
 
 cudaError_t msDeformAttn(msda::Dims const& dims, __half const* value, int32_t const* spatialShapes,
     int32_t const* levelStartIndex, __half const* samplingLocations, __half const* attentionWeights, __half* output,
     cudaStream_t stream) noexcept
 {
-    if (!validDims(dims)
-        || !validPointers(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output))
-    {
-        return cudaErrorInvalidValue;
-    }
-    // half2 loads need every (row, even channel) address 4-byte aligned: even D and an aligned base.
-    bool const pairs = dims.D % 2 == 0 && reinterpret_cast<uintptr_t>(value) % 4 == 0;
-    if (pairs)
-    {
-        return launch<__half, 2>(
-            dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
-    }
-    return launch<__half, 1>(
-        dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
+    return dispatch(dims, value, spatialShapes, levelStartIndex, samplingLocations, attentionWeights, output, stream);
 }
 
 } // namespace detrt::gpu

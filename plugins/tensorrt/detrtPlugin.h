@@ -8,14 +8,14 @@
 //                                  the creator's field list, createPlugin's parsing (unknown names,
 //                                  wrong types and lengths rejected) and getFieldsToSerialize all
 //                                  derive from that one table.
-//   PluginV3<Derived, Traits>      IPluginV3 + OneCore/OneBuild/OneRuntime boilerplate: capability
-//                                  lookup, names, clone, attachToContext, serialization. Derived writes
-//                                  only the op: output types and shapes, formats, checks, enqueue.
-//   PluginCreatorV3<Plugin>        IPluginCreatorV3One for one plugin.
+//   Plugin<Op>                     IPluginV3 + OneCore/OneBuild/OneRuntime: every TensorRT method and its
+//                                  error boundary. Op (one struct per plugin folder) supplies only static
+//                                  functions: output types and shapes, formats, the shape check, enqueue.
+//   PluginCreator<Op>              its IPluginCreatorV3One.
 //
-// Errors: every noexcept method of TensorRT's interfaces catches std::exception (detrt::Error from
-// DETRT_CHECK in plugins/common/check.h) and reports it, returning a failure status: nothing throws
-// through TensorRT, nothing aborts.
+// Errors: every noexcept method of TensorRT's interfaces runs its body in guarded(), which catches
+// std::exception (detrt::Error from DETRT_CHECK / DETRT_CHECK_CUDA in plugins/common/check.h), reports it and
+// returns a failure status: nothing throws through TensorRT, nothing aborts.
 #ifndef DETRT_TENSORRT_DETRT_PLUGIN_H
 #define DETRT_TENSORRT_DETRT_PLUGIN_H
 
@@ -172,29 +172,56 @@ private:
     }
 };
 
-//! The IPluginV3 boilerplate of a plugin whose whole state is `Traits::Params`.
-//! Traits: kNAME, kVERSION, Params. Derived: the IPluginV3OneBuild/OneRuntime methods of the op.
-template <typename Derived, typename Traits>
-class PluginV3 : public nvinfer1::IPluginV3,
-                 public nvinfer1::IPluginV3OneCore,
-                 public nvinfer1::IPluginV3OneBuild,
-                 public nvinfer1::IPluginV3OneRuntime
+//! Runs `body` at a noexcept TensorRT entry point: 0 on success; a thrown error is reported and gives -1.
+template <typename Body>
+int32_t guarded(Body&& body) noexcept
+{
+    try
+    {
+        body();
+        return 0;
+    }
+    catch (std::exception const& e)
+    {
+        caughtError(e);
+    }
+    catch (...)
+    {
+        reportError("unknown exception");
+    }
+    return -1;
+}
+
+//! An IPluginV3 (OneCore + OneBuild + OneRuntime) whose whole state is `Op::Params`. Every TensorRT method is
+//! here, with its error boundary; the op supplies only static functions that throw detrt::Error on bad input:
+//!   kNAME, kVERSION, kNB_INPUTS, kNB_OUTPUTS, Params
+//!   outputDataTypes(DataType const* in, DataType* out)
+//!   outputShapes(Params const&, DimsExprs const* in, DimsExprs* out, IExprBuilder&)
+//!   supportsFormat(int32_t pos, DynamicPluginTensorDesc const* inOut) -> bool   (decides on inOut[0..pos])
+//!   checkInputs(Dims const* in)                      dims of the inputs; -1 = unknown at build time
+//!   enqueue(Params const&, PluginTensorDesc const* inputDesc, void const* const* inputs, void* const* outputs,
+//!           cudaStream_t)
+template <typename Op>
+class Plugin final : public nvinfer1::IPluginV3,
+                     public nvinfer1::IPluginV3OneCore,
+                     public nvinfer1::IPluginV3OneBuild,
+                     public nvinfer1::IPluginV3OneRuntime
 {
 public:
-    using Params = typename Traits::Params;
+    using Params = typename Op::Params;
 
-    explicit PluginV3(Params const& params)
+    explicit Plugin(Params const& params)
         : mParams(params)
     {
     }
 
-    PluginV3(PluginV3 const& other)
+    Plugin(Plugin const& other)
         : mParams(other.mParams)
     {
     }
 
-    PluginV3& operator=(PluginV3 const&) = delete;
-    ~PluginV3() override = default;
+    Plugin& operator=(Plugin const&) = delete;
+    ~Plugin() override = default;
 
     // IPluginV3
     nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override
@@ -210,26 +237,20 @@ public:
 
     nvinfer1::IPluginV3* clone() noexcept override
     {
-        try
-        {
-            return new Derived(static_cast<Derived const&>(*this));
-        }
-        catch (std::exception const& e)
-        {
-            caughtError(e);
-        }
-        return nullptr;
+        Plugin* copy{nullptr};
+        guarded([&] { copy = new Plugin(*this); });
+        return copy;
     }
 
     // IPluginV3OneCore
     char const* getPluginName() const noexcept override
     {
-        return Traits::kNAME;
+        return Op::kNAME;
     }
 
     char const* getPluginVersion() const noexcept override
     {
-        return Traits::kVERSION;
+        return Op::kVERSION;
     }
 
     char const* getPluginNamespace() const noexcept override
@@ -237,42 +258,85 @@ public:
         return kPLUGIN_NAMESPACE;
     }
 
-    // IPluginV3OneRuntime: no per-context resources, so a context gets a plain copy.
+    // IPluginV3OneBuild
+    int32_t getNbOutputs() const noexcept override
+    {
+        return Op::kNB_OUTPUTS;
+    }
+
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
+        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override
+    {
+        return guarded([&] {
+            checkCounts(inputTypes != nullptr && outputTypes != nullptr, nbInputs, nbOutputs);
+            Op::outputDataTypes(inputTypes, outputTypes);
+        });
+    }
+
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
+        nvinfer1::DimsExprs const* /* shapeInputs */, int32_t /* nbShapeInputs */, nvinfer1::DimsExprs* outputs,
+        int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept override
+    {
+        return guarded([&] {
+            checkCounts(inputs != nullptr && outputs != nullptr, nbInputs, nbOutputs);
+            Op::outputShapes(mParams, inputs, outputs, exprBuilder);
+        });
+    }
+
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override
+    {
+        bool supported{false};
+        guarded([&] {
+            checkCounts(inOut != nullptr && pos >= 0 && pos < nbInputs + nbOutputs, nbInputs, nbOutputs);
+            supported = Op::supportsFormat(pos, inOut);
+        });
+        return supported;
+    }
+
+    // One shape check at build (configurePlugin, with -1 wildcards) and at run (onShapeChange).
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* /* out */, int32_t nbOutputs) noexcept override
+    {
+        return guarded([&] { checkInputDescs(in, nbInputs, nbOutputs); });
+    }
+
+    // IPluginV3OneRuntime
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::PluginTensorDesc const* /* out */, int32_t nbOutputs) noexcept override
+    {
+        return guarded([&] { checkInputDescs(in, nbInputs, nbOutputs); });
+    }
+
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* /* outputDesc */,
+        void const* const* inputs, void* const* outputs, void* /* workspace */, cudaStream_t stream) noexcept override
+    {
+        return guarded([&] {
+            DETRT_CHECK(inputDesc != nullptr && inputs != nullptr && outputs != nullptr, Op::kNAME, ": null tensors");
+            Op::enqueue(mParams, inputDesc, inputs, outputs, stream);
+        });
+    }
+
+    //! No per-context resources, so a context gets a plain copy.
     nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* /* context */) noexcept override
     {
         return clone();
     }
 
-    // IPluginV3OneBuild / OneRuntime: one shape check (Derived::checkInputs on the input dims) at build and run.
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* /* out */, int32_t nbOutputs) noexcept override
-    {
-        return checkDescs(in, nbInputs, nbOutputs);
-    }
-
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::PluginTensorDesc const* /* out */, int32_t nbOutputs) noexcept override
-    {
-        return checkDescs(in, nbInputs, nbOutputs);
-    }
-
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override
     {
-        try
-        {
-            return AttributeTable<Params>::serialize(mParams, mSerialized, mSerializedCollection);
-        }
-        catch (std::exception const& e)
-        {
-            caughtError(e);
-        }
-        return nullptr;
+        nvinfer1::PluginFieldCollection const* fields{nullptr};
+        guarded([&] { fields = AttributeTable<Params>::serialize(mParams, mSerialized, mSerializedCollection); });
+        return fields;
     }
 
-protected:
-    Params const mParams;
-
 private:
+    static void checkCounts(bool pointersOk, int32_t nbInputs, int32_t nbOutputs)
+    {
+        DETRT_CHECK(pointersOk && nbInputs == Op::kNB_INPUTS && nbOutputs == Op::kNB_OUTPUTS, Op::kNAME, " takes ",
+            Op::kNB_INPUTS, " inputs and ", Op::kNB_OUTPUTS, " outputs, got ", nbInputs, " and ", nbOutputs);
+    }
+
     static nvinfer1::Dims const& dimsOf(nvinfer1::PluginTensorDesc const& desc)
     {
         return desc.dims;
@@ -283,48 +347,38 @@ private:
         return desc.desc.dims;
     }
 
-    //! Derived::checkInputs(dims, nbInputs, nbOutputs) throws on bad input dims; -1 dims are build-time wildcards.
     template <typename Desc>
-    static int32_t checkDescs(Desc const* in, int32_t nbInputs, int32_t nbOutputs) noexcept
+    static void checkInputDescs(Desc const* in, int32_t nbInputs, int32_t nbOutputs)
     {
-        try
+        checkCounts(in != nullptr, nbInputs, nbOutputs);
+        std::array<nvinfer1::Dims, Op::kNB_INPUTS> dims{};
+        for (int32_t i = 0; i < Op::kNB_INPUTS; ++i)
         {
-            DETRT_CHECK(in != nullptr && nbInputs >= 0 && nbInputs <= kMAX_INPUTS, Traits::kNAME, ": bad input list");
-            std::array<nvinfer1::Dims, kMAX_INPUTS> dims{};
-            for (int32_t i = 0; i < nbInputs; ++i)
-            {
-                dims[i] = dimsOf(in[i]);
-            }
-            Derived::checkInputs(dims.data(), nbInputs, nbOutputs);
-            return 0;
+            dims[i] = dimsOf(in[i]);
         }
-        catch (std::exception const& e)
-        {
-            caughtError(e);
-        }
-        return -1;
+        Op::checkInputs(dims.data());
     }
 
-    static constexpr int32_t kMAX_INPUTS{8};
+    Params const mParams;
     std::vector<nvinfer1::PluginField> mSerialized;
     nvinfer1::PluginFieldCollection mSerializedCollection{};
 };
 
-//! IPluginCreatorV3One of one plugin; `Plugin` is constructible from its Params.
-template <typename Plugin>
-class PluginCreatorV3 : public nvinfer1::IPluginCreatorV3One
+//! IPluginCreatorV3One of Plugin<Op>.
+template <typename Op>
+class PluginCreator : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    using Params = typename Plugin::Params;
+    using Params = typename Op::Params;
 
     char const* getPluginName() const noexcept override
     {
-        return Plugin::Traits::kNAME;
+        return Op::kNAME;
     }
 
     char const* getPluginVersion() const noexcept override
     {
-        return Plugin::Traits::kVERSION;
+        return Op::kVERSION;
     }
 
     char const* getPluginNamespace() const noexcept override
@@ -334,15 +388,9 @@ public:
 
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
     {
-        try
-        {
-            return AttributeTable<Params>::fieldNames();
-        }
-        catch (std::exception const& e)
-        {
-            caughtError(e);
-        }
-        return nullptr;
+        nvinfer1::PluginFieldCollection const* names{nullptr};
+        guarded([&] { names = AttributeTable<Params>::fieldNames(); });
+        return names;
     }
 
     //! Build and runtime phases parse the same fields (runtime gets what getFieldsToSerialize returned).
@@ -351,12 +399,11 @@ public:
     {
         try
         {
-            return new Plugin(AttributeTable<Params>::parse(fc));
+            return new Plugin<Op>(AttributeTable<Params>::parse(fc));
         }
         catch (std::exception const& e)
         {
-            reportError((std::string(Plugin::Traits::kNAME) + " '" + (name != nullptr ? name : "") + "': " + e.what())
-                            .c_str());
+            reportError((std::string(Op::kNAME) + " '" + (name != nullptr ? name : "") + "': " + e.what()).c_str());
         }
         return nullptr;
     }
@@ -377,17 +424,6 @@ inline bool isLinearOf(nvinfer1::PluginTensorDesc const& desc, std::initializer_
         }
     }
     return false;
-}
-
-//! Product of dims [begin, end) of a Dims as int64 (all dims known, as at enqueue).
-inline int64_t volume(nvinfer1::Dims const& dims, int32_t begin, int32_t end)
-{
-    int64_t v = 1;
-    for (int32_t i = begin; i < end; ++i)
-    {
-        v *= dims.d[i];
-    }
-    return v;
 }
 
 //! Narrows a runtime dimension to int32 for the launchers, with a message naming it.

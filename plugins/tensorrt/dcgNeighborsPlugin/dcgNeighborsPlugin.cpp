@@ -16,17 +16,49 @@ enum Tensor : int32_t
     kBOXES = 0,   // [B, N, 4] cxcywh
     kSCORES = 1,  // [B, N]
     kINDICES = 2, // output 0: [B, N, k] int32
-    kVALID = 3,   // output 1: [B, N, k] int32 (TensorRT plugins cannot output bool)
-    kNB_INPUTS = 2,
-    kNB_OUTPUTS = 2
+    kVALID = 3    // output 1: [B, N, k] int32 0/1 (getOutputDataTypes may not return kBOOL)
 };
 
 } // namespace
 
-void DcgNeighborsPlugin::checkInputs(Dims const* in, int32_t nbInputs, int32_t nbOutputs)
+void DcgNeighborsParams::validate() const
 {
-    DETRT_CHECK(in != nullptr && nbInputs == kNB_INPUTS && nbOutputs == kNB_OUTPUTS,
-        "DCGNeighbors takes 2 inputs and 2 outputs, got ", nbInputs, " and ", nbOutputs);
+    DETRT_CHECK(k >= 1 && k <= gpu::kDCG_MAX_K, "DCGNeighbors: k must be in [1, ", gpu::kDCG_MAX_K, "], got ", k);
+    DETRT_CHECK(std::isfinite(iouThreshold), "DCGNeighbors: iou_threshold must be finite, got ", iouThreshold);
+    DETRT_CHECK(!std::isnan(lowScore), "DCGNeighbors: low_score must not be NaN");
+}
+
+void DcgNeighborsOp::outputDataTypes(DataType const* /* in */, DataType* out)
+{
+    out[0] = DataType::kINT32;
+    out[1] = DataType::kINT32;
+}
+
+void DcgNeighborsOp::outputShapes(Params const& params, DimsExprs const* in, DimsExprs* out, IExprBuilder& exprBuilder)
+{
+    DETRT_CHECK(in[kBOXES].nbDims == 3, "DCGNeighbors: boxes must be [B, N, 4]");
+    for (int32_t o = 0; o < kNB_OUTPUTS; ++o) // [B, N, k] twice
+    {
+        out[o].nbDims = 3;
+        out[o].d[0] = in[kBOXES].d[0];
+        out[o].d[1] = in[kBOXES].d[1];
+        out[o].d[2] = exprBuilder.constant(params.k);
+    }
+}
+
+bool DcgNeighborsOp::supportsFormat(int32_t pos, DynamicPluginTensorDesc const* inOut)
+{
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    switch (pos)
+    {
+    case kBOXES: return isLinearOf(desc, {DataType::kFLOAT, DataType::kHALF});
+    case kSCORES: return isLinearOf(desc, {inOut[kBOXES].desc.type});
+    default: return isLinearOf(desc, {DataType::kINT32}); // indices, valid
+    }
+}
+
+void DcgNeighborsOp::checkInputs(Dims const* in)
+{
     Dims const& boxes = in[kBOXES];
     Dims const& scores = in[kSCORES];
     DETRT_CHECK(boxes.nbDims == 3, "DCGNeighbors: boxes must be [B, N, 4], got rank ", boxes.nbDims);
@@ -39,117 +71,24 @@ void DcgNeighborsPlugin::checkInputs(Dims const* in, int32_t nbInputs, int32_t n
     }
 }
 
-void DcgNeighborsParams::validate() const
+void DcgNeighborsOp::enqueue(Params const& params, PluginTensorDesc const* inputDesc, void const* const* inputs,
+    void* const* outputs, cudaStream_t stream)
 {
-    DETRT_CHECK(k >= 1 && k <= gpu::kDCG_MAX_K, "DCGNeighbors: k must be in [1, ", gpu::kDCG_MAX_K, "], got ", k);
-    DETRT_CHECK(std::isfinite(iouThreshold), "DCGNeighbors: iou_threshold must be finite, got ", iouThreshold);
-    DETRT_CHECK(!std::isnan(lowScore), "DCGNeighbors: low_score must not be NaN");
-}
-
-int32_t DcgNeighborsPlugin::getNbOutputs() const noexcept
-{
-    return kNB_OUTPUTS;
-}
-
-int32_t DcgNeighborsPlugin::getOutputDataTypes(
-    DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
-{
-    try
+    int32_t const batch = toInt32(inputDesc[kBOXES].dims.d[0], "B");
+    int32_t const numBoxes = toInt32(inputDesc[kBOXES].dims.d[1], "N");
+    auto* indices = static_cast<int32_t*>(outputs[0]);
+    auto* valid = static_cast<int32_t*>(outputs[1]);
+    if (inputDesc[kBOXES].type == DataType::kHALF)
     {
-        DETRT_CHECK(outputTypes != nullptr && inputTypes != nullptr && nbInputs == kNB_INPUTS
-                && nbOutputs == kNB_OUTPUTS,
-            "DCGNeighbors takes 2 inputs and 2 outputs");
-        // getOutputDataTypes may not return kBOOL (NvInferRuntime.h), so the mask is int32 0/1.
-        outputTypes[0] = DataType::kINT32;
-        outputTypes[1] = DataType::kINT32;
-        return 0;
+        DETRT_CHECK_CUDA(gpu::dcgNeighbors(batch, numBoxes, params.k, params.iouThreshold, params.lowScore,
+            static_cast<__half const*>(inputs[kBOXES]), static_cast<__half const*>(inputs[kSCORES]), indices, valid,
+            stream));
+        return;
     }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
-}
-
-int32_t DcgNeighborsPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs,
-    DimsExprs const* /* shapeInputs */, int32_t /* nbShapeInputs */, DimsExprs* outputs, int32_t nbOutputs,
-    IExprBuilder& exprBuilder) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inputs != nullptr && outputs != nullptr && nbInputs == kNB_INPUTS && nbOutputs == kNB_OUTPUTS,
-            "DCGNeighbors takes 2 inputs and 2 outputs");
-        DETRT_CHECK(inputs[kBOXES].nbDims == 3, "DCGNeighbors: boxes must be [B, N, 4]");
-        // [B, N, k] twice
-        for (int32_t o = 0; o < kNB_OUTPUTS; ++o)
-        {
-            outputs[o].nbDims = 3;
-            outputs[o].d[0] = inputs[kBOXES].d[0];
-            outputs[o].d[1] = inputs[kBOXES].d[1];
-            outputs[o].d[2] = exprBuilder.constant(mParams.k);
-        }
-        return 0;
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
-}
-
-bool DcgNeighborsPlugin::supportsFormatCombination(
-    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inOut != nullptr && nbInputs == kNB_INPUTS && nbOutputs == kNB_OUTPUTS && pos >= 0 && pos < 4,
-            "DCGNeighbors takes 2 inputs and 2 outputs");
-        PluginTensorDesc const& desc = inOut[pos].desc;
-        switch (pos)
-        {
-        case kBOXES: return isLinearOf(desc, {DataType::kFLOAT, DataType::kHALF});
-        case kSCORES: return isLinearOf(desc, {inOut[kBOXES].desc.type});
-        default: return isLinearOf(desc, {DataType::kINT32}); // indices, valid
-        }
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return false;
-}
-
-int32_t DcgNeighborsPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /* outputDesc */,
-    void const* const* inputs, void* const* outputs, void* /* workspace */, cudaStream_t stream) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inputDesc != nullptr && inputs != nullptr && outputs != nullptr, "DCGNeighbors: null tensors");
-        Dims const& boxes = inputDesc[kBOXES].dims;
-        int32_t const batch = toInt32(boxes.d[0], "B");
-        int32_t const numBoxes = toInt32(boxes.d[1], "N");
-        auto* indices = static_cast<int32_t*>(outputs[0]);
-        auto* valid = static_cast<int32_t*>(outputs[1]);
-        if (inputDesc[kBOXES].type == DataType::kHALF)
-        {
-            DETRT_CHECK_CUDA(gpu::dcgNeighbors(batch, numBoxes, mParams.k, mParams.iouThreshold, mParams.lowScore,
-                static_cast<__half const*>(inputs[kBOXES]), static_cast<__half const*>(inputs[kSCORES]), indices,
-                valid, stream));
-        }
-        else
-        {
-            DETRT_CHECK(inputDesc[kBOXES].type == DataType::kFLOAT, "DCGNeighbors: boxes must be float32 or float16");
-            DETRT_CHECK_CUDA(gpu::dcgNeighbors(batch, numBoxes, mParams.k, mParams.iouThreshold, mParams.lowScore,
-                static_cast<float const*>(inputs[kBOXES]), static_cast<float const*>(inputs[kSCORES]), indices,
-                valid, stream));
-        }
-        return 0;
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
+    DETRT_CHECK(inputDesc[kBOXES].type == DataType::kFLOAT, "DCGNeighbors: boxes must be float32 or float16");
+    DETRT_CHECK_CUDA(gpu::dcgNeighbors(batch, numBoxes, params.k, params.iouThreshold, params.lowScore,
+        static_cast<float const*>(inputs[kBOXES]), static_cast<float const*>(inputs[kSCORES]), indices, valid,
+        stream));
 }
 
 } // namespace detrt::trt

@@ -30,38 +30,26 @@ struct DcgNeighborsParams
     void validate() const;
 };
 
-struct DcgNeighborsTraits
+//! The op behind Plugin<DcgNeighborsOp> (see Plugin's comment for the contract of each function).
+struct DcgNeighborsOp
 {
     using Params = DcgNeighborsParams;
     static constexpr char const* kNAME{"DCGNeighbors"};
     static constexpr char const* kVERSION{"1"};
+    static constexpr int32_t kNB_INPUTS{2};
+    static constexpr int32_t kNB_OUTPUTS{2};
+
+    static void outputDataTypes(nvinfer1::DataType const* in, nvinfer1::DataType* out);
+    static void outputShapes(Params const& params, nvinfer1::DimsExprs const* in, nvinfer1::DimsExprs* out,
+        nvinfer1::IExprBuilder& exprBuilder);
+    static bool supportsFormat(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut);
+    static void checkInputs(nvinfer1::Dims const* in);
+    static void enqueue(Params const& params, nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs,
+        void* const* outputs, cudaStream_t stream);
 };
 
-class DcgNeighborsPlugin : public PluginV3<DcgNeighborsPlugin, DcgNeighborsTraits>
-{
-public:
-    using Traits = DcgNeighborsTraits;
-    using PluginV3::PluginV3;
-
-    //! Throws unless the input dims (-1: unknown at build time) fit the op; run by configurePlugin and onShapeChange.
-    static void checkInputs(nvinfer1::Dims const* in, int32_t nbInputs, int32_t nbOutputs);
-
-    // IPluginV3OneBuild
-    int32_t getNbOutputs() const noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
-        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
-        nvinfer1::DimsExprs const* shapeInputs, int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs,
-        int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-};
-
-using DcgNeighborsPluginCreator = PluginCreatorV3<DcgNeighborsPlugin>;
+using DcgNeighborsPlugin = Plugin<DcgNeighborsOp>;
+using DcgNeighborsPluginCreator = PluginCreator<DcgNeighborsOp>;
 
 } // namespace detrt::trt
 

@@ -9,14 +9,14 @@ using namespace nvinfer1;
 namespace detrt::trt {
 namespace {
 
-enum Input : int32_t
+enum Tensor : int32_t
 {
-    kVALUE = 0,             // [N, S, M, D]
-    kSPATIAL_SHAPES = 1,    // [L, 2] int32
-    kLEVEL_START_INDEX = 2, // [L] int32
+    kVALUE = 0,              // [N, S, M, D]
+    kSPATIAL_SHAPES = 1,     // [L, 2] int32
+    kLEVEL_START_INDEX = 2,  // [L] int32
     kSAMPLING_LOCATIONS = 3, // [N, Lq, M, L, P, 2]
-    kATTENTION_WEIGHTS = 4, // [N, Lq, M, L, P]
-    kNB_INPUTS = 5
+    kATTENTION_WEIGHTS = 4,  // [N, Lq, M, L, P]
+    kOUTPUT = 5              // [N, Lq, M * D]
 };
 
 //! Two dimensions that must agree, checked where both are known (-1 is a build-time wildcard).
@@ -27,10 +27,39 @@ void checkSame(int64_t a, int64_t b, char const* what)
 
 } // namespace
 
-void MsDeformAttnPlugin::checkInputs(Dims const* in, int32_t nbInputs, int32_t nbOutputs)
+void MsDeformAttnOp::outputDataTypes(DataType const* in, DataType* out)
 {
-    DETRT_CHECK(in != nullptr && nbInputs == kNB_INPUTS && nbOutputs == 1,
-        "MSDeformAttn takes 5 inputs and 1 output, got ", nbInputs, " and ", nbOutputs);
+    DETRT_CHECK(in[kVALUE] == DataType::kFLOAT || in[kVALUE] == DataType::kHALF,
+        "MSDeformAttn: value must be float32 or float16");
+    out[0] = in[kVALUE];
+}
+
+void MsDeformAttnOp::outputShapes(
+    Params const& /* params */, DimsExprs const* in, DimsExprs* out, IExprBuilder& exprBuilder)
+{
+    DimsExprs const& value = in[kVALUE];
+    DETRT_CHECK(value.nbDims == 4 && in[kSAMPLING_LOCATIONS].nbDims == 6,
+        "MSDeformAttn: value must be rank 4 and sampling_locations rank 6");
+    out[0].nbDims = 3;
+    out[0].d[0] = value.d[0];
+    out[0].d[1] = in[kSAMPLING_LOCATIONS].d[1];
+    out[0].d[2] = exprBuilder.operation(DimensionOperation::kPROD, *value.d[2], *value.d[3]);
+}
+
+bool MsDeformAttnOp::supportsFormat(int32_t pos, DynamicPluginTensorDesc const* inOut)
+{
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    switch (pos)
+    {
+    case kVALUE: return isLinearOf(desc, {DataType::kFLOAT, DataType::kHALF});
+    case kSPATIAL_SHAPES:
+    case kLEVEL_START_INDEX: return isLinearOf(desc, {DataType::kINT32});
+    default: return isLinearOf(desc, {inOut[kVALUE].desc.type}); // locations, weights, output: value's dtype
+    }
+}
+
+void MsDeformAttnOp::checkInputs(Dims const* in)
+{
     Dims const& value = in[kVALUE];
     Dims const& shapes = in[kSPATIAL_SHAPES];
     Dims const& starts = in[kLEVEL_START_INDEX];
@@ -54,110 +83,26 @@ void MsDeformAttnPlugin::checkInputs(Dims const* in, int32_t nbInputs, int32_t n
     checkSame(loc.d[4], attn.d[4], "P of sampling_locations and attention_weights");
 }
 
-int32_t MsDeformAttnPlugin::getNbOutputs() const noexcept
+void MsDeformAttnOp::enqueue(Params const& /* params */, PluginTensorDesc const* inputDesc, void const* const* inputs,
+    void* const* outputs, cudaStream_t stream)
 {
-    return 1;
-}
-
-int32_t MsDeformAttnPlugin::getOutputDataTypes(
-    DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
-{
-    try
+    Dims const& value = inputDesc[kVALUE].dims;
+    Dims const& loc = inputDesc[kSAMPLING_LOCATIONS].dims;
+    msda::Dims const dims{toInt32(value.d[0], "N"), toInt32(value.d[1], "S"), toInt32(value.d[2], "M"),
+        toInt32(value.d[3], "D"), toInt32(loc.d[3], "L"), toInt32(loc.d[4], "P"), toInt32(loc.d[1], "Lq")};
+    auto const* shapes = static_cast<int32_t const*>(inputs[kSPATIAL_SHAPES]);
+    auto const* starts = static_cast<int32_t const*>(inputs[kLEVEL_START_INDEX]);
+    if (inputDesc[kVALUE].type == DataType::kHALF)
     {
-        DETRT_CHECK(outputTypes != nullptr && inputTypes != nullptr && nbInputs == kNB_INPUTS && nbOutputs == 1,
-            "MSDeformAttn takes 5 inputs and 1 output");
-        DETRT_CHECK(inputTypes[kVALUE] == DataType::kFLOAT || inputTypes[kVALUE] == DataType::kHALF,
-            "MSDeformAttn: value must be float32 or float16");
-        outputTypes[0] = inputTypes[kVALUE];
-        return 0;
+        DETRT_CHECK_CUDA(gpu::msDeformAttn(dims, static_cast<__half const*>(inputs[kVALUE]), shapes, starts,
+            static_cast<__half const*>(inputs[kSAMPLING_LOCATIONS]),
+            static_cast<__half const*>(inputs[kATTENTION_WEIGHTS]), static_cast<__half*>(outputs[0]), stream));
+        return;
     }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
-}
-
-int32_t MsDeformAttnPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs,
-    DimsExprs const* /* shapeInputs */, int32_t /* nbShapeInputs */, DimsExprs* outputs, int32_t nbOutputs,
-    IExprBuilder& exprBuilder) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inputs != nullptr && outputs != nullptr && nbInputs == kNB_INPUTS && nbOutputs == 1,
-            "MSDeformAttn takes 5 inputs and 1 output");
-        DimsExprs const& value = inputs[kVALUE];
-        DETRT_CHECK(value.nbDims == 4 && inputs[kSAMPLING_LOCATIONS].nbDims == 6,
-            "MSDeformAttn: value must be rank 4 and sampling_locations rank 6");
-        // [N, Lq, M * D]
-        outputs[0].nbDims = 3;
-        outputs[0].d[0] = value.d[0];
-        outputs[0].d[1] = inputs[kSAMPLING_LOCATIONS].d[1];
-        outputs[0].d[2] = exprBuilder.operation(DimensionOperation::kPROD, *value.d[2], *value.d[3]);
-        return 0;
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
-}
-
-bool MsDeformAttnPlugin::supportsFormatCombination(
-    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inOut != nullptr && nbInputs == kNB_INPUTS && nbOutputs == 1 && pos >= 0 && pos <= kNB_INPUTS,
-            "MSDeformAttn takes 5 inputs and 1 output");
-        PluginTensorDesc const& desc = inOut[pos].desc;
-        switch (pos)
-        {
-        case kVALUE: return isLinearOf(desc, {DataType::kFLOAT, DataType::kHALF});
-        case kSPATIAL_SHAPES:
-        case kLEVEL_START_INDEX: return isLinearOf(desc, {DataType::kINT32});
-        default: return isLinearOf(desc, {inOut[kVALUE].desc.type}); // locations, weights, output: value's dtype
-        }
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return false;
-}
-
-int32_t MsDeformAttnPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /* outputDesc */,
-    void const* const* inputs, void* const* outputs, void* /* workspace */, cudaStream_t stream) noexcept
-{
-    try
-    {
-        DETRT_CHECK(inputDesc != nullptr && inputs != nullptr && outputs != nullptr, "MSDeformAttn: null tensors");
-        Dims const& value = inputDesc[kVALUE].dims;
-        Dims const& loc = inputDesc[kSAMPLING_LOCATIONS].dims;
-        msda::Dims const dims{toInt32(value.d[0], "N"), toInt32(value.d[1], "S"), toInt32(value.d[2], "M"),
-            toInt32(value.d[3], "D"), toInt32(loc.d[3], "L"), toInt32(loc.d[4], "P"), toInt32(loc.d[1], "Lq")};
-        auto const* shapes = static_cast<int32_t const*>(inputs[kSPATIAL_SHAPES]);
-        auto const* starts = static_cast<int32_t const*>(inputs[kLEVEL_START_INDEX]);
-        if (inputDesc[kVALUE].type == DataType::kHALF)
-        {
-            DETRT_CHECK_CUDA(gpu::msDeformAttn(dims, static_cast<__half const*>(inputs[kVALUE]), shapes, starts,
-                static_cast<__half const*>(inputs[kSAMPLING_LOCATIONS]),
-                static_cast<__half const*>(inputs[kATTENTION_WEIGHTS]), static_cast<__half*>(outputs[0]), stream));
-        }
-        else
-        {
-            DETRT_CHECK(inputDesc[kVALUE].type == DataType::kFLOAT, "MSDeformAttn: value must be float32 or float16");
-            DETRT_CHECK_CUDA(gpu::msDeformAttn(dims, static_cast<float const*>(inputs[kVALUE]), shapes, starts,
-                static_cast<float const*>(inputs[kSAMPLING_LOCATIONS]),
-                static_cast<float const*>(inputs[kATTENTION_WEIGHTS]), static_cast<float*>(outputs[0]), stream));
-        }
-        return 0;
-    }
-    catch (std::exception const& e)
-    {
-        caughtError(e);
-    }
-    return -1;
+    DETRT_CHECK(inputDesc[kVALUE].type == DataType::kFLOAT, "MSDeformAttn: value must be float32 or float16");
+    DETRT_CHECK_CUDA(gpu::msDeformAttn(dims, static_cast<float const*>(inputs[kVALUE]), shapes, starts,
+        static_cast<float const*>(inputs[kSAMPLING_LOCATIONS]), static_cast<float const*>(inputs[kATTENTION_WEIGHTS]),
+        static_cast<float*>(outputs[0]), stream));
 }
 
 } // namespace detrt::trt
