@@ -5,9 +5,10 @@
 - The kernels include plugins/common's cores (nvcc's own dependency list proves which files) and call them, and
   the DCG kernel contains no contracted multiply-add, so its IoU rounds like the CPU kernel's.
 - libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU.
-- With DETRT_TRT_INCLUDE=dir[:dir...] (TensorRT `include/` folders), the glue compiles against each with
-  -Wall -Wextra -Werror and tests/plugins/trt_glue_check.cpp exercises the plugins' host side (creators,
-  attributes, serialization, formats, shape checks); otherwise those tests skip with the reason.
+- With DETRT_TRT_INCLUDE=dir[:dir...] (TensorRT `include/` folders; else an installed TensorRT's headers if
+  found), the glue compiles against each with -Wall -Wextra -Werror and tests/plugins/trt_glue_check.cpp
+  exercises the plugins' host side (creators, attributes, serialization, formats, shape checks); otherwise
+  that test skips with the reason.
 """
 
 import ctypes
@@ -156,10 +157,15 @@ def test_c_abi_library_links_and_validates_arguments(cuda_objects, tmp_path):
 
 
 def trt_include_dirs():
+    """DETRT_TRT_INCLUDE's folders, else an installed TensorRT's (TensorRT_ROOT, Debian/JetPack paths)."""
     dirs = [d for d in os.environ.get("DETRT_TRT_INCLUDE", "").split(os.pathsep) if d]
+    if not dirs:
+        installed = [Path(os.environ.get("TensorRT_ROOT", "/nonexistent")) / "include"]
+        installed += [Path("/usr/include") / f"{arch}-linux-gnu" for arch in ("x86_64", "aarch64")]
+        dirs = [str(d) for d in installed if (d / "NvInferRuntime.h").exists()][:1]
     return [pytest.param(d, id=Path(d).parent.name or d) for d in dirs] or [
-        pytest.param(None, marks=pytest.mark.skip(reason="DETRT_TRT_INCLUDE not set: no TensorRT headers to compile "
-                                                        "the glue against (NVIDIA/TensorRT's include/ folder)"))
+        pytest.param(None, marks=pytest.mark.skip(reason="no TensorRT headers: set DETRT_TRT_INCLUDE to "
+                                                        "NVIDIA/TensorRT's include/ folder(s) to compile the glue"))
     ]
 
 
