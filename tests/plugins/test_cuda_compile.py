@@ -129,8 +129,8 @@ def test_dcg_kernel_has_no_contracted_arithmetic(tmp_path):
     ptx = []
     for fmad in ("true", "false"):
         out = tmp_path / f"dcg_{fmad}.ptx"
-        run([NVCC, "-std=c++17", "-I", COMMON, "-arch=compute_80", f"-fmad={fmad}", "-ptx", CUDA_DIR / "dcgNeighbors.cu",
-             "-o", out])
+        source = CUDA_DIR / "dcgNeighbors.cu"
+        run([NVCC, "-std=c++17", "-I", COMMON, "-arch=compute_80", f"-fmad={fmad}", "-ptx", source, "-o", out])
         ptx.append(out.read_text())
     assert ptx[0] == ptx[1]
     assert "div.rn.f32" in ptx[0]  # IEEE division, as on the host
