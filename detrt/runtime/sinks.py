@@ -134,10 +134,10 @@ class OdgtSink(_LineSink):
 
     Lines come from detrt.data.crowdhuman.dt_to_json: `{"ID", "width", "height", "dtboxes": [{"box":
     [x, y, w, h], "score", "tag": 1}]}`. ID: the image's stem for image sources, else `id_format` of
-    the frame index (`{index:06d}` by default; pass the format the video's ground truth uses).
+    the frame index (`frame_{index:06d}` by default, the IDs of detrt.data.synthetic_video ground truth).
     """
 
-    def __init__(self, path, threshold=0.0, id_format="{index:06d}", opener=None):
+    def __init__(self, path, threshold=0.0, id_format="frame_{index:06d}", opener=None):
         super().__init__(path, opener)
         self.threshold = threshold
         self.id_format = id_format

@@ -69,7 +69,7 @@ def test_every_frame_once_in_order(tmp_path, model, clip, batch):
     assert lines[0]["detections"][0]["box"] == [10.67, 5.33, 53.33, 72.0]
     assert lines[0]["width"] == 128 and lines[0]["count"] == 3
     odgt_lines = _lines(odgt)
-    assert [o["ID"] for o in odgt_lines] == [f"{i:06d}" for i in range(37)]
+    assert [o["ID"] for o in odgt_lines] == [f"frame_{i:06d}" for i in range(37)]
     cap = cv2.VideoCapture(str(out))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 37
     assert not list(tmp_path.glob(".*partial*"))

@@ -67,7 +67,7 @@ def test_odgt_lines_read_back(tmp_path):
         s.write(_frame(3), _dets())
         s.write(_frame(4, name="273271,c9db000d5146c15"), _dets())
     recs = read_dt(tmp_path / "d.odgt")
-    assert [r.image_id for r in recs] == ["000003", "273271,c9db000d5146c15"]
+    assert [r.image_id for r in recs] == ["frame_000003", "273271,c9db000d5146c15"]
     np.testing.assert_allclose(recs[0].boxes, _dets().boxes)
     np.testing.assert_allclose(recs[0].scores, [0.9, 0.3], rtol=1e-6)
     assert (recs[0].width, recs[0].height) == (160, 90)
