@@ -11,9 +11,14 @@ code through stand-in modules on the CPU, and the real-GPU test skips where Tens
   `submit` copies a batch into slot s, enqueues H2D, execute_async_v3 and D2H on the stream and
   records slot s's event; the pipeline preprocesses batch t+1 into the other slot while the GPU
   runs batch t (double buffering), then `collect` waits on the event only.
-- `cuda_graph=True`: after one ordinary run at a (slot, batch) shape, the H2D + enqueue + D2H
-  sequence is captured into a CUDA graph and replayed for later batches of that shape
-  (TensorRT's documented pattern: set shapes and addresses, run once, then capture).
+- `cuda_graph=True`: once a (slot, batch) has run ordinarily and the last ordinary run had that
+  batch, the H2D + enqueue + D2H sequence is captured into a CUDA graph and replayed for later
+  batches of that shape (TensorRT's pattern: set shapes and addresses, enqueue once, then capture).
+  If capture fails the backend warns and runs without graphs.
+- `timing = True` (benchmarks, detrt/bench; unverified on a GPU): CUDA events around the H2D copy,
+  execute_async_v3 and the D2H copies of each batch; `last_gpu_times` holds h2d_ms, compute_ms,
+  d2h_ms and total_ms of the last batch taken. A replayed CUDA graph is timed as a whole (total_ms):
+  no events are recorded inside a capture.
 - Future step: GPU preprocessing (resize + normalize + HWC->CHW in a CUDA kernel built with the
   plugins), so only the uint8 frame crosses PCIe; today preprocessing is on the CPU
   (detrt/runtime/preprocess.py) and the float32 batch is copied.
@@ -22,6 +27,7 @@ code through stand-in modules on the CPU, and the real-GPU test skips where Tens
 import ctypes
 import glob
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +94,7 @@ class _Slot:
             self.device[name] = cuda("cudaMalloc", nbytes)
         self.event = cuda("cudaEventCreate")
         self.pending = None  # the _Result whose outputs this slot's host buffers will hold
+        self.marks = None  # timing: 4 events (before H2D, after H2D, after compute, after D2H), made on demand
 
     def free(self):
         for ptr in self.device.values():
@@ -95,7 +102,9 @@ class _Slot:
         for ptr in self._host_ptrs:
             self.cuda("cudaFreeHost", ptr)
         self.cuda("cudaEventDestroy", self.event)
-        self.host, self.device, self._host_ptrs = {}, {}, []
+        for event in self.marks or ():
+            self.cuda("cudaEventDestroy", event)
+        self.host, self.device, self._host_ptrs, self.marks = {}, {}, [], None
 
 
 class _Result:
@@ -108,10 +117,13 @@ class _Result:
     def __init__(self, backend, slot, batch):
         self.backend, self.slot, self.batch = backend, slot, batch
         self.outputs = None
+        self.timed = None  # "split" | "graph" when timing events were recorded for this batch
 
     def take(self):
         if self.outputs is None:
             self.backend.cuda("cudaEventSynchronize", self.slot.event)
+            if self.timed:
+                self.backend.last_gpu_times = self.backend._gpu_times(self.slot, self.timed)
             self.outputs = {n: self.slot.host[n][:self.batch].copy() for n in self.backend.manifest.outputs}
             if self.slot.pending is self:
                 self.slot.pending = None
@@ -182,6 +194,9 @@ class TrtBackend(Backend):
         self.cuda_graph = cuda_graph
         self._graphs = {}  # (slot index, batch) -> (graph, graph exec)
         self._seen = set()  # (slot index, batch) that ran once without a graph
+        self._last_plain = None  # batch of the last ordinary enqueue (a capture needs one at the same shape)
+        self.timing = False  # benchmarks: CUDA events per batch (see the module docstring)
+        self.last_gpu_times = None
 
     def _set_batch(self, batch):
         shape = (batch, 3, *self.manifest.input_size)
@@ -190,17 +205,42 @@ class TrtBackend(Backend):
                              f"(outside its optimization profile)")
         self._batch = batch
 
-    def _enqueue(self, slot, batch):
-        """H2D, inference and D2H for `batch` rows of `slot`, on the stream (captured or not)."""
+    def _enqueue(self, slot, batch, marks=None):
+        """H2D, inference and D2H for `batch` rows of `slot`, on the stream (captured or not).
+
+        marks: 4 events recorded before H2D, after H2D, after inference and after D2H (timing; never
+        passed during a capture)."""
         rt = self.cuda.rt
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         x = slot.host[self.input_name][:batch]
+        self._mark(marks, 0)
         self.cuda("cudaMemcpyAsync", slot.device[self.input_name], x.ctypes.data, x.nbytes, h2d, self.stream)
+        self._mark(marks, 1)
         if not self.context.execute_async_v3(self._stream_handle):
             raise RuntimeError(f"{self.artifact}: execute_async_v3 failed (see the TensorRT log)")
+        self._mark(marks, 2)
         for n in self.outputs:
             y = slot.host[n][:batch]
             self.cuda("cudaMemcpyAsync", y.ctypes.data, slot.device[n], y.nbytes, d2h, self.stream)
+        self._mark(marks, 3)
+
+    def _mark(self, marks, i):
+        if marks:
+            self.cuda("cudaEventRecord", marks[i], self.stream)
+
+    def _launch(self, key, marks):
+        """Replay the CUDA graph of `key`, timed as a whole when marks are given."""
+        self._mark(marks, 0)
+        self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
+        self._mark(marks, 3)
+
+    def _gpu_times(self, slot, kind):
+        def ms(a, b):
+            return float(self.cuda("cudaEventElapsedTime", slot.marks[a], slot.marks[b]))
+
+        if kind == "graph":
+            return {"total_ms": ms(0, 3)}
+        return {"h2d_ms": ms(0, 1), "compute_ms": ms(1, 2), "d2h_ms": ms(2, 3), "total_ms": ms(0, 3)}
 
     def submit(self, feed):
         images = self.check_input(feed)
@@ -216,26 +256,39 @@ class TrtBackend(Backend):
         for name, ptr in slot.device.items():
             self.context.set_tensor_address(name, int(ptr))
         key = (index, batch)
+        if self.timing and slot.marks is None:
+            slot.marks = [self.cuda("cudaEventCreate") for _ in range(4)]
+        marks = slot.marks if self.timing else None
+        if key not in self._graphs and self.cuda_graph and key in self._seen and self._last_plain == batch:
+            self._capture(slot, key)  # after an ordinary run at these shapes and addresses
         if key in self._graphs:
-            self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
-        elif self.cuda_graph and key in self._seen:
-            self._capture(slot, key)
-            self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
+            self._launch(key, marks)
         else:
-            self._enqueue(slot, batch)
+            self._enqueue(slot, batch, marks)
             self._seen.add(key)
+            self._last_plain = batch
         self.cuda("cudaEventRecord", slot.event, self.stream)
-        slot.pending = _Result(self, slot, batch)
-        return slot.pending
+        result = _Result(self, slot, batch)
+        result.timed = ("graph" if key in self._graphs else "split") if marks else None
+        slot.pending = result
+        return result
 
     def _capture(self, slot, key):
+        """Capture H2D + enqueue + D2H for this (slot, batch); on failure fall back to plain enqueues."""
         rt = self.cuda.rt
-        self.cuda("cudaStreamBeginCapture", self.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
+        graph = None
         try:
-            self._enqueue(slot, key[1])
-        finally:
-            graph = self.cuda("cudaStreamEndCapture", self.stream)
-        self._graphs[key] = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
+            self.cuda("cudaStreamBeginCapture", self.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
+            try:
+                self._enqueue(slot, key[1])
+            finally:
+                graph = self.cuda("cudaStreamEndCapture", self.stream)
+            self._graphs[key] = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
+        except RuntimeError as e:  # e.g. an engine that is not stream-capturable
+            if graph is not None:
+                self.cuda("cudaGraphDestroy", graph)
+            self.cuda_graph = False
+            warnings.warn(f"{self.artifact}: CUDA graph capture failed ({e}); running without graphs")
 
     def close(self):
         if getattr(self, "_slots", None) is None:

@@ -41,7 +41,7 @@ def fakes(monkeypatch):
 
 def _batches():
     rng = np.random.default_rng(0)
-    return [rng.normal(size=(b, 3, 64, 96)).astype(np.float32) for b in (1, 4, 4, 2, 4, 1, 3)]
+    return [rng.normal(size=(b, 3, 64, 96)).astype(np.float32) for b in (1, 4, 4, 2, 4, 4, 4, 1, 3, 4)]
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
