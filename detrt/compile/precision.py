@@ -208,12 +208,33 @@ def to_int8(model, batches, per_channel=True):
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": True,
-                           # TensorRT fuses DQ -> Conv/MatMul only with the DQ in the graph (not folded)
-                           "DedicatedQDQPair": False, "QDQKeepRemovableActivations": False},
+                           # one Q/DQ pair per quantized reader: other readers of the tensor (residual Adds,
+                           # Shape, attention math) keep the float value
+                           "DedicatedQDQPair": True, "QDQKeepRemovableActivations": False,
+                           # Q/DQ on the inputs of Conv/MatMul/Gemm only (TensorRT's placement), not on outputs
+                           "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
+                           "QuantizeBias": False},  # TensorRT takes float biases (no int32 DQ)
             calibration_cache_path=None)
         quantized = onnx.load(str(dst))
-    quantized.ir_version = surgery.IR_VERSION
+    graph, _ = surgery.run_passes(gs.import_onnx(quantized), [float_for_unquantized_readers, surgery.cleanup])
+    quantized = surgery.export_model(graph)
     return _convert(quantized, "plugin") if plugin else quantized
+
+
+def float_for_unquantized_readers(graph):
+    """Readers of a Q/DQ'd activation other than Conv/MatMul/Gemm (residual Adds, Shape, attention math)
+    read the float tensor again: ONNX Runtime shares one DQ among all readers of a tensor."""
+    for dq in [n for n in graph.nodes if n.op == "DequantizeLinear"]:
+        q = dq.inputs[0].inputs[0] if dq.inputs[0].inputs else None
+        if q is None or q.op != "QuantizeLinear":
+            continue  # a weight
+        source, rounded = q.inputs[0], dq.outputs[0]
+        for reader in list(rounded.outputs):
+            if reader.op not in QUANTIZED_OPS:
+                for slot, t in enumerate(reader.inputs):
+                    if t is rounded:
+                        reader.inputs[slot] = source
+    return graph
 
 
 def _convert(model, form):

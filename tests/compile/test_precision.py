@@ -1,0 +1,138 @@
+"""Precision in the graph (detrt/compile/precision.py): FP16 Casts with FP32 islands, INT8 QDQ, calibration data.
+
+The tiny model is randomly initialized, so its two-stage query selection and DCG masks are discrete
+choices among near ties: half or int8 rounding flips some of them and the final outputs move by whole
+boxes. The continuous part of the graph is compared instead: the encoder output (memory).
+"""
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+import pytest
+
+from conftest import memory_tensor, run_with_outputs
+from detrt.compile import precision
+from detrt.errors import InputError
+
+FP16_MEMORY_TOL = 2e-2  # LayerNorm output (unit scale) after 3 encoder layers in half; measured ~5e-3
+INT8_MEMORY_TOL = 0.5  # random weights, 2 random calibration frames; measured below, printed
+
+
+@pytest.fixture(scope="module")
+def fp32(exported):
+    return exported["portable", False]
+
+
+@pytest.fixture(scope="module")
+def fp16(fp32):
+    return precision.to_fp16(fp32)
+
+
+@pytest.fixture(scope="module")
+def calib(frames):
+    return [{"images": frames[i:i + 1]} for i in range(len(frames))]
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, calib):
+    return precision.to_int8(fp32, calib)
+
+
+def test_fp32_islands_cover_norms_softmax_sampling_math_and_heads(fp32):
+    keep = precision.fp32_islands(fp32)
+    nodes = {n.name: n for n in fp32.graph.node}
+    for n in fp32.graph.node:
+        if n.op_type in ("LayerNormalization", "Softmax"):
+            assert n.name in keep
+    # the final box head (MatMul) and the sampling-location arithmetic stay float; the value projection does not
+    graph = gs.import_onnx(fp32)
+    box_out = next(t for t in graph.outputs if t.name == "pred_boxes")
+    assert box_out.inputs[0].name in keep
+    msda = [n for n in graph.nodes if n.op == "MSDeformAttn"]
+    assert all(m.inputs[3].inputs[0].name in keep for m in msda)
+    assert all(m.inputs[0].inputs[0].name not in keep for m in msda)
+    assert sum(nodes[k].op_type in ("Conv",) for k in keep) == 0
+    assert len(precision.fp32_islands(fp32, fp16_all=True)) < len(keep)
+
+
+def test_fp16_graph_is_typed_and_runs(fp16, fp32, frames):
+    onnx.checker.check_model(fp16, full_check=True)
+    weights = [i for i in fp16.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(weights) > 20
+    convs = [n for n in gs.import_onnx(fp16).nodes if n.op == "Conv"]
+    assert all(n.inputs[0].dtype == np.float16 for n in convs)
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in fp16.graph.output)
+    name = memory_tensor(fp32)
+    (m32,) = run_with_outputs(fp32, {"images": frames}, [name])
+    (m16,) = run_with_outputs(fp16, {"images": frames}, [name])
+    diff = float(np.abs(m32 - m16).max())
+    print(f"fp16: encoder memory max abs diff {diff:.2e} (|memory| max {np.abs(m32).max():.2f})")
+    assert diff <= FP16_MEMORY_TOL
+    logits, boxes = ort.InferenceSession(fp16.SerializeToString()).run(None, {"images": frames})
+    assert boxes.dtype == np.float32 and np.isfinite(boxes).all() and ((boxes >= 0) & (boxes <= 1)).all()
+
+
+def test_int8_qdq_only_on_conv_matmul_gemm_symmetric_per_channel(int8):
+    graph = gs.import_onnx(int8)
+    dq = [n for n in graph.nodes if n.op == "DequantizeLinear"]
+    assert dq
+    consumers = {c.op for n in dq for c in n.outputs[0].outputs}
+    assert consumers <= {"Conv", "MatMul", "Gemm"}, consumers
+    for n in [*dq, *[n for n in graph.nodes if n.op == "QuantizeLinear"]]:
+        zero = n.inputs[2] if len(n.inputs) > 2 else None
+        assert zero is None or not np.any(zero.values), f"{n.name}: asymmetric"
+        assert zero is None or zero.values.dtype == np.int8
+    per_channel = [n for n in dq if isinstance(n.inputs[0], gs.Constant) and n.inputs[1].values.size > 1]
+    assert per_channel
+    assert not any(n.op in ("Softmax",) and any(i.inputs and i.inputs[0].op == "DequantizeLinear" for i in n.inputs)
+                   for n in graph.nodes)
+
+
+def test_int8_runs_and_stays_close(int8, fp32, frames):
+    name = memory_tensor(fp32)
+    (m32,) = run_with_outputs(fp32, {"images": frames}, [name])
+    (m8,) = run_with_outputs(int8, {"images": frames}, [name])
+    diff = float(np.abs(m32 - m8).max())
+    corr = float(np.corrcoef(m32.ravel(), m8.ravel())[0, 1])
+    print(f"int8: encoder memory max abs diff {diff:.2e}, correlation {corr:.4f}")
+    assert diff <= INT8_MEMORY_TOL and corr > 0.99
+
+
+def test_int8_of_plugin_form_stays_plugin_form(exported, calib):
+    q = precision.to_int8(exported["plugin", False], calib[:1])
+    domains = {n.domain for n in q.graph.node}
+    assert "detrt" in domains and "detrt.portable" not in domains
+    assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
+
+
+def test_bad_calibration_data_is_one_clear_error(fp32, frames):
+    with pytest.raises(InputError, match="no calibration frames"):
+        precision.to_int8(fp32, [])
+    with pytest.raises(InputError, match=r"batch 0 is float32 \[1, 3, 64, 64\]"):
+        precision.to_int8(fp32, [{"images": np.zeros((1, 3, 64, 64), np.float32)}])
+
+
+def test_calibration_batches_from_video_and_images(tmp_path, exported):
+    import cv2
+
+    from detrt.manifest import Manifest
+
+    manifest = Manifest(family="dh-detr", config="dhdetr_r18_tiny", class_names=["person"], input_size=(256, 384),
+                        onnx_sha256="0" * 64)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 120))
+    for i in range(12):
+        writer.write(np.full((120, 200, 3), i * 20, np.uint8))
+    writer.release()
+    batches = precision.calibration_batches(video, manifest, frames=5, batch=2)
+    assert [b["images"].shape for b in batches] == [(2, 3, 256, 384), (2, 3, 256, 384), (1, 3, 256, 384)]
+    precision.check_calibration(batches, exported["portable", False])
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((50, 60, 3), np.uint8))
+    assert len(precision.calibration_batches(tmp_path, manifest, frames=10)) == 3
+    with pytest.raises(InputError, match="no readable frames"):
+        precision.calibration_batches(tmp_path / "*.jpg", manifest)
+    with pytest.raises(InputError, match="not found"):
+        precision.calibration_batches(tmp_path / "missing.mp4", manifest)
