@@ -103,7 +103,8 @@ def test_choose_backend(tmp_path):
 
 @pytest.mark.skipif(tensorrt_available()[0], reason="TensorRT is installed here")
 def test_engine_without_tensorrt_says_what_to_do(tmp_path):
-    with pytest.raises(InputError, match=r"TensorRT engine, but TensorRT/cuda-python do not import.*--backend onnxruntime"):
+    with pytest.raises(InputError, match=r"TensorRT engine, but TensorRT/cuda-python do not import.*"
+                                         r"--backend onnxruntime"):
         choose_backend(tmp_path / "m.engine")
 
 

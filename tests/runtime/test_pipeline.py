@@ -87,7 +87,8 @@ def test_raw_model_in_pipeline(tmp_path, clip):
     make_raw_model(tmp_path / "raw.onnx")
     seen = []
     s = run(clip, tmp_path / "raw.onnx", [], threshold=0.0, on_frame=lambda f, d: seen.append((f.index, len(d))))
-    assert s.frames == 37 and [i for i, _ in seen] == list(range(37)) and all(n == 4 for _, n in seen)  # top-k defaults to N queries
+    assert s.frames == 37 and [i for i, _ in seen] == list(range(37))
+    assert all(n == 4 for _, n in seen)  # top-k defaults to the N queries
 
 
 def test_corrupt_frame_in_a_file_is_skipped_counted_and_the_run_goes_on(tmp_path, model):

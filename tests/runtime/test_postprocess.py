@@ -78,8 +78,10 @@ def test_raw_matches_reference(k):
 
 
 def test_raw_by_hand():
-    """One query, one class: logit 0 -> score 0.5; cxcywh (0.5, 0.25, 0.5, 0.5) of 320x320 = xyxy (80, 0, 240, 160), x2 in the source."""
-    out = {"pred_logits": np.zeros((1, 1, 1), np.float32), "pred_boxes": np.array([[[0.5, 0.25, 0.5, 0.5]]], np.float32)}
+    """One query, one class: logit 0 -> score 0.5; cxcywh (0.5, 0.25, 0.5, 0.5) of 320x320 is
+    xyxy (80, 0, 240, 160) in the network input, doubled in the source."""
+    out = {"pred_logits": np.zeros((1, 1, 1), np.float32),
+           "pred_boxes": np.array([[[0.5, 0.25, 0.5, 0.5]]], np.float32)}
     (d,) = Postprocessor("raw", (320, 320), ("person",), threshold=0.5)(out, [_t()])
     np.testing.assert_allclose(d.scores, [0.5])
     np.testing.assert_allclose(d.boxes, [[160, 0, 480, 320]])

@@ -1,7 +1,6 @@
 """Sources: URI vocabulary, files deliver every frame (corrupt ones skipped and counted), live sources
 keep only the newest frame and reconnect with back-off."""
 
-import threading
 import time
 
 import cv2

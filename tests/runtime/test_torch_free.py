@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
         except ImportError as e:  # allowed only for a missing optional extension, never for torch/onnx
             assert "blocked by test" not in str(e), (m.name, e)
     model, clip, out = sys.argv[1:4]
-    rc = detrt.cli.main(["run", clip, "--model", model, "--jsonl", out])
+    rc = detrt.cli.main(["run", clip, "--model", model, "--jsonl", out, "--odgt", out + ".odgt", "--out", out + ".mp4"])
     assert rc == 0, rc
     bad = sorted(k for k in sys.modules if k.split(".")[0] in ("torch", "onnx"))
     assert not bad, bad
