@@ -93,7 +93,7 @@ DETRT_INLINE float iou(const Box& a, const Box& b) {
 }
 
 DETRT_INLINE bool boxes_overlap(const Box& a, const Box& b) {
-  return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+  return (a.x0 < b.x1) & (b.x0 < a.x1) & (a.y0 < b.y1) & (b.y0 < a.y1);  // branch-free
 }
 
 DETRT_INLINE bool is_finite_f(float v) { return v - v == 0.0f; }  // false for inf and NaN

@@ -1,20 +1,23 @@
 // detrt plugins/cpu/dcg_cpu.cpp: exact sub-quadratic `dcg_neighbors` on the CPU.
 //
 // Why it is exact: for iou_threshold t > 0 a neighbour j of i needs IoU(i, j) >= t > 0, hence
-//   (1) overlapping boxes: |cx_i - cx_j| < (w_i + w_j) / 2 and the same in y, and
-//   (2) similar sizes: IoU <= min(w_i, w_j) / max(w_i, w_j) (and the same for h), so
-//       t * s_i <= s_j <= s_i / t with s = max(w, h).
-// Candidates (score > low_score, a box that can have IoU > 0) go into one uniform grid per power-of-two
-// size class (cell side 2^(level+1) >= any member's w and h), stored as one array sorted by
-// (level, cell row, cell column). A query visits only the size classes allowed by (2) and, in each, the
-// cells within reach of (1): a binary search per cell row. Bounds carry a relative slack far above
-// float rounding, and every candidate found is decided by the same IoU and predicate as the dense
-// reference (plugins/common/dcg_core.h), so the result is the reference's set; the slack only costs time.
+//   (1) similar sizes: IoU <= min(w_i, w_j) / max(w_i, w_j), so t * w_i <= w_j <= w_i / t (same for h);
+//   (2) close centres: inter >= t * union >= t * max(area) and inter_h <= min(h) give an x-overlap of at
+//       least t * max(w_i, w_j), so |cx_i - cx_j| <= (w_i + w_j) / 2 - t * max(w_i, w_j) (same in y).
+// Candidates (score > low_score, a box that can have IoU > 0) are grouped by size class (power-of-two
+// width class x height class, sizes in [2^c, 2^(c+1))); each class is a uniform grid of cells 2^(c+1)
+// wide/high, stored as one array sorted by (class, cell row, cell column, descending score), with a dense
+// table of cell starts where the class has few enough cells (else one binary search per cell row).
+// A query visits only the classes allowed by (1) and, in each, the cells within reach of (2), leaving a
+// cell at the first score <= its own. Bounds carry a relative slack far above float rounding, and every
+// candidate found is decided by the same IoU and predicate as the dense reference
+// (plugins/common/dcg_core.h), so the result is the reference's set; the slack only costs time.
 // t <= 0 admits non-overlapping pairs (IoU 0 >= t), so it scans all pairs, still in O(N*k) memory.
 // This file must be compiled with -ffp-contract=off (see dcg_core.h).
 #include "dcg_cpu.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <vector>
 
@@ -31,34 +34,44 @@ namespace cpu {
 namespace {
 
 constexpr double kSlack = 1e-4;  // relative; float rounding in IoU is below 1e-6
+constexpr int kCellsPerClassSide = 1;  // cell side = class bound / this (finer cells: fewer candidates, more cells)
+
+inline double class_bound(int size_class) { return std::ldexp(1.0, size_class + 1); }  // > every member's size
+inline double inv_cell_side(int size_class) { return kCellsPerClassSide / class_bound(size_class); }
 
 struct Member {
-  int level;
-  uint64_t key;
+  int wclass, hclass;  // ilogb of width and height
+  uint64_t key;        // (cell row, cell column) in the class's grid
+  float score;
   int index;
 };
 
-// Sorted candidates of one batch element.
+// Sorted candidates of one batch element: classes by (wclass, hclass), inside a class by cell, inside a
+// cell by descending score, so a query stops reading a cell at the first score <= its own.
 struct Grid {
-  std::vector<int> level_value, level_begin, level_end;  // per occupied size class
-  std::vector<uint64_t> key;                             // (row, column) of each member, sorted within a level
-  std::vector<int> index;                                // member -> box index
+  std::vector<int> wclass, hclass, class_begin, class_end;  // per occupied size class
+  std::vector<double> wmax, hmax, inv_w, inv_h;             // class bounds and inverse cell sides
+  // Per class, where its cells are few enough (<= 4 per member): a dense row-major table of cell starts,
+  // so a cell row is found without a binary search. table < 0: no table (binary search on key).
+  std::vector<int64_t> row_min, col_min, rows, cols, table;
+  std::vector<int> cell_start;
+  std::vector<uint64_t> key;
+  std::vector<int> index;
   std::vector<dcg::Box> box;
   std::vector<float> score;
 };
 
-inline int64_t cell_of(double coordinate, double cell) {
-  const double c = std::floor(coordinate / cell);
+// Cell index of a coordinate; inv_cell = 1 / cell side, exact since the side is a power of two.
+inline int64_t cell_of(double coordinate, double inv_cell) {
+  double c = coordinate * inv_cell;
   const double lim = 2147483000.0;  // clamping keeps cells monotonic in the coordinate
-  return static_cast<int64_t>(c < -lim ? -lim : (c > lim ? lim : c));
+  c = c < -lim ? -lim : (c > lim ? lim : c);
+  const int64_t i = static_cast<int64_t>(c);  // truncation; floor below (std::floor is a libm call before SSE4.1)
+  return i - (static_cast<double>(i) > c ? 1 : 0);
 }
 
 inline uint64_t cell_key(int64_t row, int64_t col) {
   return (static_cast<uint64_t>(row + 2147483648LL) << 32) | static_cast<uint64_t>(col + 2147483648LL);
-}
-
-inline double box_size(const dcg::Box& b) {
-  return std::max(static_cast<double>(b.x1) - b.x0, static_cast<double>(b.y1) - b.y0);
 }
 
 void build_grid(const std::vector<dcg::Box>& boxes, const float* scores, int n, float low_score, Grid& g) {
@@ -67,78 +80,139 @@ void build_grid(const std::vector<dcg::Box>& boxes, const float* scores, int n, 
   for (int j = 0; j < n; ++j) {
     if (!(scores[j] > low_score) || !dcg::can_qualify(boxes[j])) continue;
     const dcg::Box& b = boxes[j];
-    const int level = std::ilogb(box_size(b));
-    const double cell = std::ldexp(1.0, level + 1);
+    const double w = static_cast<double>(b.x1) - b.x0, h = static_cast<double>(b.y1) - b.y0;
+    const int wc = std::ilogb(w), hc = std::ilogb(h);
     const double cx = 0.5 * (static_cast<double>(b.x0) + b.x1), cy = 0.5 * (static_cast<double>(b.y0) + b.y1);
-    members.push_back({level, cell_key(cell_of(cy, cell), cell_of(cx, cell)), j});
+    members.push_back({wc, hc, cell_key(cell_of(cy, inv_cell_side(hc)), cell_of(cx, inv_cell_side(wc))), scores[j], j});
   }
   std::sort(members.begin(), members.end(), [](const Member& a, const Member& b) {
-    return a.level != b.level ? a.level < b.level : (a.key != b.key ? a.key < b.key : a.index < b.index);
+    if (a.wclass != b.wclass) return a.wclass < b.wclass;
+    if (a.hclass != b.hclass) return a.hclass < b.hclass;
+    if (a.key != b.key) return a.key < b.key;
+    if (a.score != b.score) return a.score > b.score;
+    return a.index < b.index;
   });
   const size_t m = members.size();
   g.key.resize(m);
   g.index.resize(m);
   g.box.resize(m);
   g.score.resize(m);
-  g.level_value.clear();
-  g.level_begin.clear();
-  g.level_end.clear();
+  g.wclass.clear();
+  g.hclass.clear();
+  g.class_begin.clear();
+  g.class_end.clear();
   for (size_t p = 0; p < m; ++p) {
     g.key[p] = members[p].key;
     g.index[p] = members[p].index;
     g.box[p] = boxes[members[p].index];
-    g.score[p] = scores[members[p].index];
-    if (p == 0 || members[p].level != members[p - 1].level) {
-      if (p) g.level_end.push_back(static_cast<int>(p));
-      g.level_value.push_back(members[p].level);
-      g.level_begin.push_back(static_cast<int>(p));
+    g.score[p] = members[p].score;
+    if (p == 0 || members[p].wclass != members[p - 1].wclass || members[p].hclass != members[p - 1].hclass) {
+      if (p) g.class_end.push_back(static_cast<int>(p));
+      g.wclass.push_back(members[p].wclass);
+      g.hclass.push_back(members[p].hclass);
+      g.class_begin.push_back(static_cast<int>(p));
     }
   }
-  if (m) g.level_end.push_back(static_cast<int>(m));
+  if (m) g.class_end.push_back(static_cast<int>(m));
+  const size_t classes = g.class_begin.size();
+  g.wmax.resize(classes), g.hmax.resize(classes), g.inv_w.resize(classes), g.inv_h.resize(classes);
+  for (size_t c = 0; c < classes; ++c) {
+    g.wmax[c] = class_bound(g.wclass[c]), g.hmax[c] = class_bound(g.hclass[c]);
+    g.inv_w[c] = inv_cell_side(g.wclass[c]), g.inv_h[c] = inv_cell_side(g.hclass[c]);
+  }
+  g.row_min.assign(classes, 0);
+  g.col_min.assign(classes, 0);
+  g.rows.assign(classes, 0);
+  g.cols.assign(classes, 0);
+  g.table.assign(classes, -1);
+  g.cell_start.clear();
+  for (size_t c = 0; c < classes; ++c) {
+    const int begin = g.class_begin[c], end = g.class_end[c];
+    int64_t r0 = INT64_MAX, r1 = INT64_MIN, c0 = INT64_MAX, c1 = INT64_MIN;
+    for (int p = begin; p < end; ++p) {
+      const int64_t row = static_cast<int64_t>(g.key[p] >> 32), col = static_cast<int64_t>(g.key[p] & 0xFFFFFFFFu);
+      r0 = std::min(r0, row), r1 = std::max(r1, row), c0 = std::min(c0, col), c1 = std::max(c1, col);
+    }
+    const int64_t rows = r1 - r0 + 1, cols = c1 - c0 + 1;
+    if (rows * cols > 4 * static_cast<int64_t>(end - begin) + 256) continue;
+    g.row_min[c] = r0 - 2147483648LL, g.col_min[c] = c0 - 2147483648LL, g.rows[c] = rows, g.cols[c] = cols;
+    g.table[c] = static_cast<int64_t>(g.cell_start.size());
+    // members are sorted by (row, col): the cell index is non-decreasing along them
+    int p = begin;
+    for (int64_t cell = 0; cell <= rows * cols; ++cell) {
+      while (p < end && ((static_cast<int64_t>(g.key[p] >> 32) - r0) * cols +
+                         (static_cast<int64_t>(g.key[p] & 0xFFFFFFFFu) - c0)) < cell) {
+        ++p;
+      }
+      g.cell_start.push_back(p);
+    }
+  }
+}
+
+// Reach of (1) in one axis: |c_i - c_j| <= (s_i + s_j) / 2 - t * max(s_i, s_j) (IoU >= t needs an overlap
+// of at least t * max(s_i, s_j) in each axis), for s_j up to s_max; with slack.
+inline double reach(double s_i, double s_max, double td, double centre) {
+  const double r = 0.5 * (s_i + s_max) - td * s_i;
+  return (r > 0 ? r : 0.0) * (1.0 + kSlack) + kSlack * (s_i + std::fabs(centre));
 }
 
 // Neighbours of box i from the grid (threshold t > 0).
-void query_grid(const Grid& g, const dcg::Box& bi, float si, float t, float low_score, int i, int k, float* keys,
-                int* idx, int& count) {
+void query_grid(const Grid& g, const dcg::Box& bi, float si, float t, float low_score, int k, float* keys, int* idx,
+                int& count) {
   count = 0;
   if (!dcg::can_qualify(bi)) return;
   const double wi = static_cast<double>(bi.x1) - bi.x0, hi = static_cast<double>(bi.y1) - bi.y0;
-  const double size_i = std::max(wi, hi);
   const double td = static_cast<double>(t) * (1.0 - kSlack);
-  const double size_lo = size_i * td, size_hi = size_i / td;
   const double cx = 0.5 * (static_cast<double>(bi.x0) + bi.x1), cy = 0.5 * (static_cast<double>(bi.y0) + bi.y1);
-  for (size_t L = 0; L < g.level_value.size(); ++L) {
-    const int level = g.level_value[L];
-    const double cell = std::ldexp(1.0, level + 1);  // members' sizes lie in [cell / 2, cell)
-    if (!(cell > size_lo && 0.5 * cell <= size_hi)) continue;
-    const double wj_max = std::min(cell, wi / td), hj_max = std::min(cell, hi / td);
-    const double rx = 0.5 * (wi + wj_max) * (1.0 + kSlack) + kSlack * std::fabs(cx);
-    const double ry = 0.5 * (hi + hj_max) * (1.0 + kSlack) + kSlack * std::fabs(cy);
-    const int64_t col_lo = cell_of(cx - rx, cell), col_hi = cell_of(cx + rx, cell);
-    const int64_t row_lo = cell_of(cy - ry, cell), row_hi = cell_of(cy + ry, cell);
-    const int begin = g.level_begin[L], end = g.level_end[L];
+  for (size_t c = 0; c < g.wclass.size(); ++c) {
+    // (1): t * w_i <= w_j <= w_i / t, members' widths lie in [cell_w / 2, cell_w); same for heights
+    const double wmax = g.wmax[c], hmax = g.hmax[c], inv_w = g.inv_w[c], inv_h = g.inv_h[c];
+    if (!(wmax > wi * td && 0.5 * wmax * td <= wi && hmax > hi * td && 0.5 * hmax * td <= hi)) continue;
+    // (2): the cells within reach of the centre
+    const double rx = reach(wi, std::min(wmax, wi / td), td, cx);
+    const double ry = reach(hi, std::min(hmax, hi / td), td, cy);
+    const int64_t col_lo = cell_of(cx - rx, inv_w), col_hi = cell_of(cx + rx, inv_w);
+    const int64_t row_lo = cell_of(cy - ry, inv_h), row_hi = cell_of(cy + ry, inv_h);
+    const int begin = g.class_begin[c], end = g.class_end[c];
     auto consider = [&](int p) {
-      if (!(g.score[p] > si)) return;
       const dcg::Box& bj = g.box[p];
       if (!dcg::boxes_overlap(bi, bj)) return;
       const float v = dcg::iou(bi, bj);
       if (dcg::is_neighbor(si, g.score[p], v, t, low_score)) dcg::topk_insert(keys, idx, count, k, v, g.index[p]);
     };
-    if (row_hi - row_lo + 1 > end - begin) {  // reach wider than the class: scan it
-      for (int p = begin; p < end; ++p) consider(p);
+    if (g.table[c] >= 0) {
+      const int64_t r_lo = std::max(row_lo, g.row_min[c]), r_hi = std::min(row_hi, g.row_min[c] + g.rows[c] - 1);
+      const int64_t c_lo = std::max(col_lo, g.col_min[c]), c_hi = std::min(col_hi, g.col_min[c] + g.cols[c] - 1);
+      const int* starts = g.cell_start.data() + g.table[c];
+      for (int64_t row = r_lo; row <= r_hi; ++row) {
+        const int64_t base = (row - g.row_min[c]) * g.cols[c] - g.col_min[c];
+        for (int64_t col = c_lo; col <= c_hi; ++col) {
+          const int cell_end = starts[base + col + 1];
+          for (int p = starts[base + col]; p < cell_end && g.score[p] > si; ++p) consider(p);
+        }
+      }
       continue;
     }
-    const uint64_t* first = g.key.data() + begin;
-    const uint64_t* last = g.key.data() + end;
-    for (int64_t row = row_lo; row <= row_hi; ++row) {
-      const uint64_t key_hi = cell_key(row, col_hi);
-      for (const uint64_t* it = std::lower_bound(first, last, cell_key(row, col_lo)); it != last && *it <= key_hi;
-           ++it) {
-        consider(static_cast<int>(it - g.key.data()));
+    const uint64_t* keys_begin = g.key.data();
+    const uint64_t* first = keys_begin + begin;
+    const uint64_t* last = keys_begin + end;
+    const bool scan_all = row_hi - row_lo + 1 > end - begin;  // reach wider than the class: read it all
+    for (int64_t row = row_lo; row <= (scan_all ? row_lo : row_hi); ++row) {
+      const uint64_t key_lo = scan_all ? 0 : cell_key(row, col_lo);
+      const uint64_t key_hi = scan_all ? ~uint64_t(0) : cell_key(row, col_hi);
+      const uint64_t* it = scan_all ? first : std::lower_bound(first, last, key_lo);
+      while (it != last && *it <= key_hi) {
+        const int p = static_cast<int>(it - keys_begin);
+        if (!(g.score[p] > si)) {  // the rest of this cell scores lower still: skip to the next cell
+          const uint64_t cell = *it;
+          while (it != last && *it == cell) ++it;
+          continue;
+        }
+        ++it;
+        consider(p);
       }
     }
   }
-  (void)i;
 }
 
 int resolve_threads(int num_threads, int64_t work) {
@@ -191,7 +265,7 @@ void dcg_neighbors(const float* boxes, const float* scores, int B, int N, int k,
             if (dcg::is_neighbor(si, sc[j], v, t, low_score)) dcg::topk_insert(keys.data(), idx.data(), count, k, v, j);
           }
         } else {
-          query_grid(grid, box[i], sc[i], t, low_score, i, k, keys.data(), idx.data(), count);
+          query_grid(grid, box[i], sc[i], t, low_score, k, keys.data(), idx.data(), count);
         }
         dcg::topk_write(idx.data(), count, k, i, out_index + static_cast<int64_t>(i) * k,
                         out_valid + static_cast<int64_t>(i) * k);

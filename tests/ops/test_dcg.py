@@ -204,3 +204,20 @@ def test_opcheck_and_fallback_for_other_dtypes():
     idx, valid = dcg_neighbors(b64, s64, 5, 0.4, 0.1)  # float64: the reference runs
     ref = dcg_neighbors_reference(b64, s64, 5, 0.4, 0.1)
     assert torch.equal(idx, ref[0]) and torch.equal(valid, ref[1])
+
+
+@needs_ext
+@pytest.mark.parametrize("t", [0.4, 0.05, 1e-3])
+def test_wide_scale_range_sparse_grids(t):
+    """Sizes over four decades and a large canvas: sparse size classes (searched cell rows instead of a
+    table) and, for small thresholds, reaches wider than a class (whole-class scans)."""
+    rng = np.random.default_rng(11)
+    n = 800
+    size = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), (2, n, 1))) * np.exp(0.3 * rng.standard_normal((2, n, 2)))
+    centres = rng.uniform(0, 100, (2, n // 4, 2))[:, rng.integers(0, n // 4, n)] + 0.2 * size * rng.standard_normal(
+        (2, n, 2))
+    boxes = np.concatenate([centres, size], -1).astype(np.float32)
+    boxes[1, :, :2] += np.float32(1e4)  # far from the origin: float spacing of the coordinates is coarse
+    scores = rng.uniform(0, 1, (2, n)).astype(np.float32)
+    got = cpu.dcg_neighbors(boxes, scores, 8, t, 0.1)
+    assert_same_neighbours(boxes, scores, got, reference(boxes, scores, 8, t, 0.1), 8, t, 0.1)

@@ -1,0 +1,210 @@
+"""CPU speed of the two special ops: compiled kernels (plugins/cpu) against the PyTorch references.
+
+    .venv/bin/python benchmarks/ops_cpu.py            # writes benchmarks/results/ops_cpu.json + a RESULTS.md section
+
+MSDA at the encoder shape of a 640x384 input (4 levels, strides 8..64: 80x48, 40x24, 20x12, 10x6; 8 heads,
+D=32, P=4, Lq = S = 5040), on 1 and 2 threads (torch.set_num_threads for the reference, the kernel's
+num_threads argument), with achieved GFLOP/s against this CPU's measured float32 matmul peak.
+FLOPs counted as the reference does the work: 10 per (q, m, l, p, d) (4 taps x mul+add, weight mul+add).
+dcg_neighbors: exact sub-quadratic kernel against the dense reference on crowd-like boxes, 1 thread.
+All ratios in one run, medians of repeated timings after a warm-up.
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detrt.atomic import atomic_open
+from detrt.ops import cpu
+from detrt.ops.dcg import dcg_neighbors_reference
+from detrt.ops.msda import ms_deform_attn_reference
+
+ROOT = Path(__file__).resolve().parent
+ENCODER_SHAPES = [[80, 48], [40, 24], [20, 12], [10, 6]]  # 640x384 input, strides 8, 16, 32, 64 (H, W)
+
+
+def timed(fn, repeats, min_time=0.0):
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak(threads, n=2048):
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
+
+
+def msda_inputs(dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = np.array(ENCODER_SHAPES, np.int64)
+    sizes = shapes[:, 0] * shapes[:, 1]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    s, m, d, p = int(sizes.sum()), 8, 32, 4
+    value = rng.standard_normal((1, s, m, d)).astype(dtype)
+    # encoder queries sample around their own reference point with small offsets
+    ref = rng.uniform(0, 1, (1, s, 1, 1, 1, 2))
+    loc = np.clip(ref + 0.05 * rng.standard_normal((1, s, m, len(shapes), p, 2)), -0.05, 1.05).astype(dtype)
+    attn = rng.dirichlet(np.ones(len(shapes) * p), (1, s, m)).reshape(1, s, m, len(shapes), p).astype(dtype)
+    return value, shapes, starts, loc, attn
+
+
+def bench_msda(threads_list, repeats):
+    args = msda_inputs()
+    _, s, m, d = args[0].shape
+    _, lq, _, num_levels, p, _ = args[3].shape
+    gflop = 10 * lq * m * num_levels * p * d / 1e9
+    targs = [torch.from_numpy(a) for a in args]
+    half = [a.astype(np.float16) if a.dtype == np.float32 else a for a in args]
+    rows = []
+    for threads in tqdm(threads_list, desc="msda threads"):
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            t_ref = timed(lambda: ms_deform_attn_reference(*targs), repeats)
+        t_cpu = timed(lambda: cpu.ms_deform_attn(*args, num_threads=threads), repeats, min_time=0.5)
+        t_f16 = timed(lambda: cpu.ms_deform_attn(*half, num_threads=threads), repeats, min_time=0.5)
+        peak = matmul_peak(threads)
+        rows.append(dict(threads=threads, reference_ms=1e3 * t_ref, kernel_ms=1e3 * t_cpu, kernel_fp16_ms=1e3 * t_f16,
+                         speedup=t_ref / t_cpu, kernel_gflops=gflop / t_cpu, reference_gflops=gflop / t_ref,
+                         matmul_peak_gflops=peak, fraction_of_peak=gflop / t_cpu / peak))
+    return dict(shape=dict(N=1, S=s, Lq=lq, M=m, D=d, L=num_levels, P=p, levels=ENCODER_SHAPES), gflop=gflop,
+                rows=rows)
+
+
+def crowd_boxes(n, seed=0, per_person=6, fixed_size=False):
+    """DETR-style predictions on a crowd: n/6 people (aspect ~0.41, log-uniform heights 3%..50% of the image),
+    each predicted by ~6 queries with jittered boxes; uniform scores. Beyond N=2000 the people shrink as
+    1/sqrt(N) (more people in the same image are smaller), unless fixed_size (ever denser overlap)."""
+    rng = np.random.default_rng(seed)
+    people = max(1, n // per_person)
+    shrink = 1.0 if fixed_size else min(1.0, (2000 / n) ** 0.5)
+    h = shrink * np.exp(rng.uniform(np.log(0.03), np.log(0.5), people))
+    w = h * rng.normal(0.41, 0.08, people).clip(0.2, 0.8)
+    cx, cy = rng.uniform(0, 1, people), rng.uniform(0.2, 0.8, people)
+    c = rng.integers(0, people, n)
+    boxes = np.stack([cx[c] + 0.1 * w[c] * rng.standard_normal(n), cy[c] + 0.1 * h[c] * rng.standard_normal(n),
+                      w[c] * np.exp(0.1 * rng.standard_normal(n)), h[c] * np.exp(0.1 * rng.standard_normal(n))], -1)
+    return boxes[None].astype(np.float32), rng.uniform(0, 1, (1, n)).astype(np.float32)
+
+
+def bench_dcg(sizes, repeats, k=10, t=0.4, low=0.1):
+    torch.set_num_threads(1)
+    rows = []
+    cases = [(n, fixed) for fixed in (False, True) for n in sizes]
+    for n, fixed in tqdm(cases, desc="dcg N"):
+        boxes, scores = crowd_boxes(n, fixed_size=fixed)
+        tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
+        dense_repeats = 1 if n >= 5000 else repeats
+        t_dense = timed(lambda: dcg_neighbors_reference(tb, ts, k, t, low), dense_repeats)
+        t_fast = timed(lambda: cpu.dcg_neighbors(boxes, scores, k, t, low, num_threads=1), repeats, min_time=0.3)
+        idx, valid = cpu.dcg_neighbors(boxes, scores, k, t, low, num_threads=1)
+        ridx, rvalid = dcg_neighbors_reference(tb, ts, k, t, low)
+        same = all(set(idx[0, i][valid[0, i]].tolist()) == set(ridx[0, i][rvalid[0, i]].tolist()) or
+                   valid[0, i].sum() == k for i in range(n))  # rows with k valid may differ only by IoU ties
+        rows.append(dict(N=n, boxes="fixed size" if fixed else "shrinking", dense_ms=1e3 * t_dense,
+                         kernel_ms=1e3 * t_fast, speedup=t_dense / t_fast,
+                         mean_valid_neighbours=float(valid.sum(-1).mean()), same_sets=same))
+    return dict(k=k, iou_threshold=t, low_score=low, threads=1, rows=rows)
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return dict(cpu=model, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
+                kernel=cpu.info())
+
+
+def markdown(result, command):
+    m, g = result["msda"], result["dcg"]
+    lines = [
+        "## benchmarks/ops_cpu.py: CPU kernels vs PyTorch references",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {result['date']}  ",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (CPU only), torch "
+        f"{result['machine']['torch']}, kernel variant {result['machine']['kernel']['msda_isa']}",
+        "",
+        f"MSDA, encoder shape of a 640x384 input (levels {m['shape']['levels']}, M=8, D=32, P=4, Lq=S="
+        f"{m['shape']['Lq']}; {m['gflop']:.3f} GFLOP counted as 10 per (q, m, l, p, d)); float32 unless noted:",
+        "",
+        "| threads | reference ms | kernel ms | speedup | kernel fp16-I/O ms | kernel GFLOP/s | matmul peak GFLOP/s | of peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in m["rows"]:
+        lines.append(f"| {r['threads']} | {r['reference_ms']:.1f} | {r['kernel_ms']:.2f} | {r['speedup']:.0f}x | "
+                     f"{r['kernel_fp16_ms']:.2f} | {r['kernel_gflops']:.1f} | {r['matmul_peak_gflops']:.0f} | "
+                     f"{100 * r['fraction_of_peak']:.0f}% |")
+    lines += [
+        "",
+        f"dcg_neighbors, crowd-like boxes (k={g['k']}, iou_threshold={g['iou_threshold']}, low_score={g['low_score']}), "
+        "1 thread, dense reference vs exact sub-quadratic kernel:",
+        "",
+        "| N | people | dense ms | kernel ms | speedup | mean valid neighbours | same sets as dense |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in g["rows"]:
+        lines.append(f"| {r['N']} | {r['boxes']} | {r['dense_ms']:.1f} | {r['kernel_ms']:.3f} | {r['speedup']:.0f}x | "
+                     f"{r['mean_valid_neighbours']:.2f} | {r['same_sets']} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_results_md(path, section):
+    """Replace this script's section of RESULTS.md (from its heading to the next '## '), or append it."""
+    heading = section.splitlines()[0]
+    text = path.read_text() if path.exists() else "# Benchmark results\n\nOne section per benchmark script.\n"
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 5000, 10000])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "results" / "ops_cpu.json"))
+    parser.add_argument("--no-markdown", action="store_true", help="do not update benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    if not cpu.available():
+        sys.exit(f"error: {cpu.unavailable_reason()}")
+    result = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine(),
+                  msda=bench_msda(args.threads, args.repeats), dcg=bench_dcg(args.sizes, args.repeats))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(args.out) as f:
+        json.dump(result, f, indent=2)
+    command = " ".join([".venv/bin/python", "benchmarks/ops_cpu.py", *(argv if argv is not None else sys.argv[1:])])
+    section = markdown(result, command)
+    print(section)
+    if not args.no_markdown:
+        update_results_md(ROOT / "RESULTS.md", section)
+
+
+if __name__ == "__main__":
+    main()
