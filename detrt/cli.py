@@ -94,6 +94,227 @@ def run(args):
     return 130 if summary.interrupted else 0
 
 
+def _synth_flags(p):
+    p.add_argument("out", metavar="OUT", help="output directory (must be absent or empty, see --overwrite)")
+    p.add_argument("--num", type=int, default=1000, help="images to render (1000; 0: none)")
+    p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames (0: none)")
+    p.add_argument("--fps", type=float, default=15.0, help="video frame rate (15)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (0)")
+    p.add_argument("--size", default="512x320", help="image size WxH (512x320)")
+    p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38: 23 on average, "
+                                                     "like CrowdHuman); in video, the mean is kept on screen")
+    p.add_argument("--overlap", type=float, default=0.4,
+                   help="probability that a person joins a group, standing beside another, in [0, 1] (0.4: "
+                        "~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
+    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (jpg)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it holds an earlier synth output")
+
+
+def _parse_pair(flag, text, sep, kind=int):
+    try:
+        a, b = (kind(v) for v in text.lower().split(sep))
+    except ValueError:
+        raise InputError(f"{flag} must look like A{sep}B with numbers, got {text!r}") from None
+    return a, b
+
+
+@verb(_synth_flags)
+def synth(args):
+    """Render a synthetic crowd set (images + CrowdHuman .odgt) and optionally a walking-crowd video.
+
+    Writes OUT/images/*.jpg + OUT/annotations.odgt, OUT/video.mp4 + OUT/video.odgt (frame IDs
+    "frame_000000"...), and OUT/synth.json; prints the statistics. Needs numpy and OpenCV only.
+    examples:
+      detrt synth data/synth --num 2000 --seed 1
+      detrt synth data/dense --num 200 --persons 40-80 --overlap 0.7
+      detrt synth data/clip --num 0 --frames 300 --fps 15
+    """
+    from detrt.data.synthetic import SynthConfig, format_stats, synthesize
+
+    width, height = _parse_pair("--size", args.size, "x")
+    lo, hi = _parse_pair("--persons", args.persons, "-")
+    if width < 64 or height < 64:
+        raise InputError(f"--size must be at least 64x64, got {args.size}")
+    if not 0 <= lo <= hi:
+        raise InputError(f"--persons must be MIN-MAX with 0 <= MIN <= MAX, got {args.persons}")
+    if not 0 <= args.overlap <= 1:
+        raise InputError(f"--overlap must be in [0, 1], got {args.overlap}")
+    if args.num < 0 or args.frames < 0 or args.fps <= 0:
+        raise InputError("--num and --frames must be >= 0 and --fps > 0")
+    cfg = SynthConfig(width=width, height=height, persons=(lo, hi), overlap=args.overlap, ext=f".{args.format}")
+    stats = synthesize(args.out, num=args.num, frames=args.frames, seed=args.seed, cfg=cfg, fps=args.fps,
+                       overwrite=args.overwrite)
+    for name, s in stats.items():
+        print(format_stats(f"{args.out} {name}", s))
+
+
+def _eval_flags(p):
+    p.add_argument("--gt", required=True, help="ground truth .odgt")
+    p.add_argument("--dt", required=True, help="detections .odgt (every score, no threshold)")
+    p.add_argument("--images", help="images directory: sizes for records that carry no width/height")
+    p.add_argument("--json", help="also write the metrics as JSON")
+
+
+@verb(_eval_flags)
+def eval(args):  # noqa: A001 - the verb's name
+    """CrowdHuman AP, MR-2 and JI of detections against ground truth (CrowdDet's definitions).
+
+    example:
+      detrt eval --gt data/synth/annotations.odgt --dt dets.odgt --json metrics.json
+    """
+    import json
+
+    from detrt.atomic import atomic_open
+    from detrt.eval.crowdhuman import evaluate_files, format_table
+
+    result = evaluate_files(args.gt, args.dt, args.images)
+    print(format_table(result))
+    if args.json:
+        clean = json.loads(json.dumps(result), parse_constant=lambda c: None)  # NaN -> null
+        with atomic_open(args.json, "w") as f:
+            json.dump(clean, f, indent=1)
+
+
+def _bench_flags(p):
+    p.add_argument("artifacts", metavar="ARTIFACT", nargs="+",
+                   help="model.onnx or model.engine (manifest beside it), or a PyTorch checkpoint for the eager "
+                        "baseline: torch:DIR, a checkpoint directory, or a .safetensors file")
+    p.add_argument("--batch", default="1", help="batch sizes, comma-separated, e.g. 1,4,8 (1)")
+    p.add_argument("--warmUp", "--warmup", dest="warmup", default="2s",
+                   help="warm-up time per artifact and batch, e.g. 2s, 500ms (2s; a bare number is seconds)")
+    p.add_argument("--duration", default="10s", help="measured time per artifact and batch (10s)")
+    p.add_argument("--frames", help="video file, image folder or glob to feed (default: a synthetic crowd video)")
+    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and PyTorch (default: usable cores, "
+                                              "at most 8)")
+    p.add_argument("--plugins", help="TensorRT plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    p.add_argument("--json", help="write every result, sample and device fact as JSON")
+    p.add_argument("--plot", help="write latency distribution and throughput vs batch (PNG; needs matplotlib)")
+    p.add_argument("--no-roofline", dest="roofline", action="store_false",
+                   help="skip the FLOP count and the peak measurement")
+
+
+@verb(_bench_flags)
+def bench(args):
+    """Measure latency and throughput of models on this device: several artifacts interleaved (A B A B ...).
+
+    examples:
+      detrt bench model.onnx model_int8.onnx --batch 1,4 --duration 10s
+      detrt bench torch:runs/tiny model.onnx model.engine --batch 1,8 --json bench.json --plot bench.png
+    Per artifact and batch: latency min/p50/p90/p99/max, images/s, speed vs the first artifact, a roofline
+    line against this machine's measured peak; TensorRT: GPU compute apart from H2D/D2H copies (CUDA events),
+    with and without CUDA graphs. Device facts (CPU, GPU, clocks as found, versions, Jetson power mode) go
+    with every result; nothing on the machine is changed.
+    """
+    from detrt.bench import measure
+    from detrt.bench.report import check_plot_available, format_table, plot, write_json
+    from detrt.bench.session import run_bench
+
+    batches = measure.parse_batches(args.batch)
+    warmup = measure.parse_duration(args.warmup, "--warmUp")
+    duration = measure.parse_duration(args.duration, "--duration")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.plot:
+        check_plot_available()
+    report = run_bench(args.artifacts, batches, warmup, duration, frames=args.frames, threads=args.threads,
+                       plugins=args.plugins, roofline=args.roofline, notice=lambda m: print(f"detrt bench: {m}"),
+                       command="detrt " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None)
+    print(format_table(report))
+    if args.json:
+        write_json(args.json, report)
+    if args.plot:
+        plot(args.plot, report)
+
+
+def _export_flags(p):
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="training checkpoint: a directory with checkpoint.safetensors + checkpoint.json, or the file")
+    p.add_argument("-o", "--output", required=True, help="model.onnx (its manifest is written beside it)")
+    p.add_argument("--form", choices=("portable", "plugin"), default="portable",
+                   help="portable: standard ops (ONNX Runtime anywhere); plugin: detrt:: nodes (TensorRT)")
+    p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
+    p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
+                   help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
+                   help="plugin form: MSDA as detrt::MSDeformAttn or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
+
+
+@verb(_export_flags, extra="compile")
+def export(args):
+    """Export a trained checkpoint to ONNX (fixed H x W, dynamic batch) with its manifest."""
+    from detrt.compile.export import export_checkpoint
+
+    export_checkpoint(args.checkpoint, args.output, form=args.form, input_size=args.imgsz,
+                      postprocess=args.postprocess, opset=args.opset, msda_plugin=args.msda_plugin)
+
+
+def _surgery_flags(p):
+    p.add_argument("input", metavar="IN", help="ONNX model")
+    p.add_argument("-o", "--output", required=True, help="rewritten ONNX model (manifest copied beside it)")
+    p.add_argument("--form", choices=("plugin", "portable"), default="plugin",
+                   help="plugin: single plugin nodes (what TensorRT parses); portable: standard-op functions")
+    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
+                   help="MSDA plugin node: ours (detrt::MSDeformAttn) or NVIDIA's built-in (+ Reshape)")
+    p.add_argument("--print", dest="show", action="store_true", help="list what each pass changed")
+
+
+@verb(_surgery_flags, extra="compile")
+def surgery(args):
+    """Rewrite an ONNX model with named graph passes (fold, plugin nodes, int32 shapes, shape inference)."""
+    from detrt.compile.surgery import run_surgery
+
+    run_surgery(args.input, args.output, args.form, args.msda_plugin, show=args.show)
+
+
+def _build_flags(p):
+    p.add_argument("input", metavar="MODEL.onnx", help="FP32 ONNX model with its manifest beside it")
+    p.add_argument("-o", "--output", required=True, help="model.engine (TensorRT) or model.onnx (onnxruntime)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="precision carried by the graph (Casts / Q-DQ); the network is built strongly typed")
+    p.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                   help="tensorrt: an engine for this GPU; onnxruntime: the CPU artifact")
+    p.add_argument("--plugins", help="TensorRT plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    p.add_argument("--minShapes", help="images:BxCxHxW (default images:1x3xHxW)")
+    p.add_argument("--optShapes", help="images:BxCxHxW (default images:1x3xHxW)")
+    p.add_argument("--maxShapes", help="images:BxCxHxW (default: the manifest's max batch)")
+    p.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit")
+    p.add_argument("--timingCacheFile", help="timing cache read before and written after the build")
+    p.add_argument("--dla", type=int, metavar="N", help="DLA core (Jetson), with GPU fallback")
+    p.add_argument("--calib", help="int8: calibration video, image directory or glob")
+    p.add_argument("--calib-frames", type=int, default=200, help="int8: frames sampled for calibration (200)")
+    p.add_argument("--fp16-all", action="store_true", help="fp16: no FP32 islands (LayerNorm, Softmax, heads)")
+    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
+                   help="MSDA plugin in the engine: ours or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
+
+
+@verb(_build_flags, extra="compile")
+def build(args):
+    """Build a TensorRT engine (or, with --backend onnxruntime, the CPU artifact) from an exported ONNX model."""
+    from detrt.compile.trt_build import build as build_artifact
+
+    build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
+                   min_shape=args.minShapes, opt_shape=args.optShapes, max_shape=args.maxShapes,
+                   workspace=args.workspace, timing_cache=args.timingCacheFile, dla=args.dla, calib=args.calib,
+                   calib_frames=args.calib_frames, fp16_all=args.fp16_all, msda_plugin=args.msda_plugin)
+
+
+def _doctor_flags(p):
+    p.add_argument("--model", help="an artifact: say which backend detrt run would choose for it, and why")
+    p.add_argument("--plugins", help="TensorRT plugin library to check (default: found beside the package)")
+
+
+@verb(_doctor_flags)
+def doctor(args):
+    """Print what this machine can do: TensorRT, CUDA, GPU, plugins, ONNX Runtime, runnable verbs, backend."""
+    from detrt.compile.doctor import report
+
+    lines = report(args.model, args.plugins)
+    width = max(len(topic) for topic, _ in lines)
+    for topic, finding in lines:
+        print(f"{topic:<{width}}  {finding}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="detrt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
