@@ -236,3 +236,35 @@ def _describe(before, after):
     if added:
         parts.append("added " + ", ".join(f"{op} x{c}" for op, c in sorted(added.items())))
     return "; ".join(parts) + f" ({sum(before.values())} -> {sum(after.values())} nodes)"
+
+
+def run_surgery(input_path, output, form="plugin", msda_plugin="detrt", show=False, log=print):
+    """The `detrt surgery` verb: read, rewrite, check, write atomically; the manifest follows when present."""
+    from pathlib import Path
+
+    from detrt.atomic import atomic_path
+    from detrt.compile.trt_build import load_onnx
+    from detrt.errors import InputError
+    from detrt.manifest import Manifest, load_manifest, manifest_path, save_manifest, sha256_file
+
+    model = load_onnx(input_path)
+    try:
+        graph, changes = run_passes(gs.import_onnx(model), passes_for(form, msda_plugin))
+        out = export_model(graph)
+        onnx.checker.check_model(out, full_check=True)
+    except (ValueError, onnx.checker.ValidationError) as e:  # gs and the checker raise ValueError subclasses
+        raise InputError(f"{input_path}: graph surgery failed: {str(e).splitlines()[0]}") from None
+    if show and log:
+        width = max(len(name) for name, _ in changes)
+        for name, what in changes:
+            log(f"{name:<{width}}  {what}")
+    with atomic_path(output) as tmp:
+        onnx.save(out, str(tmp))
+        digest = sha256_file(tmp)
+    if manifest_path(input_path).is_file():
+        m = load_manifest(input_path)
+        fields = {**m.to_dict(), "onnx_sha256": digest, "form": form, "parent": str(input_path)}
+        save_manifest(Manifest.from_dict(fields), output)
+    elif log:
+        log(f"note: no manifest beside {input_path}; {Path(output).name} has none either")
+    return out
