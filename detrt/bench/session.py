@@ -236,8 +236,9 @@ def _result(entry, batch, samples, cost, peak):
            "images_per_s": stats["images_per_s"], "calls": stats["calls"], "warmup_calls": samples.warmup_calls,
            "samples_ms": [round(v * 1e3, 4) for v in samples.latencies], "gpu_ms": None, "roofline": None}
     timed = entry.gpu[samples.warmup_calls:]
-    if timed:
-        row["gpu_ms"] = {k: float(np.median([t[k] for t in timed])) for k in timed[0]}
+    if timed:  # a CUDA-graph entry may still have had an ordinary (split-timed) run: keep the replays' kind
+        timed = [t for t in timed if set(t) == set(timed[-1])]
+        row["gpu_ms"] = {k: float(np.median([t[k] for t in timed])) for k in timed[-1]}
     device_peak = peak.get("gpu") if entry.kind == "tensorrt" else peak.get("cpu")
     if cost is not None:
         row["cost"] = {"gflop": cost.flops / 1e9, "mb_compulsory": cost.bytes_compulsory / 1e6,
