@@ -23,7 +23,7 @@
 //       value_nm = value + (n*S*M + m) * D, row_stride = M*D. The CPU loop over d is vectorizable.
 //   sample_channel<T, TS>(value, loc, attn, shapes, starts, dims, n, q, m, d) -> float
 //       the whole sum for one (n, q, m, d): the one-thread-per-output CUDA form.
-//   query_head<T, TS>(value, loc, attn, shapes, starts, dims, n, q, m, acc, out)
+//   query_head<T, TS, TO = T>(value, loc, attn, shapes, starts, dims, n, q, m, acc, out)
 //       the whole output row out[n, q, m*D : (m+1)*D] for one (n, q, m): corners computed once per
 //       (l, p) and reused across the D channels; acc is caller scratch of D floats. The CPU form.
 #ifndef DETRT_COMMON_MSDA_CORE_H
@@ -133,11 +133,12 @@ DETRT_INLINE float sample_channel(const T* value, const TS* sampling_locations, 
   return acc;
 }
 
-// One output row out[n, q, m*D : (m+1)*D]; acc is caller scratch of dims.D floats.
-template <typename T, typename TS>
+// One output row out[n, q, m*D : (m+1)*D]; acc is caller scratch of dims.D floats. TO (default T) lets
+// a caller read a float32 copy of a float16 value tensor and still write float16.
+template <typename T, typename TS, typename TO = T>
 DETRT_INLINE void query_head(const T* value, const TS* sampling_locations, const TS* attention_weights,
                              const int* spatial_shapes, const int* level_start_index, const Dims& dims, int n, int q,
-                             int m, float* acc, T* out) {
+                             int m, float* acc, TO* out) {
   const int D = dims.D;
   const int64_t row_stride = static_cast<int64_t>(dims.M) * D;
   const T* value_nm = value + (static_cast<int64_t>(n) * dims.S * dims.M + m) * D;
@@ -150,8 +151,8 @@ DETRT_INLINE void query_head(const T* value, const TS* sampling_locations, const
       accumulate_corners(value_nm, row_stride, c, 0, D, acc);
     }
   }
-  T* out_row = out + ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * D;
-  for (int d = 0; d < D; ++d) IoTraits<T>::store(out_row + d, acc[d]);
+  TO* out_row = out + ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * D;
+  for (int d = 0; d < D; ++d) IoTraits<TO>::store(out_row + d, acc[d]);
 }
 
 }  // namespace msda

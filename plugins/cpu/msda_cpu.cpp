@@ -5,12 +5,20 @@
 #include "msda_cpu.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "check.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(DETRT_NO_ISA_DISPATCH)
+#include <immintrin.h>
 #endif
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
@@ -39,20 +47,20 @@ void msda_check_levels(const int64_t* spatial_shapes, const int64_t* level_start
 
 namespace {
 
-template <typename T>
+template <typename TV, typename TS, typename TO>
 struct Args {
-  const T* value;
+  const TV* value;
   const int* shapes;
   const int* starts;
-  const T* loc;
-  const T* attn;
-  T* out;
+  const TS* loc;
+  const TS* attn;
+  TO* out;
   msda::Dims dims;
 };
 
 // Rows [begin, end) of the flattened (n, q, m) index; acc is scratch of D floats.
-template <typename T>
-DETRT_INLINE void rows(const Args<T>& a, int64_t begin, int64_t end, float* acc) {
+template <typename TV, typename TS, typename TO>
+DETRT_INLINE void rows(const Args<TV, TS, TO>& a, int64_t begin, int64_t end, float* acc) {
   const int M = a.dims.M, Lq = a.dims.Lq;
   for (int64_t r = begin; r < end; ++r) {
     const int m = static_cast<int>(r % M);
@@ -63,22 +71,38 @@ DETRT_INLINE void rows(const Args<T>& a, int64_t begin, int64_t end, float* acc)
   }
 }
 
-template <typename T>
-void rows_baseline(const Args<T>& a, int64_t begin, int64_t end, float* acc) {
+template <typename TV, typename TS, typename TO>
+void rows_baseline(const Args<TV, TS, TO>& a, int64_t begin, int64_t end, float* acc) {
   rows(a, begin, end, acc);
+}
+
+void to_float_baseline(const half_t* in, float* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] = IoTraits<half_t>::load(in + i);
 }
 
 #if defined(DETRT_MSDA_DISPATCH)
 // flatten: everything the row loop calls is inlined here, so no AVX2 copy of a shared inline function
 // can be picked by the linker for the baseline path.
-template <typename T>
-__attribute__((target("avx2,fma,f16c"), flatten)) void rows_avx2(const Args<T>& a, int64_t begin, int64_t end,
-                                                                 float* acc) {
+template <typename TV, typename TS, typename TO>
+__attribute__((target("avx2,fma,f16c"), flatten)) void rows_avx2(const Args<TV, TS, TO>& a, int64_t begin,
+                                                                 int64_t end, float* acc) {
   rows(a, begin, end, acc);
 }
 
+__attribute__((target("avx2,fma,f16c"))) void to_float_f16c(const half_t* in, float* out, int64_t count) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < count; ++i) out[i] = _cvtsh_ss(in[i].bits);
+}
+
+// DETRT_CPU_ISA=baseline forces the portable variant (tests compare the two).
 bool cpu_has_avx2_fma() {
   static const bool has = [] {
+    const char* forced = std::getenv("DETRT_CPU_ISA");
+    if (forced && std::string(forced) == "baseline") return false;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   }();
@@ -86,29 +110,13 @@ bool cpu_has_avx2_fma() {
 }
 #endif
 
-}  // namespace
-
-const char* msda_isa() {
-#if defined(DETRT_MSDA_DISPATCH)
-  if (cpu_has_avx2_fma()) return "avx2+fma";
-#endif
-  return "baseline";
-}
-
-template <typename T>
-void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_start_index,
-                    const T* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
-                    int num_threads) {
-  const Args<T> a{value, spatial_shapes, level_start_index, sampling_locations, attention_weights, out, dims};
+template <typename TV, typename TS, typename TO>
+void run_rows(const Args<TV, TS, TO>& a, int num_threads) {
+  const msda::Dims& dims = a.dims;
   const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
-  if (total == 0 || dims.D == 0) {
-    // Nothing to sample, but out still has to be written where it has elements.
-    std::fill(reinterpret_cast<char*>(out), reinterpret_cast<char*>(out + total * dims.D), 0);
-    return;
-  }
-  void (*fn)(const Args<T>&, int64_t, int64_t, float*) = rows_baseline<T>;
+  void (*fn)(const Args<TV, TS, TO>&, int64_t, int64_t, float*) = rows_baseline<TV, TS, TO>;
 #if defined(DETRT_MSDA_DISPATCH)
-  if (cpu_has_avx2_fma()) fn = rows_avx2<T>;
+  if (cpu_has_avx2_fma()) fn = rows_avx2<TV, TS, TO>;
 #endif
   // Small problems run on the calling thread: a parallel region costs more than it saves.
   const int64_t work = total * dims.L * dims.P * (dims.D + 8);
@@ -116,6 +124,8 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
 #if defined(_OPENMP)
   threads = num_threads > 0 ? num_threads : omp_get_max_threads();
   if (work < (int64_t(1) << 15)) threads = 1;
+#else
+  (void)num_threads;
 #endif
   if (threads <= 1) {
     std::vector<float> acc(dims.D);
@@ -132,6 +142,52 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
     for (int64_t c = 0; c < chunks; ++c) fn(a, c * chunk, std::min(total, (c + 1) * chunk), acc.data());
   }
 #endif
+}
+
+// float16 value -> float32 copy (read L*P*4 times per output row, so converted once up front).
+void value_to_float(const half_t* in, float* out, int64_t count, int num_threads) {
+  void (*fn)(const half_t*, float*, int64_t) = to_float_baseline;
+#if defined(DETRT_MSDA_DISPATCH)
+  if (cpu_has_avx2_fma()) fn = to_float_f16c;
+#endif
+#if defined(_OPENMP)
+  const int threads = count < (int64_t(1) << 16) ? 1 : (num_threads > 0 ? num_threads : omp_get_max_threads());
+  const int64_t chunk = int64_t(1) << 14;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t c = 0; c < (count + chunk - 1) / chunk; ++c) {
+    fn(in + c * chunk, out + c * chunk, std::min(chunk, count - c * chunk));
+  }
+#else
+  (void)num_threads;
+  fn(in, out, count);
+#endif
+}
+
+}  // namespace
+
+const char* msda_isa() {
+#if defined(DETRT_MSDA_DISPATCH)
+  if (cpu_has_avx2_fma()) return "avx2+fma";
+#endif
+  return "baseline";
+}
+
+template <typename T>
+void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_start_index,
+                    const T* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
+                    int num_threads) {
+  const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
+  if (total == 0 || dims.D == 0) return;  // no output element
+  if constexpr (std::is_same<T, half_t>::value) {
+    std::vector<float> value32(static_cast<size_t>(dims.N) * dims.S * dims.M * dims.D);
+    value_to_float(value, value32.data(), static_cast<int64_t>(value32.size()), num_threads);
+    run_rows(Args<float, T, T>{value32.data(), spatial_shapes, level_start_index, sampling_locations,
+                               attention_weights, out, dims},
+             num_threads);
+  } else {
+    run_rows(Args<T, T, T>{value, spatial_shapes, level_start_index, sampling_locations, attention_weights, out, dims},
+             num_threads);
+  }
 }
 
 template void ms_deform_attn<float>(const float*, const int*, const int*, const float*, const float*, float*,

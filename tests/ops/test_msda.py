@@ -298,3 +298,29 @@ def test_fallback_warns_once_and_uses_reference(monkeypatch):
         ms_deform_attn(*args)
     assert len([w for w in caught if "not built" in str(w.message)]) == 1
     torch.testing.assert_close(out, ms_deform_attn_reference(*args))
+
+
+@needs_ext
+def test_baseline_and_dispatched_kernels_agree(tmp_path):
+    """DETRT_CPU_ISA=baseline forces the portable build of the kernel; both variants match the reference."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(13)
+    args = make_inputs(rng, 2, [[7, 5], [3, 3], [1, 1]], m=3, d=33, lq=40, p=3)
+    half = [a.astype(np.float16) if a.dtype == np.float32 else a for a in args]
+    np.savez(tmp_path / "in.npz", *args)
+    code = (
+        "import sys, numpy as np; from detrt.ops import cpu; a = np.load(sys.argv[1]); a = [a[f'arr_{i}'] for i in range(5)]\n"
+        "h = [x.astype(np.float16) if x.dtype == np.float32 else x for x in a]\n"
+        "np.savez(sys.argv[2], f32=cpu.ms_deform_attn(*a), f16=cpu.ms_deform_attn(*h), isa=cpu.info()['msda_isa'])"
+    )
+    env = dict(__import__("os").environ, DETRT_CPU_ISA="baseline")
+    subprocess.run([sys.executable, "-c", code, tmp_path / "in.npz", tmp_path / "out.npz"], check=True, env=env)
+    base = np.load(tmp_path / "out.npz")
+    assert str(base["isa"]) == "baseline"
+    ref = reference_np(*args)
+    assert_close32(base["f32"], ref)
+    assert_close32(cpu.ms_deform_attn(*args), ref)
+    np.testing.assert_allclose(base["f16"].astype(np.float32), cpu.ms_deform_attn(*half).astype(np.float32),
+                               rtol=1e-3, atol=1e-3)
