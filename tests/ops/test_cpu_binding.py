@@ -2,7 +2,7 @@
 
 Hand-written cases for each rule, then hypothesis: random (mostly inconsistent) shapes, dtypes and
 layouts must either give the right output shape or a ValueError. tests/ops/asan_fuzz.py runs the same
-fuzzing against an AddressSanitizer build of the extension (slow; marked).
+fuzzing against an AddressSanitizer + UBSan build of the extension (test_asan_fuzz, marked slow).
 """
 
 import subprocess
@@ -207,3 +207,32 @@ def test_fuzz_dcg_validation(box_shape, score_shape, k, dtype, t):
         return
     assert idx.shape == valid.shape == (box_shape[0], box_shape[1], k)
     assert ((idx >= 0) & (idx < max(box_shape[1], 1))).all()
+
+
+@pytest.mark.slow
+def test_asan_fuzz(tmp_path):
+    """Build the extension with AddressSanitizer + UBSan (Debug) and fuzz it (tests/ops/asan_fuzz.py)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    pybind11 = pytest.importorskip("pybind11")
+    if not shutil.which("cmake") or not shutil.which("c++"):
+        pytest.skip("cmake or a C++ compiler is missing")
+    libasan = subprocess.run(["c++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    libubsan = subprocess.run(["c++", "-print-file-name=libubsan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.isabs(libubsan):
+        pytest.skip("the compiler has no libasan/libubsan")
+    root = Path(__file__).resolve().parents[2]
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(["cmake", "-S", root, "-B", tmp_path, *generator, "-DCMAKE_BUILD_TYPE=Debug",
+                    "-DDETRT_SANITIZE=address;undefined", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+                    f"-DPython_EXECUTABLE={sys.executable}"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", tmp_path, "--target", "_cpu", "-j", "2"], check=True, capture_output=True)
+    (library,) = (tmp_path / "plugins" / "cpu").glob("_cpu*.so")
+    env = dict(os.environ, LD_PRELOAD=f"{libasan}:{libubsan}", ASAN_OPTIONS="detect_leaks=0",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    run = subprocess.run([sys.executable, "-W", "ignore", root / "tests" / "ops" / "asan_fuzz.py", library, "600"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "ERROR: AddressSanitizer" not in run.stderr, run.stderr[-3000:]
+    assert "runtime error" not in run.stderr, run.stderr[-3000:]
