@@ -6,8 +6,11 @@ PY     := $(VENV)/bin/python
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# The editable install holds a compiled detrt.ops._cpu: a changed C++ source re-runs it (an incremental build).
+CPU_EXT_SOURCES := $(wildcard plugins/CMakeLists.txt plugins/common/*.h plugins/cpu/*)
+
 # torch is pinned to the local CPU wheel before the package: an open range lets pip pull a CUDA build.
-$(VENV)/.installed: pyproject.toml CMakeLists.txt
+$(VENV)/.installed: pyproject.toml CMakeLists.txt $(CPU_EXT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
