@@ -168,10 +168,11 @@ def infer_shapes(graph):
 def passes_for(form, msda_plugin="detrt"):
     """The pass list that takes any detrt graph to `form` ("plugin" or "portable")."""
     if form == "portable":
-        return [fold_constants, to_portable, cleanup, toposort, infer_shapes]
+        return [infer_shapes, fold_constants, to_portable, cleanup, toposort, infer_shapes]
     if form != "plugin":
         raise ValueError(f"form must be 'plugin' or 'portable', not {form!r}")
-    passes = [fold_constants, to_plugins, int32_shape_inputs]
+    # shapes first: folding evaluates Shape nodes only where the shape is known
+    passes = [infer_shapes, fold_constants, to_plugins, int32_shape_inputs]
     if msda_plugin == "nvidia":
         passes.append(to_nvidia_msda)
     elif msda_plugin != "detrt":

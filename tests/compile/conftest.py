@@ -4,7 +4,6 @@ Export takes a few seconds per graph, so the four exports (portable/plugin x pos
 session-scoped and shared by test_export.py and test_precision.py.
 """
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -29,11 +28,13 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def frames(tiny):
-    """Two input images [2, 3, H, W]: smooth random blobs, normalized like real frames."""
-    h, w = tiny.config.input_size
-    rng = np.random.default_rng(1)
-    low = rng.standard_normal((2, 3, h // 16, w // 16)).astype(np.float32)
-    return torch.nn.functional.interpolate(torch.from_numpy(low), size=(h, w), mode="bilinear").numpy()
+    """Two synthetic crowd images (detrt.data.synthetic), preprocessed as the runtime does: [2, 3, H, W]."""
+    from detrt.data.synthetic import synth_image
+    from detrt.runtime.preprocess import Preprocessor
+
+    cfg = tiny.config
+    images = [synth_image(seed=7, index=i)[0] for i in range(2)]
+    return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,148 @@
+"""The compile verbs end to end (detrt export / surgery / build / doctor) and their bad-input lines."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from detrt.cli import main
+from detrt.compile import trt_build
+from detrt.errors import InputError
+from detrt.manifest import load_manifest, sha256_file
+from test_export import write_checkpoint
+
+
+def run_cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def exported_files(tiny, tmp_path_factory):
+    """A checkpoint exported with the verb, portable form, postprocessed."""
+    root = tmp_path_factory.mktemp("cli")
+    ckpt = write_checkpoint(tiny, root / "ckpt")
+    assert main(["export", str(ckpt), "-o", str(root / "model.onnx")]) == 0
+    return root
+
+
+def test_export_verb_writes_model_and_manifest(exported_files):
+    model = exported_files / "model.onnx"
+    manifest = load_manifest(model)
+    assert manifest.onnx_sha256 == sha256_file(model) and manifest.output_format == "topk"
+    assert not [p for p in exported_files.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_surgery_verb_prints_each_pass(exported_files, capsys):
+    out = exported_files / "plugin.onnx"
+    rc, text, _ = run_cli(capsys, "surgery", exported_files / "model.onnx", "-o", out, "--print")
+    assert rc == 0
+    assert "to_plugins" in text and "detrt::MSDeformAttn x6 (" in text
+    assert load_manifest(out).form == "plugin"
+    assert {n.domain for n in onnx.load(out).graph.node} >= {"detrt"}
+
+
+def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, frames):
+    import cv2
+
+    calib = exported_files / "calib"
+    calib.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(calib / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (320, 512, 3), np.uint8))
+    for precision in ("fp32", "int8"):
+        out = exported_files / f"cpu.{precision}.onnx"
+        args = ["build", exported_files / "model.onnx", "--backend", "onnxruntime", "--precision", precision, "-o", out]
+        rc, _, err = run_cli(capsys, *args, *(["--calib", calib] if precision == "int8" else []))
+        assert rc == 0, err
+        m = load_manifest(out)
+        assert m.precision == precision and m.onnx_sha256 == sha256_file(out)
+        scores, labels, boxes = ort.InferenceSession(str(out)).run(None, {"images": frames})
+        assert scores.shape == (2, 100) and np.isfinite(boxes).all()
+
+
+def test_build_without_tensorrt_is_one_line(exported_files, capsys):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    out = exported_files / "model.engine"
+    rc, _, err = run_cli(capsys, "build", exported_files / "model.onnx", "-o", out)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "TensorRT is not installed" in err and "--backend onnxruntime" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["not_onnx", "missing_json", "no_manifest", "calib_empty"])
+def test_bad_input_is_one_line_exit_2_no_artifact(case, exported_files, tmp_path, capsys, tiny):
+    out = tmp_path / "out.onnx"
+    if case == "not_onnx":
+        bad = tmp_path / "bad.onnx"
+        bad.write_text("hello")
+        (tmp_path / "bad.onnx.json").write_text((exported_files / "model.onnx.json").read_text())
+        argv, want = ["build", bad, "--backend", "onnxruntime", "-o", out], "not an ONNX model"
+    elif case == "missing_json":
+        ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
+        (ckpt / "checkpoint.json").unlink()
+        argv, want = ["export", ckpt, "-o", out], "checkpoint.json: missing"
+    elif case == "no_manifest":
+        plain = tmp_path / "plain.onnx"
+        plain.write_bytes((exported_files / "model.onnx").read_bytes())
+        argv, want = ["build", plain, "--backend", "onnxruntime", "-o", out], "manifest not found"
+    else:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        argv = ["build", exported_files / "model.onnx", "--backend", "onnxruntime", "--precision", "int8",
+                "--calib", empty, "-o", out]
+        want = "no readable frames"
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob(".out.onnx*"))
+
+
+def test_unsupported_op_is_named_with_its_node():
+    node = onnx.helper.make_node("MultiscaleDeformableAttnPlugin_TRT", ["a"], ["b"], name="enc0_msda", domain="trt")
+    graph = onnx.helper.make_graph([node], "g", [], [])
+    model = onnx.helper.make_model(graph)
+    with pytest.raises(InputError, match="enc0_msda.*trt::MultiscaleDeformableAttnPlugin_TRT"):
+        trt_build.check_ops(model, "onnxruntime")
+    grid = onnx.helper.make_node("GridSample", ["x", "g"], ["y"], name="gs0")
+    with pytest.raises(InputError, match="gs0.*NVIDIA/TensorRT#4813"):
+        trt_build.check_ops(onnx.helper.make_model(onnx.helper.make_graph([grid], "g", [], [])), "tensorrt")
+
+
+def test_profile_shapes_and_cache_key(exported_files):
+    m = load_manifest(exported_files / "model.onnx")
+    h, w = m.input_size
+    shapes = trt_build.profile_shapes(m, None, "images:2x3x%dx%d" % (h, w), "images:4x3x%dx%d" % (h, w))
+    assert shapes == [(1, 3, h, w), (2, 3, h, w), (4, 3, h, w)]
+    with pytest.raises(InputError, match="takes"):
+        trt_build.profile_shapes(m, "images:1x3x32x32")
+    with pytest.raises(InputError, match="BxCxHxW"):
+        trt_build.parse_shape("1x3x4", "--minShapes")
+    a = trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
+    assert a != trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.9", "b" * 64)
+    assert a != trt_build.engine_cache_key("a" * 64, "fp16", "11.1.0", "8.7", "b" * 64)
+    assert a == trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
+
+
+def test_doctor_runs_and_names_the_backend(exported_files, capsys):
+    rc, text, _ = run_cli(capsys, "doctor", "--model", exported_files / "model.onnx")
+    assert rc == 0
+    for topic in ("tensorrt", "onnxruntime", "cpu extension", "runnable verbs", "detrt run"):
+        assert topic in text
+    assert "--backend onnxruntime" in text
+
+
+@pytest.mark.trt
+def test_tensorrt_engine_build(exported_files, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
+    from detrt.runtime.trt_backend import find_plugin_library
+
+    if find_plugin_library() is None:
+        pytest.skip("libdetrt_plugins.so not built here")
+    out = tmp_path / "model.engine"
+    m = trt_build.build(exported_files / "model.onnx", out, precision="fp16", log=None)
+    assert m.engine_sha256 == sha256_file(out) and m.tensorrt_version
