@@ -45,7 +45,13 @@ def is_detrt(node, op=None):
 
 def fold_constants(graph):
     """Evaluate every subgraph that depends on constants only (shape arithmetic, spatial shapes)."""
-    return graph.fold_constants(error_ok=False).cleanup()
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # gs folds through ONNX Runtime sessions, whose optimizer warns per node
+    try:
+        return graph.fold_constants(error_ok=False).cleanup()
+    finally:
+        ort.set_default_logger_severity(2)  # ONNX Runtime's default
 
 
 def cleanup(graph):
