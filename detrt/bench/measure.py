@@ -15,6 +15,7 @@ The clock is injectable (any callable returning seconds) so the order and the st
 with a counter clock instead of sleeps.
 """
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ def interleave(runners, warmup_s, duration_s, clock=time.perf_counter, order=Non
         if one > duration_s:
             name = (what or {}).get(key, key)
             raise DurationTooShort(f"--duration {duration_s:g}s is shorter than one run of {name} "
-                                   f"({one:.3g} s after warm-up); give --duration {max(10 * one, 1):.0f}s or more")
+                                   f"({one:.3g} s after warm-up); give --duration {math.ceil(5 * one)}s or more")
     _rotate(runners, samples, duration_s, clock, True, order, progress)
     return samples
 

@@ -8,12 +8,15 @@ What is counted (top-level graph nodes, shapes from ONNX shape inference at the 
 Shapes come from ONNX shape inference (with data propagation); what it leaves unknown is read from one
 ONNX Runtime run on random input at that batch.
 - FLOPs, a multiply-add = 2:
-  Conv / ConvInteger / QLinearConv: 2 * N * Cout * Hout * Wout * (Cin / group) * prod(kernel);
+  Conv / ConvInteger / QLinearConv / FusedConv: 2 * N * Cout * Hout * Wout * (Cin / group) * prod(kernel);
   ConvTranspose: 2 * N * Cin * Hin * Win * (Cout / group) * prod(kernel);
-  MatMul / MatMulInteger / QLinearMatMul: 2 * prod(output) * K; Gemm: 2 * M * N * K;
+  MatMul / MatMulInteger / QLinearMatMul and ONNX Runtime's fused FusedMatMul / MatMulIntegerToFloat /
+  DynamicQuantizeMatMul: 2 * prod(output) * K; Gemm / FusedGemm / QGemm: 2 * M * N * K;
   MSDeformAttn (detrt::, detrt.portable::, NVIDIA's MultiscaleDeformableAttnPlugin_TRT):
   10 per (n, q, m, l, p, d): 4 bilinear taps x (mul + add) and the attention weight (mul + add),
-  as benchmarks/ops_cpu.py counts it; GridSample: 8 per output element for bilinear (2 nearest, 32 cubic).
+  as benchmarks/ops_cpu.py counts it; GridSample: 8 per output element for bilinear (2 nearest, 32 cubic);
+  the portable MSDA (GridSample per level, then an attention-weighted sum) so counts 8 of the 10 once ONNX
+  Runtime's optimizer has inlined it (the weighted sum is elementwise, in the bytes).
   Not counted: elementwise ops, normalizations, softmax, DCGNeighbors, TopK (small next to the above,
   and memory-bound: they are in the bytes).
 - Bytes: `compulsory` = graph inputs + outputs + initializers (weights), each read or written once: the
@@ -152,8 +155,17 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
     for name in names:
         if name not in outputs and types.get(name):
             m.graph.output.append(helper.make_tensor_value_info(name, types[name], None))
-    dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    shape = [int(batch), *(dims[1:2] or [3]), *(input_size or dims[2:])]
+    rng = np.random.default_rng(0)
+    inits = {t.name for t in m.graph.initializer}
+    feed = {}
+    for vi in m.graph.input:  # the batch is fixed already (infer_shapes); random values of each input's type
+        if vi.name in inits:
+            continue
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if vi.name == m.graph.input[0].name:
+            dims = [int(batch), *(dims[1:2] or [3]), *(input_size or dims[2:])]
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        feed[vi.name] = np.asarray(rng.standard_normal(dims) * (1 if dtype.kind == "f" else 10)).astype(dtype)
     try:
         if any(n.domain == "detrt" for n in m.graph.node):
             from detrt.runtime.ort_ops import session_options
@@ -163,9 +175,8 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
             so = ort.SessionOptions()
         so.log_severity_level = 3
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         wanted = [o.name for o in sess.get_outputs() if o.name in names]
-        values = sess.run(wanted, {m.graph.input[0].name: x})
+        values = sess.run(wanted, feed)
     except Exception:  # noqa: BLE001 - not runnable here: the counts keep what inference found
         return {}
     return {n: list(v.shape) for n, v in zip(wanted, values)}
@@ -199,7 +210,7 @@ def node_flops(node, shapes):
     op = node.op_type
     s = [shapes.get(x) if x else None for x in node.input]
     out = shapes.get(node.output[0]) if node.output else None
-    if op in ("Conv", "ConvInteger", "QLinearConv"):
+    if op in ("Conv", "ConvInteger", "QLinearConv", "FusedConv"):
         w = s[3] if op == "QLinearConv" else s[1]
         if not (_known(out) and _known(w)):
             return None
@@ -209,12 +220,14 @@ def node_flops(node, shapes):
         if not (_known(x) and _known(w)):
             return None
         return 2.0 * np.prod(x, dtype=np.float64) * np.prod(w[1:], dtype=np.float64)
-    if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
+    if op in ("MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul", "MatMulIntegerToFloat",
+              "DynamicQuantizeMatMul"):
         a = s[0]
         if not (_known(out) and _known(a)):
             return None
-        return 2.0 * np.prod(out, dtype=np.float64) * a[-1]
-    if op == "Gemm":
+        k = a[-2] if _attr(node, "transA", 0) and len(a) > 1 else a[-1]
+        return 2.0 * np.prod(out, dtype=np.float64) * k
+    if op in ("Gemm", "FusedGemm", "QGemm"):
         a = s[0]
         if not (_known(out) and _known(a)):
             return None

@@ -98,3 +98,20 @@ def test_measure_peak_is_positive():
     p = measure_peak(seconds=0.2, n=256, copy_mb=8, threads=1)
     assert p["matmul_gflops"] > 0.1 and p["copy_gbps"] > 0.1
     assert p["matmul_gflops"] == max(p["numpy_matmul_gflops"], p.get("onnxruntime_matmul_gflops", 0))
+
+
+def test_onnxruntime_fused_ops_count_like_their_standard_twins():
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("FusedMatMul", ["a", "w"], ["y"], domain="com.microsoft", transA=1, alpha=1.0),
+             helper.make_node("MatMulIntegerToFloat", ["q", "wq", "sa", "sb"], ["z"], domain="com.microsoft")]
+    g = helper.make_graph(
+        nodes, "fused",
+        [vi("a", TensorProto.FLOAT, ["B", 7, 5]), vi("q", TensorProto.UINT8, ["B", 3, 7]),
+         vi("sa", TensorProto.FLOAT, []), vi("sb", TensorProto.FLOAT, [])],
+        [vi("y", TensorProto.FLOAT, ["B", 5, 4]), vi("z", TensorProto.FLOAT, ["B", 3, 4])],
+        [_init("w", [7, 4]), numpy_helper.from_array(np.ones((7, 4), np.uint8), "wq")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    cost = count_graph(model, 2)  # ONNX shape inference does not know these ops: shapes from one ORT run
+    assert cost.by_op["FusedMatMul"]["flops"] == 2 * 2 * 5 * 4 * 7  # transA: K is a's second-last dim
+    assert cost.by_op["MatMulIntegerToFloat"]["flops"] == 2 * 2 * 3 * 4 * 7

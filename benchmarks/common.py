@@ -1,0 +1,195 @@
+"""What the model-level benchmark scripts share: the model under test, its artifacts, frames, outputs.
+
+    src = model_source(args.checkpoint)        # a trained checkpoint, or a seeded random tiny model
+    arts = artifacts(src, frames)             # {"eager": "torch:DIR", "fp32": ..., "int8": ..., "plugin": ...}
+
+The model under test is `--checkpoint DIR` (checkpoint.safetensors + checkpoint.json, as `detrt train`
+writes) or, until a trained model is bundled, a randomly initialized `dhdetr_r18_tiny` (seed 0) whose class
+head is spread so scores clear DCG's floor (at init every logit is masked, which would skip the DCG work).
+Speed figures from it are representative of the architecture; accuracy figures from it are not.
+
+Artifacts are made the way users make them, through the compile stage: `export_checkpoint` (portable and
+plugin form) then `detrt.compile.trt_build.build(..., backend="onnxruntime")` (ORT's offline-optimized
+CPU artifact; INT8 calibrated on frames of the synthetic video). They are cached under .cache/bench/,
+keyed by the checkpoint's sha256 and the input size, so the scripts of one `make bench` share them.
+"""
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+RESULTS = ROOT / "results"
+RESULTS_MD = ROOT / "RESULTS.md"
+CACHE = REPO / ".cache" / "bench"
+RANDOM_CONFIG = "dhdetr_r18_tiny"
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def model_source(checkpoint=None, config=RANDOM_CONFIG, seed=0, **overrides):
+    """(checkpoint dir, description). Without `checkpoint`: a seeded random model saved once in the cache."""
+    if checkpoint:
+        path = Path(checkpoint)
+        if not path.exists():
+            sys.exit(f"error: --checkpoint {checkpoint}: not found")
+        return path, f"checkpoint {checkpoint}"
+    tag = "-".join([config, f"s{seed}", *(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                                          for k, v in sorted(overrides.items()))])
+    d = CACHE / f"random-{tag}"
+    if not (d / "checkpoint.json").is_file():
+        import torch
+        from safetensors.torch import save_file
+
+        from detrt.models import build_model
+
+        torch.manual_seed(seed)
+        model = build_model(config, **overrides).eval()
+        with torch.no_grad():  # at init every class logit is under DCG's floor (masked): spread the scores
+            for name, p in model.named_parameters():
+                if name.startswith("class_embed"):
+                    p.normal_(0, 0.5)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file(model.state_dict(), str(d / "checkpoint.safetensors"))
+        meta = {"config": config, "config_overrides": {k: list(v) if isinstance(v, tuple) else v
+                                                       for k, v in overrides.items()},
+                "note": f"random initialization (seed {seed}, class head spread); not trained"}
+        (d / "checkpoint.json").write_text(json.dumps(meta, indent=1))
+    return d, f"randomly initialized {config} (seed {seed}{', ' if overrides else ''}" \
+              f"{', '.join(f'{k}={v}' for k, v in overrides.items())}; no trained model yet)"
+
+
+def synthetic_video(frames=64, seed=0):
+    """A synthetic crowd video (detrt.data.synthetic) in the cache: calibration and benchmark frames."""
+    from detrt.data.synthetic import synthesize
+
+    d = CACHE / f"video-s{seed}-f{frames}"
+    if not (d / "video.mp4").is_file():
+        synthesize(d, num=0, frames=frames, seed=seed, progress=False, overwrite=True)
+    return d / "video.mp4"
+
+
+def synthetic_val(num=50, seed=1):
+    """A held-out synthetic validation set (seed 1; training uses other seeds): (annotations.odgt, images dir)."""
+    from detrt.data.synthetic import synthesize
+
+    d = CACHE / f"val-s{seed}-n{num}"
+    if not (d / "annotations.odgt").is_file():
+        synthesize(d, num=num, frames=0, seed=seed, progress=False, overwrite=True)
+    return d / "annotations.odgt", d / "images"
+
+
+def _key(checkpoint):
+    from detrt.manifest import sha256_file
+
+    weights = checkpoint / "checkpoint.safetensors" if checkpoint.is_dir() else checkpoint
+    return sha256_file(weights)[:12]
+
+
+def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "int8", "plugin"), fp16=False):
+    """Paths of the artifacts of `checkpoint`, made once (cached): eager, fp32, int8, plugin[, fp16]."""
+    from detrt.compile.export import export_checkpoint
+    from detrt.compile.trt_build import build
+
+    d = CACHE / f"artifacts-{_key(checkpoint)}-b{max_batch}"
+    d.mkdir(parents=True, exist_ok=True)
+    out = {"eager": f"torch:{checkpoint}"}
+    exported = {}
+
+    def export(form):
+        if form not in exported:
+            path = d / f"export_{form}.onnx"
+            if not path.is_file():
+                export_checkpoint(checkpoint, path, form=form, max_batch=max_batch, log=log)
+            exported[form] = path
+        return exported[form]
+
+    for name in want:
+        path = d / f"{name}.onnx"
+        if not path.is_file():
+            form = "plugin" if name == "plugin" else "portable"
+            precision = "fp32" if name == "plugin" else name
+            if name == "fp16":  # the graph TensorRT builds, run here by ONNX Runtime's CPU (for accuracy)
+                _fp16_artifact(export(form), path)
+            else:
+                build(export(form), path, precision=precision, backend="onnxruntime", calib=str(calib),
+                      calib_frames=calib_frames, log=log)
+        out[name] = str(path)
+    if fp16 and "fp16" not in out:
+        path = d / "fp16.onnx"
+        if not path.is_file():
+            _fp16_artifact(export("portable"), path)
+        out["fp16"] = str(path)
+    return out
+
+
+def _fp16_artifact(src, dst):
+    import onnx
+
+    from detrt.compile.trt_build import apply_precision
+    from detrt.manifest import load_manifest, save_manifest, sha256_file
+
+    manifest = load_manifest(src)
+    onnx.save(apply_precision(onnx.load(str(src)), manifest, "fp16"), str(dst))
+    manifest.onnx_sha256, manifest.precision, manifest.parent = sha256_file(dst), "fp16", str(src)
+    save_manifest(manifest, dst)
+
+
+def tensorrt_here():
+    """(True, version) when TensorRT and a GPU are usable here, else (False, why)."""
+    from detrt.runtime.backend import tensorrt_available
+
+    ok, why = tensorrt_available()
+    if not ok:
+        return False, f"TensorRT/cuda-python do not import ({why})"
+    try:
+        from detrt.compile.trt_build import gpu_properties
+
+        name, cc = gpu_properties()
+    except Exception as e:  # noqa: BLE001 - no device, driver mismatch, ...
+        return False, f"no usable GPU ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return True, f"TensorRT {why} on {name} (sm {cc})"
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def header(title, script, argv, facts, model_what, note=None, load=None):
+    """The first lines of a RESULTS.md section: heading, command, date, machine, model, load."""
+    from detrt.bench.device import describe
+    from detrt.bench.measure import wall_time
+
+    cmd = " ".join([".venv/bin/python", f"benchmarks/{script}", *argv])
+    lines = [f"## benchmarks/{script}: {title}", ""]
+    if note:
+        lines += [f"**{note}**", ""]
+    lines += [f"Command: `{cmd}`  ", f"Date: {wall_time()}  ", f"Machine: {describe(facts)}  ",
+              f"Model: {model_what}  "]
+    if load is not None:
+        cores = facts["cpu"]["usable_cores"] or 1
+        busy = " (other jobs were running: figures are noisy)" if load > 0.5 * cores else ""
+        lines.append(f"Load average at start: {load:.2f} on {cores} cores{busy}  ")
+    return lines
+
+
+def write_outputs(name, result, section):
+    """benchmarks/results/NAME.json and this script's section of benchmarks/RESULTS.md."""
+    from detrt.bench.report import update_results_md, write_json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / f"{name}.json", result)
+    update_results_md(RESULTS_MD, section)
+    log(f"wrote {RESULTS / f'{name}.json'} and its section of {RESULTS_MD}")
+
+
+def python_info():
+    return platform.python_version()
