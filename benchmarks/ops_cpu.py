@@ -7,14 +7,13 @@ D=32, P=4, Lq = S = 5040), on 1 and 2 threads (torch.set_num_threads for the ref
 num_threads argument), with achieved GFLOP/s against this CPU's measured float32 matmul peak.
 FLOPs counted as the reference does the work: 10 per (q, m, l, p, d) (4 taps x mul+add, weight mul+add).
 dcg_neighbors: exact sub-quadratic kernel against the dense reference on crowd-like boxes, 1 thread.
-All ratios in one run, medians of repeated timings after a warm-up.
+All ratios in one run; each time is the fastest of repeated runs after a warm-up (the machine may be shared).
 """
 
 import argparse
 import datetime
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ ENCODER_SHAPES = [[80, 48], [40, 24], [20, 12], [10, 6]]  # 640x384 input, strid
 
 
 def timed(fn, repeats, min_time=0.0):
+    """Fastest of the repeated timings after a warm-up: on a shared machine other processes only add time."""
     fn()  # warm-up
     times = []
     start = time.perf_counter()
@@ -40,7 +40,7 @@ def timed(fn, repeats, min_time=0.0):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def matmul_peak(threads, n=2048):
@@ -108,7 +108,7 @@ def bench_dcg(sizes, repeats, k=10, t=0.4, low=0.1):
     for n, fixed in tqdm(cases, desc="dcg N"):
         boxes, scores = crowd_boxes(n, fixed_size=fixed)
         tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
-        dense_repeats = 1 if n >= 5000 else repeats
+        dense_repeats = 2 if n >= 5000 else repeats
         t_dense = timed(lambda: dcg_neighbors_reference(tb, ts, k, t, low), dense_repeats)
         t_fast = timed(lambda: cpu.dcg_neighbors(boxes, scores, k, t, low, num_threads=1), repeats, min_time=0.3)
         idx, valid = cpu.dcg_neighbors(boxes, scores, k, t, low, num_threads=1)
@@ -133,7 +133,7 @@ def machine():
     import os
 
     return dict(cpu=model, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
-                kernel=cpu.info())
+                kernel=cpu.info(), load_average=round(os.getloadavg()[0], 2))
 
 
 def markdown(result, command):
@@ -144,12 +144,14 @@ def markdown(result, command):
         f"Command: `{command}`  ",
         f"Date: {result['date']}  ",
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (CPU only), torch "
-        f"{result['machine']['torch']}, kernel variant {result['machine']['kernel']['msda_isa']}",
+        f"{result['machine']['torch']}, kernel variant {result['machine']['kernel']['msda_isa']}, load average "
+        f"{result['machine']['load_average']} at the start (times: fastest of repeats)",
         "",
         f"MSDA, encoder shape of a 640x384 input (levels {m['shape']['levels']}, M=8, D=32, P=4, Lq=S="
         f"{m['shape']['Lq']}; {m['gflop']:.3f} GFLOP counted as 10 per (q, m, l, p, d)); float32 unless noted:",
         "",
-        "| threads | reference ms | kernel ms | speedup | kernel fp16-I/O ms | kernel GFLOP/s | matmul peak GFLOP/s | of peak |",
+        "| threads | reference ms | kernel ms | speedup | kernel fp16-I/O ms | kernel GFLOP/s | matmul peak GFLOP/s "
+        "| of peak |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in m["rows"]:
@@ -158,7 +160,8 @@ def markdown(result, command):
                      f"{100 * r['fraction_of_peak']:.0f}% |")
     lines += [
         "",
-        f"dcg_neighbors, crowd-like boxes (k={g['k']}, iou_threshold={g['iou_threshold']}, low_score={g['low_score']}), "
+        f"dcg_neighbors, crowd-like boxes (k={g['k']}, iou_threshold={g['iou_threshold']}, "
+        f"low_score={g['low_score']}), "
         "1 thread, dense reference vs exact sub-quadratic kernel:",
         "",
         "| N | people | dense ms | kernel ms | speedup | mean valid neighbours | same sets as dense |",

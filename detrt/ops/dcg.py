@@ -42,7 +42,8 @@ def dcg_neighbors_reference(boxes, scores, k=10, iou_threshold=0.4, low_score=0.
 def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
     """Public entry; see dcg_neighbors_reference for shapes. Runs the custom op `detrt::dcg_neighbors`
     (the exact sub-quadratic CPU kernel where built; slot order may differ from the reference's)."""
-    return torch.ops.detrt.dcg_neighbors(boxes.detach(), scores.detach(), int(k), float(iou_threshold), float(low_score))
+    threshold, low = float(iou_threshold), float(low_score)
+    return torch.ops.detrt.dcg_neighbors(boxes.detach(), scores.detach(), int(k), threshold, low)
 
 
 @torch.library.custom_op("detrt::dcg_neighbors", mutates_args=())

@@ -44,8 +44,8 @@ py::array checked_array(const py::handle& obj, const char* name, int ndim, const
               std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
   DETRT_CHECK(a.ndim() == ndim, name, " must have rank ", ndim, " ", layout, ", got shape ", shape_str(a));
-  DETRT_CHECK(a.flags() & py::array::c_style, name, " must be C-contiguous (np.ascontiguousarray), got strides of shape ",
-              shape_str(a));
+  DETRT_CHECK(a.flags() & py::array::c_style, name,
+              " must be C-contiguous (np.ascontiguousarray), got a strided view of shape ", shape_str(a));
   DETRT_CHECK(a.flags() & kNpyAligned, name, " must be aligned");
   return a;
 }
@@ -101,8 +101,8 @@ py::array ms_deform_attn(const py::object& value_obj, const py::object& shapes_o
   d.Lq = as_int(loc.shape(1), "sampling_locations Lq");
   d.P = as_int(loc.shape(4), "sampling_locations P");
   DETRT_CHECK(loc.shape(0) == d.N && loc.shape(2) == d.M && loc.shape(3) == d.L && loc.shape(5) == 2,
-              "sampling_locations must have shape [N, Lq, M, L, P, 2] = (", d.N, ", Lq, ", d.M, ", ", d.L, ", P, 2), got ",
-              shape_str(loc));
+              "sampling_locations must have shape [N, Lq, M, L, P, 2] = (", d.N, ", Lq, ", d.M, ", ", d.L,
+              ", P, 2), got ", shape_str(loc));
   DETRT_CHECK(attn.shape(0) == d.N && attn.shape(1) == d.Lq && attn.shape(2) == d.M && attn.shape(3) == d.L &&
                   attn.shape(4) == d.P,
               "attention_weights must have shape [N, Lq, M, L, P] = (", d.N, ", ", d.Lq, ", ", d.M, ", ", d.L, ", ",

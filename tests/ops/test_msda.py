@@ -130,7 +130,8 @@ def test_locations_far_outside_give_zero_padding():
     assert_close32(out, cpu.ms_deform_attn(value, shapes, starts, loc, no_first_point))
     finite = loc_far.copy()
     finite[~np.isfinite(finite)] = 5.0
-    assert_close32(cpu.ms_deform_attn(value, shapes, starts, finite, attn), reference_np(value, shapes, starts, finite, attn))
+    finite_args = (value, shapes, starts, finite, attn)
+    assert_close32(cpu.ms_deform_attn(*finite_args), reference_np(*finite_args))
 
 
 @needs_ext
@@ -311,7 +312,8 @@ def test_baseline_and_dispatched_kernels_agree(tmp_path):
     half = [a.astype(np.float16) if a.dtype == np.float32 else a for a in args]
     np.savez(tmp_path / "in.npz", *args)
     code = (
-        "import sys, numpy as np; from detrt.ops import cpu; a = np.load(sys.argv[1]); a = [a[f'arr_{i}'] for i in range(5)]\n"
+        "import sys, numpy as np; from detrt.ops import cpu\n"
+        "a = np.load(sys.argv[1]); a = [a[f'arr_{i}'] for i in range(5)]\n"
         "h = [x.astype(np.float16) if x.dtype == np.float32 else x for x in a]\n"
         "np.savez(sys.argv[2], f32=cpu.ms_deform_attn(*a), f16=cpu.ms_deform_attn(*h), isa=cpu.info()['msda_isa'])"
     )
