@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -58,16 +59,50 @@ struct Args {
   msda::Dims dims;
 };
 
+// query_head with D a compile-time constant: the accumulator stays in registers across the L*P points.
+template <int D, typename TV, typename TS, typename TO>
+DETRT_INLINE void query_head_fixed(const Args<TV, TS, TO>& a, int n, int q, int m) {
+  const msda::Dims& dims = a.dims;
+  const int64_t row_stride = static_cast<int64_t>(dims.M) * D;
+  const TV* value_nm = a.value + (static_cast<int64_t>(n) * dims.S * dims.M + m) * D;
+  float acc[D];
+  for (int d = 0; d < D; ++d) acc[d] = 0.0f;
+  for (int l = 0; l < dims.L; ++l) {
+    for (int p = 0; p < dims.P; ++p) {
+      msda::Corners c;
+      msda::point_corners(a.loc, a.attn, a.shapes, a.starts, dims, n, q, m, l, p, c);
+      msda::accumulate_corners(value_nm, row_stride, c, 0, D, acc);
+    }
+  }
+  TO* out_row = a.out + ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * D;
+  for (int d = 0; d < D; ++d) IoTraits<TO>::store(out_row + d, acc[d]);
+}
+
 // Rows [begin, end) of the flattened (n, q, m) index; acc is scratch of D floats.
-template <typename TV, typename TS, typename TO>
-DETRT_INLINE void rows(const Args<TV, TS, TO>& a, int64_t begin, int64_t end, float* acc) {
+template <int DC, typename TV, typename TS, typename TO>
+DETRT_INLINE void rows_d(const Args<TV, TS, TO>& a, int64_t begin, int64_t end, float* acc) {
   const int M = a.dims.M, Lq = a.dims.Lq;
   for (int64_t r = begin; r < end; ++r) {
     const int m = static_cast<int>(r % M);
     const int64_t nq = r / M;
     const int q = static_cast<int>(nq % Lq);
     const int n = static_cast<int>(nq / Lq);
-    msda::query_head(a.value, a.loc, a.attn, a.shapes, a.starts, a.dims, n, q, m, acc, a.out);
+    if constexpr (DC > 0) {
+      query_head_fixed<DC>(a, n, q, m);
+    } else {
+      msda::query_head(a.value, a.loc, a.attn, a.shapes, a.starts, a.dims, n, q, m, acc, a.out);
+    }
+  }
+}
+
+// The channel counts of the detectors here (256 / 8 heads = 32) get a compile-time D.
+template <typename TV, typename TS, typename TO>
+DETRT_INLINE void rows(const Args<TV, TS, TO>& a, int64_t begin, int64_t end, float* acc) {
+  switch (a.dims.D) {
+    case 32: rows_d<32>(a, begin, end, acc); break;
+    case 64: rows_d<64>(a, begin, end, acc); break;
+    case 16: rows_d<16>(a, begin, end, acc); break;
+    default: rows_d<0>(a, begin, end, acc);
   }
 }
 
@@ -144,8 +179,8 @@ void run_rows(const Args<TV, TS, TO>& a, int num_threads) {
 #endif
 }
 
-// float16 value -> float32 copy (read L*P*4 times per output row, so converted once up front).
-void value_to_float(const half_t* in, float* out, int64_t count, int num_threads) {
+// float16 -> float32 copy.
+void to_float(const half_t* in, float* out, int64_t count, int num_threads) {
   void (*fn)(const half_t*, float*, int64_t) = to_float_baseline;
 #if defined(DETRT_MSDA_DISPATCH)
   if (cpu_has_avx2_fma()) fn = to_float_f16c;
@@ -179,10 +214,16 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
   const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
   if (total == 0 || dims.D == 0) return;  // no output element
   if constexpr (std::is_same<T, half_t>::value) {
-    std::vector<float> value32(static_cast<size_t>(dims.N) * dims.S * dims.M * dims.D);
-    value_to_float(value, value32.data(), static_cast<int64_t>(value32.size()), num_threads);
-    run_rows(Args<float, T, T>{value32.data(), spatial_shapes, level_start_index, sampling_locations,
-                               attention_weights, out, dims},
+    // Inputs to float32 once, with vector conversions (F16C where present): the row loop then runs the
+    // float32 code and only the output is rounded to float16.
+    const int64_t n_value = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
+    const int64_t n_attn = total * dims.L * dims.P;
+    std::unique_ptr<float[]> value32(new float[n_value]), loc32(new float[2 * n_attn]), attn32(new float[n_attn]);
+    to_float(value, value32.get(), n_value, num_threads);
+    to_float(sampling_locations, loc32.get(), 2 * n_attn, num_threads);
+    to_float(attention_weights, attn32.get(), n_attn, num_threads);
+    run_rows(Args<float, float, T>{value32.get(), spatial_shapes, level_start_index, loc32.get(), attn32.get(), out,
+                                   dims},
              num_threads);
   } else {
     run_rows(Args<T, T, T>{value, spatial_shapes, level_start_index, sampling_locations, attention_weights, out, dims},
