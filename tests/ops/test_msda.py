@@ -326,3 +326,16 @@ def test_baseline_and_dispatched_kernels_agree(tmp_path):
     assert_close32(cpu.ms_deform_attn(*args), ref)
     np.testing.assert_allclose(base["f16"].astype(np.float32), cpu.ms_deform_attn(*half).astype(np.float32),
                                rtol=1e-3, atol=1e-3)
+
+
+@needs_ext
+@pytest.mark.parametrize("d", [16, 32, 64])
+def test_compile_time_channel_counts(d):
+    """D = 16, 32, 64 take the kernel's fixed-size path; float32 and float16 I/O."""
+    rng = np.random.default_rng(14 + d)
+    args = make_inputs(rng, 2, [[9, 6], [5, 3], [1, 1]], m=3, d=d, lq=70, p=4)
+    assert_close32(cpu.ms_deform_attn(*args, num_threads=2), reference_np(*args))
+    args16, args32 = half_inputs(rng, n=1, shapes=[[9, 6], [2, 2]], m=2, d=d, lq=30, p=3)
+    ref = reference_np(*args32)
+    err = np.abs(cpu.ms_deform_attn(*args16).astype(np.float32) - ref)
+    assert (err <= 1e-3 * np.abs(ref) + 1e-6).all()
