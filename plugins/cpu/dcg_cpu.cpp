@@ -1,7 +1,8 @@
 // detrt plugins/cpu/dcg_cpu.cpp: exact sub-quadratic `dcg_neighbors` on the CPU.
 //
 // Why it is exact: for iou_threshold t > 0 a neighbour j of i needs IoU(i, j) >= t > 0, hence
-//   (1) similar sizes: IoU <= min(w_i, w_j) / max(w_i, w_j), so t * w_i <= w_j <= w_i / t (same for h);
+//   (1) similar sizes: IoU <= min(w_i, w_j) / max(w_i, w_j), so t * w_i <= w_j <= w_i / t (same for h and
+//       for the area, as IoU <= min(area) / max(area));
 //   (2) close centres: inter >= t * union >= t * max(area) and inter_h <= min(h) give an x-overlap of at
 //       least t * max(w_i, w_j), so |cx_i - cx_j| <= (w_i + w_j) / 2 - t * max(w_i, w_j) (same in y).
 // Candidates (score > low_score, a box that can have IoU > 0) are grouped by size class (power-of-two
@@ -164,10 +165,16 @@ void query_grid(const Grid& g, const dcg::Box& bi, float si, float t, float low_
   const double wi = static_cast<double>(bi.x1) - bi.x0, hi = static_cast<double>(bi.y1) - bi.y0;
   const double td = static_cast<double>(t) * (1.0 - kSlack);
   const double cx = 0.5 * (static_cast<double>(bi.x0) + bi.x1), cy = 0.5 * (static_cast<double>(bi.y0) + bi.y1);
+  const double area_lo = wi * hi * td, area_hi = wi * hi / td;
+  // the same bound per candidate, on the float areas IoU itself uses, with the slack of td
+  const float cand_area_lo = static_cast<float>(static_cast<double>(bi.area) * td * (1.0 - kSlack));
+  const float cand_area_hi = static_cast<float>(static_cast<double>(bi.area) / td * (1.0 + kSlack));
   for (size_t c = 0; c < g.wclass.size(); ++c) {
     // (1): t * w_i <= w_j <= w_i / t, members' widths lie in [cell_w / 2, cell_w); same for heights
     const double wmax = g.wmax[c], hmax = g.hmax[c], inv_w = g.inv_w[c], inv_h = g.inv_h[c];
     if (!(wmax > wi * td && 0.5 * wmax * td <= wi && hmax > hi * td && 0.5 * hmax * td <= hi)) continue;
+    // (1) for areas too: IoU <= min(area) / max(area); members' areas lie in [wmax*hmax/4, wmax*hmax)
+    if (!(wmax * hmax > area_lo && 0.25 * wmax * hmax <= area_hi)) continue;
     // (2): the cells within reach of the centre
     const double rx = reach(wi, std::min(wmax, wi / td), td, cx);
     const double ry = reach(hi, std::min(hmax, hi / td), td, cy);
@@ -176,7 +183,7 @@ void query_grid(const Grid& g, const dcg::Box& bi, float si, float t, float low_
     const int begin = g.class_begin[c], end = g.class_end[c];
     auto consider = [&](int p) {
       const dcg::Box& bj = g.box[p];
-      if (!dcg::boxes_overlap(bi, bj)) return;
+      if (!((bj.area >= cand_area_lo) & (bj.area <= cand_area_hi) & dcg::boxes_overlap(bi, bj))) return;
       const float v = dcg::iou(bi, bj);
       if (dcg::is_neighbor(si, g.score[p], v, t, low_score)) dcg::topk_insert(keys, idx, count, k, v, g.index[p]);
     };
@@ -238,6 +245,7 @@ void dcg_neighbors(const float* boxes, const float* scores, int B, int N, int k,
   std::vector<dcg::Box> box(N);
   Grid grid;
   const int threads = resolve_threads(num_threads, static_cast<int64_t>(N) * (all_pairs ? N : 64));
+  (void)threads;  // without OpenMP
   for (int b = 0; b < B; ++b) {
     const float* bx = boxes + static_cast<int64_t>(b) * N * 4;
     const float* sc = scores + static_cast<int64_t>(b) * N;
