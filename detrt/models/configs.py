@@ -91,6 +91,15 @@ class DetrConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d, where="config"):
+        """Inverse of to_dict (lists from JSON become tuples); unknown or missing fields raise InputError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown or "name" not in d:
+            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}" if unknown else f"{where}: no 'name'")
+        return get_config(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}))
+
 
 _TINY = dict(
     # Small enough to train on a 2-core CPU in under an hour (see the report in README/benchmarks):

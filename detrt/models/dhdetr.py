@@ -62,8 +62,8 @@ class DHDETR(nn.Module):
         # layer (+1 for the proposals). DCG layers never move boxes, so they have no box head. The encoder
         # uses the last of each list, as in the reference code.
         kinds = [layer.kind for layer in transformer.decoder]
-        if "dcg" in kinds and kinds[kinds.index("dcg"):] != ["dcg"] * (len(kinds) - kinds.index("dcg")):
-            raise ValueError("DCG layers must be the last decoder layers")
+        if kinds[0] == "dcg" or "dcg" in kinds and set(kinds[kinds.index("dcg"):]) != {"dcg"}:
+            raise ValueError(f"DCG layers must be the last decoder layers, after a refining one: {kinds}")
         # Heads start as copies of one initialized head, as the reference's _get_clones does.
         class_head, box_head = nn.Linear(d, num_classes), MLP(d, d, 4, 3)
         nn.init.constant_(class_head.bias, -math.log((1 - 0.01) / 0.01))  # prior probability 0.01 (focal loss)

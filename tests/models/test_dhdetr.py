@@ -1,5 +1,7 @@
 """DH-DETR end to end on small inputs: outputs, DCG rules at model level, a training step, save/load, configs."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -115,6 +117,9 @@ def test_configs():
     cfg = get_config("dhdetr_r50_crowdhuman")
     assert cfg.decoder_kinds == ("plain", "dcg", "dcg") and cfg.num_queries == 500 and cfg.dim_feedforward == 512
     assert get_config("deformable_detr_r18_tiny").decoder_kinds == ("self_attn",) * 3
+    assert get_config("dhdetr_r18_tiny").from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(InputError, match="unknown field"):
+        cfg.from_dict({**cfg.to_dict(), "foo": 1})
     small_cfg = cfg.replace(name="x", backbone="resnet18", hidden_dim=64, nheads=2, enc_layers=1)
     assert build_model(small_cfg).config.name == "x"
 

@@ -46,6 +46,12 @@ def test_dhdetr_r50_matches_official_count_exactly():
     assert sum(parts.values()) == 34_576_780
 
 
+def test_dropping_the_last_dcg_layer():
+    # SPEC's "6-3(2)" 33,752,588 is the trained model less one DCG decoder layer (824,192); it keeps that
+    # layer's class head (257), which a model built with 2 decoder layers does not have.
+    assert total(build_model("dhdetr_r50_crowdhuman", dec_layers=2, dcg_layers=1)) == 33_752_588 - 257
+
+
 def test_query_count_does_not_change_two_stage_count():
     assert total(build_model("dhdetr_r50_crowdhuman", num_queries=1000)) == 34_576_780
 
