@@ -229,3 +229,8 @@ def test_cli_eval(tmp_path, capsys):
     assert err.count("\n") == 0 and f"{d}:1:" in err and "score" in err
     assert main(["eval", "--gt", str(tmp_path / "none.odgt"), "--dt", str(d)]) == 2
     assert "none.odgt" in capsys.readouterr().err
+    write_dt(d, [dt("a", PERSONS, [0.9, 0.8, 0.7, 0.6])])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["eval", "--gt", str(g), "--dt", str(d), "--json", str(blocker / "m.json")]) == 2
+    assert "cannot write here" in capsys.readouterr().err and not (blocker / "m.json").exists()
