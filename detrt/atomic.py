@@ -12,6 +12,12 @@ from pathlib import Path
 from detrt.errors import InputError
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path in the same directory; rename it onto `path` only on success."""
@@ -23,6 +29,7 @@ def atomic_path(path):
     except OSError as e:
         raise InputError(f"{path}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
