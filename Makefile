@@ -25,3 +25,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# Benchmarks (benchmarks/run_all.py): the CPU suite; bench-gpu adds TensorRT where a GPU exists.
+.PHONY: bench bench-gpu
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py
+
+bench-gpu: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py --gpu

@@ -128,8 +128,8 @@ def main(argv=None):
                      f"{_num(r['score_diff_vs_fp32'])} |")
     if "random" in what:
         lines += ["", "The model is untrained: these metrics only show that every precision runs end to end "
-                      "and how far each drifts from FP32 on the same detections (many of its boxes are degenerate, zero-area at the "
-                      "image border, which IoU matches only when identical); rerun with --checkpoint."]
+                      "and how far each drifts from FP32 on the same detections (many of its boxes are degenerate, "
+                      "zero-area at the image border, which IoU matches only when identical); rerun with --checkpoint."]
     print("\n".join(lines))
     common.write_outputs("accuracy", result, "\n".join(lines) + "\n")
 

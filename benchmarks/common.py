@@ -16,7 +16,7 @@ keyed by the checkpoint's sha256 and the input size, so the scripts of one `make
 
 import json
 import os
-import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -168,7 +168,7 @@ def header(title, script, argv, facts, model_what, note=None, load=None):
     from detrt.bench.device import describe
     from detrt.bench.measure import wall_time
 
-    cmd = " ".join([".venv/bin/python", f"benchmarks/{script}", *argv])
+    cmd = shlex.join([".venv/bin/python", f"benchmarks/{script}", *argv])
     lines = [f"## benchmarks/{script}: {title}", ""]
     if note:
         lines += [f"**{note}**", ""]
@@ -187,9 +187,5 @@ def write_outputs(name, result, section):
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / f"{name}.json", result)
-    update_results_md(RESULTS_MD, section)
+    update_results_md(RESULTS_MD, section.replace(f"{REPO}/", ""))  # repository-relative paths in the text
     log(f"wrote {RESULTS / f'{name}.json'} and its section of {RESULTS_MD}")
-
-
-def python_info():
-    return platform.python_version()

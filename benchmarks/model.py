@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/model.py                       # random tiny model until a trained one is bundled
     .venv/bin/python benchmarks/model.py --checkpoint runs/tiny --duration 10s
-    .venv/bin/python benchmarks/model.py --gpu                  # + TensorRT FP32/FP16/INT8, NVIDIA's MSDA plugin vs ours
+    .venv/bin/python benchmarks/model.py --gpu     # + TensorRT FP32/FP16/INT8, NVIDIA's MSDA plugin vs ours
 
 All artifacts are measured in one `detrt bench` run (detrt.bench.session.run_bench), interleaved, on the
 same synthetic crowd frames, at batch 1 and the artifacts' max batch; ratios are against PyTorch eager.
@@ -21,7 +21,8 @@ import common  # noqa: E402
 
 ROLES = {"eager": "PyTorch eager", "fp32": "ORT FP32 (portable)", "int8": "ORT INT8 (QDQ)",
          "plugin": "ORT FP32 plugin form (detrt CPU kernels)", "trt_fp32": "TensorRT FP32",
-         "trt_fp16": "TensorRT FP16", "trt_int8": "TensorRT INT8", "trt_fp16_nvidia": "TensorRT FP16, NVIDIA MSDA plugin"}
+         "trt_fp16": "TensorRT FP16", "trt_int8": "TensorRT INT8",
+         "trt_fp16_nvidia": "TensorRT FP16, NVIDIA MSDA plugin"}
 
 
 def gpu_engines(export_plugin, export_nvidia, calib, workdir):
@@ -49,7 +50,8 @@ def table(report, roles, baseline):
     for batch in report["settings"]["batches"]:
         rows = [r for r in report["results"] if r["batch"] == batch]
         lines += ["", f"Batch {batch}:", "",
-                  f"| artifact | p50 ms | p90 ms | p99 ms | images/s | speed vs {baseline} | GPU compute / H2D / D2H ms |",
+                  f"| artifact | p50 ms | p90 ms | p99 ms | images/s | speed vs {baseline} "
+                  "| GPU compute / H2D / D2H ms |",
                   "|---|---|---|---|---|---|---|"]
         for r in rows:
             role = ROLES.get(by_spec.get(r["path"]), r["artifact"]) + (" +CUDA graph" if r.get("cuda_graph") else "")
@@ -128,7 +130,8 @@ def main(argv=None):
         lines += ["", "TensorRT (engines from `detrt build`, plugin form; GPU time from CUDA events):"]
         lines += table(result["gpu"], gpu_roles, "TensorRT FP32")
     else:
-        why = (result["gpu"] or {}).get("skipped", "not requested (--gpu)")
+        ok, here = common.tensorrt_here()
+        why = (result["gpu"] or {}).get("skipped") or ("--gpu not given" if ok else here)
         lines += ["", f"TensorRT: not measured here ({why}). `make bench-gpu` on a machine with a GPU and "
                       "TensorRT adds FP32/FP16/INT8 engines and NVIDIA's MSDA plugin vs ours."]
     print("\n".join(lines))

@@ -120,14 +120,16 @@ def main(argv=None):
                           args.note, load)
     lines += [f"ONNX Runtime, batch 1, {args.duration} measured per point after {args.warmup} warm-up, the points of a "
               "sweep interleaved in one run; memory = peak resident (VmHWM) - resident before loading the model, each "
-              f"point in its own process. Ratios vs the first row of each table and form. Roofline peak: {peak['matmul_gflops']:.0f} GFLOP/s, {peak['copy_gbps']:.1f} GB/s.  "]
+              "point in its own process. Ratios vs the first row of each table and form. Roofline peak: "
+              f"{peak['matmul_gflops']:.0f} GFLOP/s, {peak['copy_gbps']:.1f} GB/s.  "]
     for sweep, rows in results.items():
         first = {}
         lines += ["", f"vs {sweep}:", "", "| point | form | p50 ms | p90 ms | latency ratio | memory MB | memory ratio "
                                           "| GFLOP | % of roof |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             f = first.setdefault(r["form"], r)
-            lines.append(f"| {r['label']} | {r['form']} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p90']:.1f} | "
+            lat = r["latency_ms"]
+            lines.append(f"| {r['label']} | {r['form']} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
                          f"{r['latency_ms']['p50'] / f['latency_ms']['p50']:.2f}x | {r['memory_mb']:.0f} | "
                          f"{r['memory_mb'] / f['memory_mb']:.2f}x | {r['gflop']:.2f} | "
                          f"{100 * r['roofline']['fraction_of_roof']:.0f}% |")

@@ -64,7 +64,8 @@ def test_only_read_only_queries_run(recorded):
 
 def test_run_command_refuses_anything_not_listed(monkeypatch):
     monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: pytest.fail("must not run"))
-    for cmd in (("nvpmodel", "-m", "0"), ("jetson_clocks",), ("nvidia-smi", "-lgc", "1000"), ("nvidia-smi", "-pm", "1")):
+    for cmd in (("nvpmodel", "-m", "0"), ("jetson_clocks",), ("nvidia-smi", "-lgc", "1000"),
+                ("nvidia-smi", "-pm", "1")):
         with pytest.raises(ValueError, match="refusing"):
             device.run_command(cmd)
 
