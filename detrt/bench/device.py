@@ -130,8 +130,9 @@ def cuda_versions(run=run_command):
             facts["runtime_cuda"] = f"{version // 1000}.{version % 1000 // 10}"
     except Exception:  # noqa: BLE001 - absent or broken cuda-python: the fact is simply unknown
         pass
-    if facts["runtime_cuda"] is None and "torch" in sys.modules:  # only if the caller already imported torch
-        facts["runtime_cuda"] = getattr(sys.modules["torch"].version, "cuda", None)
+    torch = sys.modules.get("torch")  # only if the caller already imported torch
+    if facts["runtime_cuda"] is None and torch is not None:
+        facts["runtime_cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
     return facts
 
 

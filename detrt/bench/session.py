@@ -31,6 +31,9 @@ from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES
 
 
+MAX_SAMPLES = 20_000  # per-call latencies kept in the results (every k-th beyond this; statistics use all)
+
+
 @dataclass
 class Entry:
     """One thing measured: an open backend under a label (a TensorRT engine gives two)."""
@@ -234,7 +237,10 @@ def _result(entry, batch, samples, cost, peak):
            "cuda_graph": entry.cuda_graph, "threads": getattr(entry.backend, "threads", None),
            "latency_ms": {k: stats[k] for k in ("min", "p50", "p90", "p99", "max", "mean")},
            "images_per_s": stats["images_per_s"], "calls": stats["calls"], "warmup_calls": samples.warmup_calls,
-           "samples_ms": [round(v * 1e3, 4) for v in samples.latencies], "gpu_ms": None, "roofline": None}
+           "samples_ms": None, "samples_stride": 1, "gpu_ms": None, "roofline": None}
+    stride = max(1, -(-len(samples.latencies) // MAX_SAMPLES))  # keep the JSON small for very fast models
+    row["samples_ms"] = [round(v * 1e3, 4) for v in samples.latencies[::stride]]
+    row["samples_stride"] = stride
     timed = entry.gpu[samples.warmup_calls:]
     if timed:  # a CUDA-graph entry may still have had an ordinary (split-timed) run: keep the replays' kind
         timed = [t for t in timed if set(t) == set(timed[-1])]
