@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from detrt.atomic import atomic_open
+from detrt.bench.report import update_results_md
 from detrt.ops import cpu
 from detrt.ops.dcg import dcg_neighbors_reference
 from detrt.ops.msda import ms_deform_attn_reference
@@ -179,20 +180,6 @@ def markdown(result, command):
               "'shrinking': people shrink as 1/sqrt(N) beyond N=2000 (same crowd coverage); 'fixed size': ever "
               "denser overlap, so the exact neighbour work itself grows with N."]
     return "\n".join(lines) + "\n"
-
-
-def update_results_md(path, section):
-    """Replace this script's section of RESULTS.md (from its heading to the next '## '), or append it."""
-    heading = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nOne section per benchmark script.\n"
-    start = text.find(heading)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    with atomic_open(path) as f:
-        f.write(text)
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from detrt.atomic import atomic_open
+from detrt.bench.report import update_results_md
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from detrt.runtime.preprocess import Preprocessor
@@ -129,20 +130,6 @@ def markdown(r, command):
            if r["end_to_end_ms"] else ""),
     ]
     return "\n".join(lines) + "\n"
-
-
-def update_results_md(path, section):
-    """Replace this script's section of RESULTS.md (from its heading to the next '## '), or append it."""
-    heading = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nOne section per benchmark script.\n"
-    start = text.find(heading)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    with atomic_open(path) as f:
-        f.write(text)
 
 
 def main(argv=None):
