@@ -126,8 +126,8 @@ def infer_shapes(model, batch, input_size=None):
             if outs is None:
                 continue
             for name, dims in zip(node.output, outs):
-                elem = (onnx.TensorProto.INT32 if name == node.output[0] else onnx.TensorProto.BOOL) \
-                    if node.op_type == "DCGNeighbors" else types.get(node.input[0], onnx.TensorProto.FLOAT)
+                elem = (onnx.TensorProto.INT32 if node.op_type == "DCGNeighbors"
+                        else types.get(node.input[0], onnx.TensorProto.FLOAT))
                 keep = [vi for vi in model.graph.value_info if vi.name != name]
                 del model.graph.value_info[:]
                 model.graph.value_info.extend(keep)

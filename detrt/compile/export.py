@@ -40,7 +40,7 @@ MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNor
 DEFAULT_OPSET = 17
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
-INT64 = 7  # onnx.TensorProto.INT64, for Cast's `to`
+INT64, BOOL = 7, 9  # onnx.TensorProto.INT64 / BOOL, for Cast's `to`
 
 
 class ExportWrapper(nn.Module):
@@ -108,9 +108,10 @@ def _dcg_symbolic(g, boxes, scores, k, iou_threshold, low_score):
     b = _sizes(boxes)
     shape = [None, b[1] if b else None, k]
     indices.setType(boxes.type().with_dtype(torch.int32).with_sizes(shape))
-    valid.setType(boxes.type().with_dtype(torch.bool).with_sizes(shape))
-    # the op contract gives int32 indices (what TensorRT plugins produce); the model indexes with int64
-    return g.op("Cast", indices, to_i=INT64), valid
+    valid.setType(boxes.type().with_dtype(torch.int32).with_sizes(shape))
+    # the op contract gives int32 indices and an int32 0/1 mask (TensorRT plugins may not output bool);
+    # the model indexes with int64 and masks with bool
+    return g.op("Cast", indices, to_i=INT64), g.op("Cast", valid, to_i=BOOL)
 
 
 def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=100, opset=DEFAULT_OPSET,

@@ -95,7 +95,7 @@ def msda_function(num_levels, opset):
 
 
 def dcg_function(opset):
-    """DCGNeighbors<k, iou_threshold, low_score>(boxes, scores) -> (indices int32 [B,N,k], valid bool [B,N,k]).
+    """DCGNeighbors<k, iou_threshold, low_score>(boxes, scores) -> (indices int32 [B,N,k], valid int32 0/1 [B,N,k]).
 
     boxes [B, N, 4] cxcywh; scores [B, N]. j is a neighbour of i iff s_i < s_j, s_j > low_score and
     IoU(i, j) >= iou_threshold; the k of largest IoU are kept; padding slots have valid = 0, index = i.
@@ -176,7 +176,8 @@ def dcg_function(opset):
         "false_b = Constant<value = bool {0}>()",
         "pad_valid = Expand(false_b, padshape)",
         "idx_all = Concat<axis = 2>(idx_kept, pad_idx)",
-        "valid = Concat<axis = 2>(got, pad_valid)",
+        "valid_b = Concat<axis = 2>(got, pad_valid)",
+        "valid = Cast<to = 6>(valid_b)",
         "indices = Cast<to = 6>(idx_all)",
     ]
     text = (f"{_opset_header(opset)}\nDCGNeighbors <k, iou_threshold, low_score> (boxes, scores) => (indices, valid)\n"

@@ -147,7 +147,7 @@ def infer_plugin_shapes(graph):
         elif node.op == DCG_OP and node.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN):
             boxes = node.inputs[0]
             indices, valid = node.outputs
-            indices.dtype, valid.dtype = np.int32, np.bool_
+            indices.dtype, valid.dtype = np.int32, np.int32
             if boxes.shape is not None:
                 shape = [boxes.shape[0], boxes.shape[1], int(node.attrs["k"])]
                 indices.shape, valid.shape = list(shape), list(shape)

@@ -8,7 +8,7 @@ onnxruntime-extensions' Python custom ops, which call the compiled CPU kernels (
   MSDeformAttn(value f32 [N,S,M,D], spatial_shapes i32 [L,2], level_start_index i32 [L],
                sampling_locations f32 [N,Lq,M,L,P,2], attention_weights f32 [N,Lq,M,L,P]) -> f32 [N,Lq,M*D]
   DCGNeighbors(boxes f32 [B,N,4] cxcywh, scores f32 [B,N]; k:int, iou_threshold:float, low_score:float)
-               -> (indices i32 [B,N,k], valid bool [B,N,k])
+               -> (indices i32 [B,N,k], valid i32 0/1 [B,N,k])
 One type signature per op (onnxruntime-extensions cannot register a second one for a name): float32
 tensors and int32 shapes, the plugin form's CPU dtypes. Torch-free. Importing this module raises
 ImportError when onnxruntime-extensions or the compiled kernels are missing.
@@ -68,14 +68,15 @@ def _ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations
 @onnx_op(
     op_type=f"{DOMAIN}::{DCG_OP}",
     inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
-    outputs=[PyCustomOpDef.dt_int32, PyCustomOpDef.dt_bool],
+    outputs=[PyCustomOpDef.dt_int32, PyCustomOpDef.dt_int32],
     attrs={"k": PyCustomOpDef.dt_int64, "iou_threshold": PyCustomOpDef.dt_float, "low_score": PyCustomOpDef.dt_float},
 )
 def _dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
-    return cpu.dcg_neighbors(
+    indices, valid = cpu.dcg_neighbors(
         np.ascontiguousarray(boxes), np.ascontiguousarray(scores), int(k), iou_threshold, low_score,
         index_dtype=np.int32,
     )
+    return indices, valid.astype(np.int32)  # the op's mask is int32 0/1, as the TensorRT plugin's
 
 
 def library_path():

@@ -37,7 +37,7 @@ def tiny_model(opset=17):
               helper.make_tensor_value_info("sc", TP.FLOAT, ["B", 10])]
     outputs = [helper.make_tensor_value_info("o", TP.FLOAT, None),
                helper.make_tensor_value_info("idx", TP.INT64, None),
-               helper.make_tensor_value_info("val", TP.BOOL, None)]
+               helper.make_tensor_value_info("val", TP.INT32, None)]
     inits = [helper.make_tensor("ss_half", TP.INT64, [L, 2], (np.array(SHAPES) // 2).flatten().tolist()),
              helper.make_tensor("lsi", TP.INT64, [L], starts.tolist())]
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
@@ -85,6 +85,8 @@ def test_to_portable_runs_on_plain_onnxruntime_and_matches_reference():
     onnx.checker.check_model(model, full_check=True)
     f = feeds()
     out, idx, valid = ort.InferenceSession(model.SerializeToString()).run(["o", "idx", "val"], f)
+    assert valid.dtype == np.int32 and set(np.unique(valid)) <= {0, 1}  # the op's mask is int32 0/1
+    valid = valid.astype(bool)
     ref_out, ref_idx, ref_valid = reference(f)
     assert np.abs(out - ref_out).max() < 1e-5
     assert ref_valid.sum() > 0 and (valid == ref_valid).all()
@@ -122,7 +124,7 @@ def test_infer_plugin_shapes_sets_output_types():
     dcg = next(n for n in graph.nodes if n.op == "DCGNeighbors")
     assert msda.outputs[0].shape == ["N", LQ, M * D] and msda.outputs[0].dtype == np.float32
     assert dcg.outputs[0].shape == ["B", 10, K] and dcg.outputs[0].dtype == np.int32
-    assert dcg.outputs[1].dtype == np.bool_
+    assert dcg.outputs[1].dtype == np.int32
 
 
 def test_to_nvidia_msda_adds_reshape_of_heads():
