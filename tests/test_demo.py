@@ -1,0 +1,35 @@
+"""`detrt demo` end to end on a small video: render, export, run on ONNX Runtime, score."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from detrt.cli import main
+from detrt.demo import run_demo
+from detrt.models import build_model
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = build_model("dhdetr_r18_tiny")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "checkpoint.safetensors"))
+    (d / "checkpoint.json").write_text(json.dumps({"config": "dhdetr_r18_tiny"}))
+    return d
+
+
+def test_demo_writes_every_output_and_scores_them(tmp_path, random_checkpoint):
+    summary, metrics = run_demo(tmp_path, frames=6, seed=3, checkpoint=random_checkpoint, log=lambda *a: None)
+    assert summary.frames == 6 and summary.dropped == 0
+    lines = (tmp_path / "demo.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(6))
+    assert (tmp_path / "demo.mp4").stat().st_size > 0 and (tmp_path / "model.onnx.json").exists()
+    assert metrics["images"] == 6 and metrics["persons"] > 0
+
+
+def test_demo_rejects_zero_frames(capsys):
+    assert main(["demo", "--frames", "0"]) == 2
+    assert "--frames must be >= 1" in capsys.readouterr().err
