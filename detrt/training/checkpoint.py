@@ -1,0 +1,240 @@
+"""Training checkpoints: safetensors and JSON only (never pickle), each directory replaced atomically.
+
+A checkpoint directory holds
+- `checkpoint.safetensors`: the model's state dict (what `detrt export` and
+  `detrt.compile.export.model_from_checkpoint` load; float16 tensors are cast back to float32 on load);
+- `checkpoint.json`: {"config": the DetrConfig as a dict, "epoch", "step", "metrics", "seed",
+  "detrt_version", ...};
+- for `--resume` only: `train_state.safetensors` (optimizer tensors, flattened as optimizer.state.<i>.<name>,
+  and the torch RNG state) and `train_state.json` (optimizer scalars and param groups, the LR schedule,
+  Python/numpy RNG states, the position in the epoch).
+The directory is written beside its final place and renamed onto it, so a crash leaves the previous
+checkpoint whole.
+"""
+
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detrt.atomic import _umask
+from detrt.errors import InputError
+
+WEIGHTS, META = "checkpoint.safetensors", "checkpoint.json"
+STATE, STATE_META = "train_state.safetensors", "train_state.json"
+
+
+def unwrap(model):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def _json_safe(value):
+    """NaN/inf -> None (strict JSON), tuples -> lists, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_safe(value.item())
+    return value
+
+
+def model_tensors(model, half=False):
+    """{name: contiguous CPU tensor} of the model's state dict; half: floating tensors as float16."""
+    out = {}
+    for k, v in unwrap(model).state_dict().items():
+        v = v.detach().cpu()
+        out[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
+    return out
+
+
+def save_checkpoint(directory, model, meta, optimizer=None, scheduler=None, train_meta=None, half=False):
+    """Write a checkpoint directory (see the module docstring); meta is merged into checkpoint.json after
+    the config and version. With an optimizer, the resume state is written too."""
+    from safetensors.torch import save_file
+
+    import detrt
+
+    directory = Path(directory)
+    tmp = directory.parent / f".{directory.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise InputError(f"{directory}: cannot write a checkpoint here ({e.strerror or e})") from None
+    try:
+        save_file(model_tensors(model, half), str(tmp / WEIGHTS), metadata={"format": "pt"})
+        info = {"config": unwrap(model).config.to_dict(), "detrt_version": detrt.__version__, **meta}
+        (tmp / META).write_text(json.dumps(_json_safe(info), indent=1) + "\n")
+        if optimizer is not None:
+            tensors, state_meta = optimizer_tensors(optimizer.state_dict())
+            tensors["rng.torch"] = torch.get_rng_state()
+            state_meta.update(scheduler=scheduler.state_dict() if scheduler is not None else None,
+                              rng=rng_states(), **(train_meta or {}))
+            save_file(tensors, str(tmp / STATE))
+            (tmp / STATE_META).write_text(json.dumps(_json_safe(state_meta)) + "\n")
+        mode = 0o666 & ~_umask()  # safetensors creates 0600 files; a checkpoint gets the usual permissions
+        for f in tmp.iterdir():
+            os.chmod(f, mode)
+        old = directory.parent / f".{directory.name}.old{os.getpid()}"
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def optimizer_tensors(state_dict):
+    """optimizer.state_dict() -> ({flat name: tensor}, JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for index, state in state_dict["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.state.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"optimizer": {"scalars": scalars, "param_groups": state_dict["param_groups"]}}
+
+
+def optimizer_state_dict(tensors, state_meta):
+    """Inverse of optimizer_tensors."""
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer.state."):
+            index, name = key[len("optimizer.state."):].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in state_meta["optimizer"]["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    # JSON turned tuples (betas) into lists; "params" is a list of indices
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in state_meta["optimizer"]["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def rng_states():
+    py = random.getstate()
+    npy = np.random.get_state()
+    return {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [npy[0], npy[1].tolist(), int(npy[2]), int(npy[3]), float(npy[4])]}
+
+
+def set_rng_states(states, torch_state=None):
+    py = states["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npy = states["numpy"]
+    np.random.set_state((npy[0], np.asarray(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))
+    if torch_state is not None:
+        torch.set_rng_state(torch_state)
+
+
+def _files(path):
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        return path / WEIGHTS, path / META
+    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+
+
+def read_meta(path):
+    """The checkpoint.json of a checkpoint directory (or of a .safetensors/.json path) as a dict."""
+    _, meta = _files(path)
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{meta}: not a readable checkpoint description ({e})") from None
+    if not isinstance(info, dict) or "config" not in info:
+        raise InputError(f"{meta}: needs a \"config\" key")
+    return info
+
+
+def config_of(info):
+    """The DetrConfig a checkpoint.json describes (a config name with optional overrides, or a dict)."""
+    from detrt.models import DetrConfig, get_config
+
+    config = info["config"]
+    if isinstance(config, str):
+        return get_config(config, **(info.get("config_overrides") or {}))
+    return DetrConfig.from_dict(config, where="checkpoint config")
+
+
+def config_differences(a, b):
+    """Fields whose values differ between two DetrConfigs, as 'field (a vs b)' strings."""
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{k} ({da[k]!r} vs {db[k]!r})" for k in da if da[k] != db.get(k) and k not in ("name", "description")]
+
+
+def _key_groups(keys, limit=6):
+    """State-dict keys summarized by module (first four name parts, three before an index): 'a.b.c.d.*' (n)."""
+    groups = {}
+    for k in keys:
+        parts = k.split(".")
+        n = 3 if len(parts) > 3 and parts[3].isdigit() else 4
+        g = ".".join(parts[:n]) + ".*" if len(parts) > n else k
+        groups[g] = groups.get(g, 0) + 1
+    shown = [f"{g} ({n})" if n > 1 else g for g, n in list(groups.items())[:limit]]
+    return ", ".join(shown) + (f", ... ({len(keys)} keys in all)" if len(groups) > limit else "")
+
+
+def load_weights(path, model):
+    """Load a checkpoint's weights into `model` (float16 tensors are cast to the model's dtype).
+
+    InputError when the weights do not fit, naming the config fields that differ and the state-dict keys
+    that are missing, unexpected or of another shape. Returns checkpoint.json as a dict.
+    """
+    from safetensors.torch import load_file
+
+    weights, _ = _files(path)
+    info = read_meta(path)
+    target = unwrap(model)
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors has its own error types for bad files
+        raise InputError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    expected = target.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or shaped:
+        try:
+            fields = config_differences(config_of(info), target.config)
+        except InputError:
+            fields = []
+        kinds = (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", shaped))
+        parts = [f"{what}: {_key_groups(keys)}" for what, keys in kinds if keys]
+        name = info["config"] if isinstance(info["config"], str) else info["config"].get("name")
+        raise InputError(f"{path}: checkpoint of config {name!r} does not fit config {target.config.name!r}; "
+                         + (f"config fields differ: {', '.join(fields)}; " if fields else "") + "; ".join(parts))
+    target.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return info
+
+
+def load_train_state(path, optimizer, scheduler):
+    """Restore optimizer, scheduler and RNG states of a checkpoint directory; returns train_state.json."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / STATE).is_file() or not (path / STATE_META).is_file():
+        raise InputError(f"{path}: no {STATE}/{STATE_META} to resume from (a bundled or fp16 copy?)")
+    tensors = load_file(str(path / STATE))
+    state_meta = json.loads((path / STATE_META).read_text())
+    try:
+        optimizer.load_state_dict(optimizer_state_dict(tensors, state_meta))
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{path}: optimizer state does not fit this model ({e})") from None
+    if scheduler is not None and state_meta.get("scheduler"):
+        sched = dict(state_meta["scheduler"])
+        sched.pop("lr_lambdas", None)  # functions are rebuilt, not stored
+        scheduler.load_state_dict({**scheduler.state_dict(), **sched})
+    set_rng_states(state_meta["rng"], tensors.get("rng.torch"))
+    return state_meta

@@ -1,0 +1,103 @@
+"""A torch Dataset over a CrowdHuman index (`detrt.data.crowdhuman.read_gt`), with training augmentation.
+
+    records = read_gt("annotations.odgt", "images/")
+    ds = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, Augment(), seed=0)
+    loader = DataLoader(ds, batch_size=2, collate_fn=collate)   # -> images [B, 3, H, W], targets, metas
+
+Images of any size and kind are read as 3-channel BGR (grayscale is replicated, alpha dropped, 16-bit
+scaled to 8-bit) and converted to RGB by the letterbox. When a record says another width/height than its
+image file has, its boxes are scaled to the file (the annotation was made on a resized copy).
+
+Randomness: sample i of epoch e draws from numpy's Generator seeded with (seed, e, i), so an epoch gives
+the same batches in any worker layout, and resuming mid-epoch replays exactly.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from detrt.errors import InputError
+from detrt.training.transforms import crop, hflip, letterbox, random_crop_region, to_model_target
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation, applied in this order: flip, crop, multi-scale letterbox."""
+
+    flip: float = 0.5  # probability of a horizontal flip
+    crop: float = 0.5  # probability of a random crop (the zoom-in; the letterbox scales it up)
+    crop_min_side: float = 0.5  # a crop keeps at least this fraction of the width and of the height
+    min_visible: float = 0.3  # a person keeping less of its area after a crop becomes an ignore region
+    scale_min: float = 0.7  # multi-scale: letterbox at U(scale_min, 1) times the fitting scale
+
+
+def read_image(path):
+    """BGR uint8 HxWx3 of any image file OpenCV reads; InputError if it cannot."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: cannot read image")
+    return image
+
+
+class CrowdHumanDataset(Dataset):
+    """Item i -> (image float32 [3, H, W], target dict for the criterion, meta dict).
+
+    target: boxes [G, 4] cxcywh normalized to the padded input, labels [G] int64 (0 = person),
+    ignore_boxes [I, 4] (same format). meta: image_id, the Transform from the source image to the
+    network input (identity of the letterbox without augmentation: map detections back with
+    `meta["transform"].to_source`), and the source size (height, width).
+    augment None: evaluation (letterbox only, exactly the runtime's preprocessing).
+    """
+
+    def __init__(self, records, input_size, mean, std, augment=None, seed=0):
+        self.records, self.input_size = list(records), tuple(input_size)
+        self.mean, self.std, self.augment, self.seed = mean, std, augment, seed
+        self.epoch = 0
+        missing = [r for r in self.records if r.image_path is None]
+        if missing:
+            raise InputError(f"image {missing[0].image_id!r} has no file (read the index with an images directory)")
+
+    def set_epoch(self, epoch):
+        """Change the augmentation draws (call before iterating; workers copy the dataset per epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.records)
+
+    def load(self, index):
+        """(BGR image, target dict of xyxy pixel boxes in that image) of record `index`, unaugmented."""
+        r = self.records[index]
+        image = read_image(r.image_path)
+        h, w = image.shape[:2]
+        target = {"boxes": np.asarray(r.boxes, np.float64).reshape(-1, 4),
+                  "ignore": np.asarray(r.ignore, np.float64).reshape(-1, 4)}
+        if r.width and r.height and (r.width, r.height) != (w, h):
+            s = np.array([w / r.width, h / r.height] * 2)
+            target = {k: v * s for k, v in target.items()}
+        return image, target
+
+    def __getitem__(self, index):
+        image, target = self.load(index)
+        scale = 1.0
+        a = self.augment
+        if a is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if rng.random() < a.flip:
+                image, target = hflip(image, target)
+            if rng.random() < a.crop:
+                region = random_crop_region(rng, image.shape[1], image.shape[0], a.crop_min_side)
+                image, target = crop(image, target, region, a.min_visible)
+            scale = float(rng.uniform(a.scale_min, 1.0))
+        src_hw = image.shape[:2]
+        pixels, target, transform = letterbox(image, target, self.input_size, self.mean, self.std, scale)
+        meta = {"image_id": self.records[index].image_id, "transform": transform, "size": src_hw}
+        return torch.from_numpy(pixels), to_model_target(target, self.input_size), meta
+
+
+def collate(batch):
+    """List of dataset items -> (images [B, 3, H, W], list of targets, list of metas)."""
+    images, targets, metas = zip(*batch)
+    return torch.stack(images), list(targets), list(metas)

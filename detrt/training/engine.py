@@ -1,0 +1,125 @@
+"""One optimizer step, one pass over the training batches, and evaluation with the CrowdHuman metrics.
+
+The training loss is `criterion.total(losses)`: the weighted sum of focal, L1 and GIoU terms of every
+decoder layer and the encoder proposals. A non-finite loss stops training with `NonFiniteLoss` before the
+optimizer touches the weights, so the weights in memory and the last checkpoint stay good.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detrt.data.crowdhuman import Detections
+from detrt.eval.crowdhuman import evaluate as crowdhuman_metrics
+from detrt.training.duplicates import duplicate_rate
+
+SHOWN = (("loss_ce", "ce"), ("loss_bbox", "l1"), ("loss_giou", "giou"), ("loss_ce_enc", "ce_enc"))
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf: `step` is the optimizer step it happened at (1-based) and
+    `losses` the unweighted loss components of that step."""
+
+    def __init__(self, step, losses, note=None):
+        self.step, self.losses, self.note = step, losses, note
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in sorted(losses.items()))
+        super().__init__(f"non-finite loss at step {step} (non-finite: {', '.join(bad) or 'the weighted sum'}); "
+                         f"loss components: {parts}" + (f"; {note}" if note else ""))
+
+
+def to_device(targets, device):
+    return [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+
+def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, step=0, check=None):
+    """Forward, loss, backward, clip, optimizer step. Returns (total loss, {component: float}).
+
+    Raises NonFiniteLoss (with step + 1) without changing the weights when the loss is not finite.
+    check: optional function(flag) -> bool combining the finiteness flag across processes.
+    """
+    outputs = model(images)
+    losses = criterion(outputs, targets)
+    total = criterion.total(losses)
+    finite = bool(torch.isfinite(total))
+    if check is not None:
+        finite = not check(not finite)
+    if not finite:
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["total"] = float(total.detach())
+        raise NonFiniteLoss(step + 1, values)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if clip_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_max_norm)
+    optimizer.step()
+    return float(total.detach()), {k: float(v.detach()) for k, v in losses.items()}
+
+
+def train_one_epoch(model, criterion, loader, optimizer, scheduler, step, clip_max_norm=0.0, max_steps=None,
+                    should_stop=None, on_step=None, check=None, progress=True, desc="train"):
+    """Train over the loader's batches from optimizer step `step` (the number of steps done so far).
+
+    Stops before the end at max_steps (total steps done) or when should_stop() says so (checked before each
+    step). on_step(step, total, losses, lr) is called after each step (step = steps done).
+    Returns (steps done, batches consumed, interrupted: True if it stopped before the loader's end).
+    """
+    model.train()
+    device = next(model.parameters()).device
+    bar = tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    consumed, interrupted = 0, False
+    for images, targets, _ in bar:
+        if (max_steps is not None and step >= max_steps) or (should_stop is not None and should_stop()):
+            interrupted = True
+            break
+        total, losses = train_step(model, criterion, optimizer, images.to(device), to_device(targets, device),
+                                   clip_max_norm, step, check)
+        scheduler.step()
+        step += 1
+        consumed += 1
+        lr = optimizer.param_groups[0]["lr"]
+        bar.set_postfix_str(f"loss {total:.3f} " + " ".join(f"{short} {losses[k]:.3f}" for k, short in SHOWN
+                                                             if k in losses) + f" lr {lr:.1e}", refresh=False)
+        if on_step is not None:
+            on_step(step, total, losses, lr)
+    bar.close()
+    return step, consumed, interrupted
+
+
+@torch.no_grad()
+def predict(model, postprocess, loader, progress=True):
+    """Detections (source-image pixels, every query with a score > 0) for each image of an eval loader."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for images, _, metas in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True, leave=False):
+        h, w = images.shape[-2:]
+        sizes = torch.tensor([[h, w]] * len(images), device=device)
+        det = postprocess(model(images.to(device)), sizes)
+        for i, meta in enumerate(metas):
+            scores = det["scores"][i].float().cpu().numpy()
+            keep = scores > 0  # queries a DCG layer dropped have logit -inf
+            boxes = meta["transform"].to_source(det["boxes"][i].float().cpu().numpy()[keep])
+            sh, sw = meta["size"]
+            out.append(Detections(meta["image_id"], boxes.astype(np.float64), scores[keep].astype(np.float64),
+                                  width=sw, height=sh))
+    return out
+
+
+def evaluate(model, postprocess, loader, records, progress=True):
+    """AP, MR-2, JI (CrowdHuman definitions) and the duplicate rate of the model on an eval loader whose
+    dataset holds `records`. Returns a flat dict of floats and counts (+ "detections", the list)."""
+    dets = predict(model, postprocess, loader, progress)
+    sizes = {d.image_id: (d.width, d.height) for d in dets}
+    # the metrics clip to the image: records without a size get the one the dataset read from the file
+    records = [r if r.width and r.height else dataclasses.replace(r, width=sizes[r.image_id][0],
+                                                                  height=sizes[r.image_id][1])
+               for r in records]
+    metrics = crowdhuman_metrics(records, dets)
+    result = {k: metrics[k] for k in ("AP", "MR2", "JI", "JI_dhdetr", "images", "persons")}
+    result.update(duplicate_rate(records, dets))
+    result["detections"] = dets
+    return result

@@ -1,0 +1,111 @@
+"""The training run: resume continues exactly, a NaN loss stops and keeps the last good checkpoint, the
+checkpoints load with export's loader, bad input is one line and exit status 2."""
+
+import json
+
+import pytest
+
+import detrt.models
+from detrt.cli import main
+from detrt.compile.export import model_from_checkpoint
+from detrt.training import checkpoint as ckpt
+from detrt.training.dataset import Augment
+from detrt.training.engine import NonFiniteLoss
+from detrt.training.loop import TrainOptions, fit
+
+from .conftest import tiny_config, write_dataset
+from .test_train_step import NaNCriterion
+
+
+def options(tiny_data, out, **kw):
+    gt, images = tiny_data
+    base = dict(config=tiny_config(), data=str(gt), images=str(images), batch_size=2, output=str(out), seed=7,
+                workers=0, log_every=1, progress=False, lr_drop_step=3, augment=Augment(scale_min=0.8))
+    return TrainOptions(**{**base, **kw})
+
+
+def losses(out):
+    return {r["step"]: r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r["event"] == "train"}
+
+
+def test_resume_mid_epoch_continues_identically(tiny_data, tmp_path):
+    # 6 images, batch 2: 3 steps per epoch; stop inside epoch 2 and resume
+    full = fit(options(tiny_data, tmp_path / "full", max_steps=5))
+    assert full["step"] == 5 and (full["epoch"], full["batch_in_epoch"]) == (1, 2)
+    fit(options(tiny_data, tmp_path / "part", max_steps=4))
+    state = json.loads((tmp_path / "part" / "last" / ckpt.STATE_META).read_text())
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
+    fit(options(tiny_data, tmp_path / "part", max_steps=5, resume=str(tmp_path / "part" / "last")))
+    a, b = losses(tmp_path / "full"), losses(tmp_path / "part")
+    assert sorted(b) == [1, 2, 3, 4, 5]
+    assert b == a  # identical, step 5 included (the LR dropped at step 3 in both)
+    # both runs end with the same weights; export's loader reads the checkpoint
+    model_a, cfg = model_from_checkpoint(tmp_path / "full" / "last")
+    model_b, _ = model_from_checkpoint(tmp_path / "part" / "last")
+    assert cfg == tiny_config()
+    for (name, x), (_, y) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert (x == y).all(), name
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    build = detrt.models.build_criterion
+    calls = {"n": 0}
+
+    class NaNAtStep5(NaNCriterion):
+        def __call__(self, outputs, targets):
+            calls["n"] += 1
+            return super().__call__(outputs, targets) if calls["n"] == 5 else self.criterion(outputs, targets)
+
+    monkeypatch.setattr(detrt.models, "build_criterion", lambda cfg: NaNAtStep5(build(cfg), "loss_giou_enc"))
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss) as e:
+        fit(options(tiny_data, out, epochs=3))
+    msg = str(e.value)
+    assert e.value.step == 5
+    assert "non-finite loss at step 5" in msg and "loss_giou_enc=nan" in msg and "loss_ce=" in msg
+    assert f"last good checkpoint: {out / 'last'} (step 3)" in msg  # saved after epoch 1, not overwritten
+    assert ckpt.read_meta(out / "last")["step"] == 3
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "non_finite_loss" and events[-1]["step"] == 5
+
+
+def run_cli(args, capsys):
+    code = main(["train", *args])
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_and_exit_2(tiny_data, tmp_path, capsys):
+    gt, images = tiny_data
+    base = ["--data", str(gt), "--images", str(images), "--output", str(tmp_path / "o")]
+    code, err = run_cli(["--config", "dhdetr_tiny", *base], capsys)
+    assert code == 2 and "unknown model config 'dhdetr_tiny'; valid: " in err and "dhdetr_r18_tiny" in err
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", "--data", str(tmp_path / "none.odgt"),
+                         "--images", str(images)], capsys)
+    assert code == 2 and "none.odgt: training annotation file not found" in err
+    empty = tmp_path / "empty.odgt"
+    empty.write_text("\n")
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", "--data", str(empty), "--images", str(images)], capsys)
+    assert code == 2 and "empty.odgt: empty file" in err
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", *base[:4], "--images", str(tmp_path / "nodir")], capsys)
+    assert code == 2 and "nodir: images directory does not exist" in err
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", *base, "--val-data", str(gt)], capsys)
+    assert code == 2 and "validation: give both the annotation file and the images directory" in err
+    for text in (err,):
+        assert text.count("\n") == 1
+
+
+def test_output_with_a_previous_run_needs_resume(tiny_data, tmp_path):
+    fit(options(tiny_data, tmp_path / "o", max_steps=1))
+    with pytest.raises(detrt.errors.InputError, match="holds a previous run's checkpoint; use --resume"):
+        fit(options(tiny_data, tmp_path / "o", max_steps=2))
+
+
+def test_evaluation_and_best_checkpoint(tmp_path):
+    data = write_dataset(tmp_path / "d", num=4, seed=1)
+    summary = fit(options(data, tmp_path / "o", max_steps=2, val_data=str(data[0]), val_images=str(data[1]),
+                          config=tiny_config(num_select=10)))
+    m = summary["metrics"]
+    assert set(m) >= {"AP", "MR2", "JI", "duplicate_rate", "duplicates", "confident_detections"}
+    assert m["images"] == 4 and 0 <= m["AP"] <= 1
+    assert ckpt.read_meta(tmp_path / "o" / "best")["step"] == 2
