@@ -1,0 +1,54 @@
+"""A release copy of a trained checkpoint: float16 weights (half the size; loading casts to float32) and a
+checkpoint.json with the validation metrics measured on exactly those weights.
+
+    from detrt.training.release import release_checkpoint
+    release_checkpoint("runs/tiny/last", "detrt/assets/dhdetr_r18_tiny", "val/annotations.odgt", "val/images",
+                       notes={"data": {...}})
+"""
+
+import json
+from pathlib import Path
+
+from detrt.training import checkpoint as ckpt
+
+
+def evaluate_checkpoint(path, val_data, val_images, batch_size=4, workers=0, progress=True):
+    """AP, MR-2, JI and duplicate rate of a checkpoint on a validation set (letterbox only, as at runtime)."""
+    from torch.utils.data import DataLoader
+
+    from detrt.compile.export import model_from_checkpoint
+    from detrt.data.crowdhuman import read_gt
+    from detrt.models import build_postprocess
+    from detrt.training.dataset import CrowdHumanDataset, collate
+    from detrt.training.engine import evaluate
+
+    model, cfg = model_from_checkpoint(path)
+    records = read_gt(val_data, val_images)
+    loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=batch_size,
+                        num_workers=workers, collate_fn=collate)
+    result = evaluate(model, build_postprocess(cfg), loader, records, progress)
+    return {k: v for k, v in result.items() if k != "detections"}
+
+
+def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, notes=None):
+    """Write `dst` (checkpoint.safetensors + checkpoint.json, no resume state) from checkpoint `src`.
+
+    With a validation set, the copy is evaluated after the float16 rounding and its metrics replace
+    "metrics" in checkpoint.json (the run's own float32 figures stay under "metrics_float32").
+    Returns the written checkpoint.json as a dict.
+    """
+    from detrt.models import build_model
+
+    info = ckpt.read_meta(src)
+    model = build_model(ckpt.config_of(info))
+    ckpt.load_weights(src, model)
+    meta = {k: v for k, v in info.items() if k not in ("config", "detrt_version")}
+    meta["metrics_float32"] = meta.pop("metrics", None)
+    meta.update(weights_dtype="float16" if half else "float32", **(notes or {}))
+    ckpt.save_checkpoint(dst, model, meta, half=half)
+    if val_data:
+        metrics = evaluate_checkpoint(dst, val_data, val_images)
+        meta["metrics"] = metrics
+        meta["metrics_data"] = str(val_data)
+        ckpt.save_checkpoint(dst, model, meta, half=half)
+    return json.loads((Path(dst) / ckpt.META).read_text())
