@@ -275,6 +275,8 @@ def train(args):
     except NonFiniteLoss as e:
         print(f"detrt train: error: {e}", file=sys.stderr)
         return 1
+    if summary.get("rank", 0):
+        return 0  # under torchrun, rank 0 reports
     m = summary["metrics"]
     print(f"done: {summary['step']} steps, {summary['wall_s'] / 60:.1f} min; checkpoints in {summary['output']}"
           + (f"; AP {100 * m['AP']:.2f} MR-2 {100 * m['MR2']:.2f} JI {100 * m['JI']:.2f} "

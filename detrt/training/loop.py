@@ -287,7 +287,7 @@ def fit(opts):
         save(metrics, (epoch, skip))
         summary = {"step": step, "epoch": epoch, "batch_in_epoch": skip,
                    "wall_s": wall_before + time.monotonic() - start, "metrics": metrics, "best_metrics": best,
-                   "output": str(out), "lr_drop_step": drop_step}
+                   "output": str(out), "lr_drop_step": drop_step, "rank": info.rank}
         if log is not None:
             log.write(event="end", **summary)
             log.close()
