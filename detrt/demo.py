@@ -20,7 +20,6 @@ def run_demo(out="out/demo", frames=150, seed=7, checkpoint=None, threads=None, 
     out = Path(out)
     clip = out / "clip"
     log(f"[1/4] rendering {frames} frames of a synthetic walking crowd (seed {seed}) -> {clip}/video.mp4")
-    clip.mkdir(parents=True, exist_ok=True)
     write_video(clip, frames, seed, progress=False)  # a few seconds; the detection bar follows
     model = out / "model.onnx"
     if checkpoint is None:

@@ -8,6 +8,7 @@ an MP4 (OpenCV, mp4v) and a per-frame .odgt with IDs "frame_000000", "frame_0000
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -50,6 +51,8 @@ def write_video(directory, frames, seed=0, cfg=None, fps=15, progress=True):
     from detrt.data.synthetic import SynthConfig
 
     cfg = cfg or SynthConfig()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 1 << 30])
     cam, bg, ignore_boxes, objects = sample_scene(rng, cfg)
     target = (cfg.persons[0] + cfg.persons[1]) / 2
