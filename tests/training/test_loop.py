@@ -109,3 +109,10 @@ def test_evaluation_and_best_checkpoint(tmp_path):
     assert set(m) >= {"AP", "MR2", "JI", "duplicate_rate", "duplicates", "confident_detections"}
     assert m["images"] == 4 and 0 <= m["AP"] <= 1
     assert ckpt.read_meta(tmp_path / "o" / "best")["step"] == 2
+
+
+def test_time_budget_stops_and_saves(tiny_data, tmp_path):
+    summary = fit(options(tiny_data, tmp_path / "o", epochs=1000, time_budget=0.03))  # 1.8 s
+    assert summary["step"] < 3000
+    state = json.loads((tmp_path / "o" / "last" / ckpt.STATE_META).read_text())
+    assert state["step"] == summary["step"] and 3 * state["epoch"] + state["batch_in_epoch"] == summary["step"]
