@@ -42,13 +42,17 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
     check: optional function(flag) -> bool combining the finiteness flag across processes.
     """
     outputs = model(images)
-    losses = criterion(outputs, targets)
-    total = criterion.total(losses)
+    bad_outputs = _nan_outputs(outputs)
+    if bad_outputs:  # the Hungarian matcher cannot even run on NaN costs
+        losses, total = {f"{name} (NaN output)": float("nan") for name in bad_outputs}, torch.tensor(float("nan"))
+    else:
+        losses = criterion(outputs, targets)
+        total = criterion.total(losses)
     finite = bool(torch.isfinite(total))
     if check is not None:
         finite = not check(not finite)
     if not finite:
-        values = {k: float(v.detach()) for k, v in losses.items()}
+        values = {k: float(v.detach()) if torch.is_tensor(v) else v for k, v in losses.items()}
         values["total"] = float(total.detach())
         raise NonFiniteLoss(step + 1, values)
     optimizer.zero_grad(set_to_none=True)
@@ -57,6 +61,20 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_max_norm)
     optimizer.step()
     return float(total.detach()), {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _nan_outputs(outputs, prefix=""):
+    """Names of the model outputs holding NaN (-inf logits of dropped queries are fine)."""
+    bad = []
+    for key, value in outputs.items():
+        if torch.is_tensor(value) and value.is_floating_point() and bool(torch.isnan(value.detach()).any()):
+            bad.append(prefix + key)
+        elif isinstance(value, dict):
+            bad += _nan_outputs(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                bad += _nan_outputs(v, f"{prefix}{key}[{i}].")
+    return bad
 
 
 def train_one_epoch(model, criterion, loader, optimizer, scheduler, step, clip_max_norm=0.0, max_steps=None,

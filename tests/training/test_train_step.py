@@ -74,6 +74,17 @@ def test_non_finite_loss_raises_with_step_and_components_and_leaves_weights():
         assert torch.equal(v, before[k]), k
 
 
+def test_nan_model_outputs_stop_before_the_matcher():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model, criterion = build_model(cfg), build_criterion(cfg)
+    optimizer = build_optimizer(model, cfg)
+    images, targets = fixed_batch()
+    images[0, 0, 0, 0] = float("nan")  # a corrupt input (or blown-up weights): every output is NaN
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 1 .*pred_boxes \(NaN output\)=nan"):
+        train_step(model, criterion, optimizer, images, targets)
+
+
 def test_parameter_groups_follow_the_paper():
     cfg = tiny_config(lr=2e-4, lr_backbone=2e-5, lr_linear_proj_mult=0.1)
     model = build_model(cfg)
