@@ -1,12 +1,13 @@
 """What the model-level benchmark scripts share: the model under test, its artifacts, frames, outputs.
 
-    src = model_source(args.checkpoint)        # a trained checkpoint, or a seeded random tiny model
+    src = model_source(args.checkpoint)        # a trained checkpoint, by default the bundled model
     arts = artifacts(src, frames)             # {"eager": "torch:DIR", "fp32": ..., "int8": ..., "plugin": ...}
 
 The model under test is `--checkpoint DIR` (checkpoint.safetensors + checkpoint.json, as `detrt train`
-writes) or, until a trained model is bundled, a randomly initialized `dhdetr_r18_tiny` (seed 0) whose class
-head is spread so scores clear DCG's floor (at init every logit is masked, which would skip the DCG work).
-Speed figures from it are representative of the architecture; accuracy figures from it are not.
+writes), by default the bundled `dhdetr_r18_tiny` (detrt/assets). scaling.py varies queries and input
+size, which no trained model covers: `random_model` makes a seeded random `dhdetr_r18_tiny` whose class
+head is spread so scores clear DCG's floor (at init every logit is masked, which would skip the DCG work);
+speed figures from it are representative of the architecture, accuracy figures are not.
 
 Artifacts are made the way users make them, through the compile stage: `export_checkpoint` (portable and
 plugin form) then `detrt.compile.trt_build.build(..., backend="onnxruntime")` (ORT's offline-optimized
@@ -32,13 +33,20 @@ def log(msg):
     print(msg, flush=True)
 
 
-def model_source(checkpoint=None, config=RANDOM_CONFIG, seed=0, **overrides):
-    """(checkpoint dir, description). Without `checkpoint`: a seeded random model saved once in the cache."""
-    if checkpoint:
-        path = Path(checkpoint)
-        if not path.exists():
-            sys.exit(f"error: --checkpoint {checkpoint}: not found")
-        return path, f"checkpoint {checkpoint}"
+def model_source(checkpoint=None):
+    """(checkpoint dir, description): `checkpoint`, or the bundled model."""
+    if checkpoint is None:
+        from detrt.assets import bundled_model_path
+
+        return bundled_model_path(), "the bundled dhdetr_r18_tiny (detrt/assets, trained on synthetic crowds)"
+    path = Path(checkpoint)
+    if not path.exists():
+        sys.exit(f"error: --checkpoint {checkpoint}: not found")
+    return path, f"checkpoint {checkpoint}"
+
+
+def random_model(config=RANDOM_CONFIG, seed=0, **overrides):
+    """(checkpoint dir, description) of a seeded random model, saved once in the cache."""
     tag = "-".join([config, f"s{seed}", *(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                                           for k, v in sorted(overrides.items()))])
     d = CACHE / f"random-{tag}"
@@ -61,7 +69,7 @@ def model_source(checkpoint=None, config=RANDOM_CONFIG, seed=0, **overrides):
                 "note": f"random initialization (seed {seed}, class head spread); not trained"}
         (d / "checkpoint.json").write_text(json.dumps(meta, indent=1))
     return d, f"randomly initialized {config} (seed {seed}{', ' if overrides else ''}" \
-              f"{', '.join(f'{k}={v}' for k, v in overrides.items())}; no trained model yet)"
+              f"{', '.join(f'{k}={v}' for k, v in overrides.items())}; untrained)"
 
 
 def synthetic_video(frames=64, seed=0):
@@ -74,8 +82,9 @@ def synthetic_video(frames=64, seed=0):
     return d / "video.mp4"
 
 
-def synthetic_val(num=50, seed=1):
-    """A held-out synthetic validation set (seed 1; training uses other seeds): (annotations.odgt, images dir)."""
+def synthetic_val(num=50, seed=2):
+    """A held-out synthetic validation set (seed 2, the bundled model's validation seed; it trained on seed 1):
+    (annotations.odgt, images dir)."""
     from detrt.data.synthetic import synthesize
 
     d = CACHE / f"val-s{seed}-n{num}"

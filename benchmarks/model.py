@@ -1,6 +1,6 @@
 """Model speed: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8 vs the plugin-form graph, on the CPU.
 
-    .venv/bin/python benchmarks/model.py                       # random tiny model until a trained one is bundled
+    .venv/bin/python benchmarks/model.py                       # the bundled model; --checkpoint DIR for another
     .venv/bin/python benchmarks/model.py --checkpoint runs/tiny --duration 10s
     .venv/bin/python benchmarks/model.py --gpu     # + TensorRT FP32/FP16/INT8, NVIDIA's MSDA plugin vs ours
 
@@ -71,7 +71,7 @@ def table(report, roles, baseline):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="trained checkpoint dir (default: a random dhdetr_r18_tiny)")
+    parser.add_argument("--checkpoint", help="trained checkpoint dir (default: the bundled dhdetr_r18_tiny)")
     parser.add_argument("--max-batch", type=int, default=4, help="the artifacts' max batch, measured with 1 (4)")
     parser.add_argument("--warmup", default="1s")
     parser.add_argument("--duration", default="8s", help="measured time per artifact and batch (8s)")
@@ -82,7 +82,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
 
-    from detrt.bench.device import device_facts
     from detrt.bench.measure import parse_duration
     from detrt.bench.session import run_bench
 

@@ -44,7 +44,7 @@ def pipeline_args(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="add the TensorRT part where a GPU and TensorRT exist")
-    parser.add_argument("--checkpoint", help="trained checkpoint dir (default: a random dhdetr_r18_tiny)")
+    parser.add_argument("--checkpoint", help="trained checkpoint dir (default: the bundled dhdetr_r18_tiny)")
     parser.add_argument("--note", help="a line printed at the top of each of model/accuracy/scaling's sections")
     parser.add_argument("--only", nargs="+", help="run only these scripts (e.g. model.py scaling.py)")
     args = parser.parse_args(argv)

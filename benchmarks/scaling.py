@@ -49,7 +49,7 @@ def point(overrides, form):
     """Export (cached) the random model of these overrides in `form`; returns the ONNX path."""
     from detrt.compile.export import export_checkpoint
 
-    ckpt, _ = common.model_source(None, **overrides)
+    ckpt, _ = common.random_model(**overrides)
     path = ckpt / f"{form}.onnx"
     if not path.is_file():
         export_checkpoint(ckpt, path, form=form, max_batch=1, log=common.log)
