@@ -75,7 +75,8 @@ def main():
         return 0
     import onnxruntime as ort
 
-    from detrt.compile.export import export_model_to, finite_max_abs_diff, model_from_checkpoint
+    from detrt.compile.export import export_model_to, finite_max_abs_diff
+    from detrt.models.checkpoint import model_from_checkpoint
     from detrt.compile.trt_build import build
     from detrt.runtime.backend import open_backend
 

@@ -6,7 +6,7 @@
 Same interface as the runtime backends (`detrt.runtime.backend.Backend`: infer/submit/warmup/max_batch/
 input_shape), and the same outputs as the exported graph with in-graph postprocessing: the model is
 wrapped in `detrt.compile.export.ExportWrapper`, so PyTorch and ONNX Runtime results compare one to one.
-The checkpoint is loaded by `detrt.compile.export.model_from_checkpoint` (safetensors, no pickle).
+The checkpoint is loaded by `detrt.models.checkpoint.model_from_checkpoint` (safetensors, no pickle).
 Needs the [train] extra (torch); detrt/runtime never imports this module.
 
 Threads: `torch.set_num_threads(threads)` is process-wide; the benchmark sets it once for the run.
@@ -73,14 +73,14 @@ class TorchBackend(Backend):
     def from_checkpoint(cls, spec, **kwargs):
         """`torch:PATH`, a checkpoint directory, or its .safetensors/.json -> TorchBackend."""
         _import_torch()
-        from detrt.compile.export import CHECKPOINT_WEIGHTS, model_from_checkpoint
+        from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
 
         text = str(spec)
         path = Path(text[len(TORCH_PREFIX):] if text.startswith(TORCH_PREFIX) else text)
         if not path.exists():
-            raise InputError(f"{path}: no such checkpoint (a directory with {CHECKPOINT_WEIGHTS}, or a .safetensors)")
+            raise InputError(f"{path}: no such checkpoint (a directory with {WEIGHTS}, or a .safetensors)")
         model, cfg = model_from_checkpoint(path)
-        weights = path / CHECKPOINT_WEIGHTS if path.is_dir() else path.with_suffix(".safetensors")
+        weights = path / WEIGHTS if path.is_dir() else path.with_suffix(".safetensors")
         be = cls(model, cfg, weights, **kwargs)
         be.artifact = path
         return be

@@ -1,6 +1,6 @@
 """Export: a trained checkpoint -> ONNX (plugin or portable form) + its manifest.
 
-    model, cfg = model_from_checkpoint("runs/tiny")          # checkpoint.safetensors + checkpoint.json
+    model, cfg = model_from_checkpoint("runs/tiny")          # detrt.models.checkpoint
     onnx_model = onnx_from_model(model, (256, 384), form="plugin")
     export_checkpoint("runs/tiny", "model.onnx", form="portable")   # the `detrt export` verb
 
@@ -20,10 +20,8 @@ global changes how any other export behaves.
 
 import contextlib
 import io
-import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -35,11 +33,10 @@ from detrt.atomic import atomic_path
 from detrt.compile import surgery
 from detrt.errors import InputError
 from detrt.manifest import Manifest, save_manifest, sha256_file
+from detrt.models.checkpoint import model_from_checkpoint
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
 DEFAULT_OPSET = 17
-CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
-CHECKPOINT_JSON = "checkpoint.json"
 INT64, BOOL = 7, 9  # onnx.TensorProto.INT64 / BOOL, for Cast's `to`
 
 
@@ -159,78 +156,6 @@ def save_onnx(model_proto, path):
         onnx.save(model_proto, tmp)
         digest = sha256_file(tmp)
     return digest
-
-
-def model_from_checkpoint(path):
-    """A training checkpoint (directory, .safetensors or .json) -> (model in eval mode, DetrConfig).
-
-    The checkpoint is `checkpoint.safetensors` (weights) + `checkpoint.json` (at least "config": a config
-    name, or a dict of DetrConfig fields with "name"; other keys such as metrics are ignored).
-    """
-    from safetensors.torch import load_file
-
-    from detrt.models import build_model, get_config
-
-    weights, meta = _checkpoint_files(Path(path))
-    try:
-        info = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{meta}: not a readable JSON checkpoint description ({e})") from None
-    config = info.get("config") if isinstance(info, dict) else None
-    if isinstance(config, str):
-        cfg = get_config(config, **(info.get("config_overrides") or {}))
-    elif isinstance(config, dict) and isinstance(config.get("name"), str):
-        base = get_config(config["name"]) if config["name"] in _config_names() else None
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
-        cfg = base.replace(**fields) if base else _config_from_fields(config)
-    else:
-        raise InputError(f"{meta}: needs a \"config\" key (a config name or a dict of config fields)")
-    model = build_model(cfg)
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own error types for bad headers
-        raise InputError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or shaped:
-        parts = [f"{what} {len(keys)} (e.g. {keys[0]})" for what, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shaped)) if keys]
-        raise InputError(f"{weights}: weights do not fit config {cfg.name}: " + ", ".join(parts))
-    model.load_state_dict(state)
-    return model.eval(), cfg
-
-
-def _config_names():
-    from detrt.models import list_configs
-
-    return set(list_configs())
-
-
-def _config_from_fields(fields):
-    from detrt.models import DetrConfig, get_config
-
-    try:
-        return get_config(DetrConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}))
-    except TypeError as e:
-        raise InputError(f"checkpoint config: {e}") from None
-
-
-def _checkpoint_files(path):
-    if path.is_dir():
-        weights, meta = path / CHECKPOINT_WEIGHTS, path / CHECKPOINT_JSON
-    elif path.suffix == ".json":
-        weights, meta = path.with_suffix(".safetensors"), path
-    else:
-        weights, meta = path, path.with_suffix(".json")
-    if not weights.is_file():
-        raise InputError(f"{weights}: checkpoint weights not found" if not path.exists()
-                         else f"{path}: no {weights.name} beside it (a checkpoint is .safetensors + .json)")
-    if not meta.is_file():
-        raise InputError(f"{meta}: missing; a checkpoint needs its JSON (config name and fields) beside "
-                         f"{weights.name}, as `detrt train` writes it")
-    return weights, meta
 
 
 def family_of(cfg):

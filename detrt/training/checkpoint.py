@@ -2,7 +2,7 @@
 
 A checkpoint directory holds
 - `checkpoint.safetensors`: the model's state dict (what `detrt export` and
-  `detrt.compile.export.model_from_checkpoint` load; float16 tensors are cast back to float32 on load);
+  `detrt.models.checkpoint.model_from_checkpoint` load; float16 tensors are cast back to float32 on load);
 - `checkpoint.json`: {"config": the DetrConfig as a dict, "epoch", "step", "metrics", "seed",
   "detrt_version", ...};
 - for `--resume` only: `train_state.safetensors` (optimizer tensors, flattened as optimizer.state.<i>.<name>,
@@ -24,8 +24,9 @@ import torch
 
 from detrt.atomic import _umask
 from detrt.errors import InputError
+from detrt.models import checkpoint as model_checkpoint
+from detrt.models.checkpoint import META, WEIGHTS
 
-WEIGHTS, META = "checkpoint.safetensors", "checkpoint.json"
 STATE, STATE_META = "train_state.safetensors", "train_state.json"
 
 
@@ -137,86 +138,9 @@ def set_rng_states(states, torch_state=None):
         torch.set_rng_state(torch_state)
 
 
-def _files(path):
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: checkpoint not found")
-    if path.is_dir():
-        return path / WEIGHTS, path / META
-    return path.with_suffix(".safetensors"), path.with_suffix(".json")
-
-
-def read_meta(path):
-    """The checkpoint.json of a checkpoint directory (or of a .safetensors/.json path) as a dict."""
-    _, meta = _files(path)
-    try:
-        info = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{meta}: not a readable checkpoint description ({e})") from None
-    if not isinstance(info, dict) or "config" not in info:
-        raise InputError(f"{meta}: needs a \"config\" key")
-    return info
-
-
-def config_of(info):
-    """The DetrConfig a checkpoint.json describes (a config name with optional overrides, or a dict)."""
-    from detrt.models import DetrConfig, get_config
-
-    config = info["config"]
-    if isinstance(config, str):
-        return get_config(config, **(info.get("config_overrides") or {}))
-    return DetrConfig.from_dict(config, where="checkpoint config")
-
-
-def config_differences(a, b):
-    """Fields whose values differ between two DetrConfigs, as 'field (a vs b)' strings."""
-    da, db = a.to_dict(), b.to_dict()
-    return [f"{k} ({da[k]!r} vs {db[k]!r})" for k in da if da[k] != db.get(k) and k not in ("name", "description")]
-
-
-def _key_groups(keys, limit=6):
-    """State-dict keys summarized by module (first four name parts, three before an index): 'a.b.c.d.*' (n)."""
-    groups = {}
-    for k in keys:
-        parts = k.split(".")
-        n = 3 if len(parts) > 3 and parts[3].isdigit() else 4
-        g = ".".join(parts[:n]) + ".*" if len(parts) > n else k
-        groups[g] = groups.get(g, 0) + 1
-    shown = [f"{g} ({n})" if n > 1 else g for g, n in list(groups.items())[:limit]]
-    return ", ".join(shown) + (f", ... ({len(keys)} keys in all)" if len(groups) > limit else "")
-
-
 def load_weights(path, model):
-    """Load a checkpoint's weights into `model` (float16 tensors are cast to the model's dtype).
-
-    InputError when the weights do not fit, naming the config fields that differ and the state-dict keys
-    that are missing, unexpected or of another shape. Returns checkpoint.json as a dict.
-    """
-    from safetensors.torch import load_file
-
-    weights, _ = _files(path)
-    info = read_meta(path)
-    target = unwrap(model)
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors has its own error types for bad files
-        raise InputError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    expected = target.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or shaped:
-        try:
-            fields = config_differences(config_of(info), target.config)
-        except InputError:
-            fields = []
-        kinds = (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", shaped))
-        parts = [f"{what}: {_key_groups(keys)}" for what, keys in kinds if keys]
-        name = info["config"] if isinstance(info["config"], str) else info["config"].get("name")
-        raise InputError(f"{path}: checkpoint of config {name!r} does not fit config {target.config.name!r}; "
-                         + (f"config fields differ: {', '.join(fields)}; " if fields else "") + "; ".join(parts))
-    target.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    return info
+    """Load a checkpoint's weights into `model` (DDP-wrapped or not); returns checkpoint.json as a dict."""
+    return model_checkpoint.load_weights(path, unwrap(model))
 
 
 def load_train_state(path, optimizer, scheduler):

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from detrt.errors import InputError
+from detrt.models.checkpoint import read_meta
 from detrt.training import checkpoint as ckpt
 from detrt.training.dataset import Augment, CrowdHumanDataset, collate
 from detrt.training.distributed import any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
@@ -175,7 +176,7 @@ def fit(opts):
         resumed = {}
         if opts.resume:
             ckpt.load_weights(opts.resume, model)
-            resumed = ckpt.read_meta(opts.resume)
+            resumed = read_meta(opts.resume)
         drop_step = opts.lr_drop_step
         if drop_step is None and opts.resume:
             drop_step = json.loads((Path(opts.resume) / ckpt.STATE_META).read_text()).get("drop_step") \
@@ -277,7 +278,7 @@ def fit(opts):
                     save(metrics, (epoch, 0))
         except NonFiniteLoss as e:
             last = out / "last"
-            kept = (f"last good checkpoint: {last} (step {ckpt.read_meta(last).get('step')})"
+            kept = (f"last good checkpoint: {last} (step {read_meta(last).get('step')})"
                     if (last / ckpt.META).exists() else "no checkpoint was written before it")
             if log is not None:
                 log.write(event="non_finite_loss", step=e.step, losses=e.losses)

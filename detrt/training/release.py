@@ -9,6 +9,7 @@ checkpoint.json with the validation metrics measured on exactly those weights.
 import json
 from pathlib import Path
 
+from detrt.models.checkpoint import model_from_checkpoint, read_meta
 from detrt.training import checkpoint as ckpt
 
 
@@ -16,7 +17,6 @@ def evaluate_checkpoint(path, val_data, val_images, batch_size=4, workers=0, pro
     """AP, MR-2, JI and duplicate rate of a checkpoint on a validation set (letterbox only, as at runtime)."""
     from torch.utils.data import DataLoader
 
-    from detrt.compile.export import model_from_checkpoint
     from detrt.data.crowdhuman import read_gt
     from detrt.models import build_postprocess
     from detrt.training.dataset import CrowdHumanDataset, collate
@@ -37,11 +37,8 @@ def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, note
     "metrics" in checkpoint.json (the run's own float32 figures stay under "metrics_float32").
     Returns the written checkpoint.json as a dict.
     """
-    from detrt.models import build_model
-
-    info = ckpt.read_meta(src)
-    model = build_model(ckpt.config_of(info))
-    ckpt.load_weights(src, model)
+    info = read_meta(src)
+    model, _ = model_from_checkpoint(src)
     meta = {k: v for k, v in info.items() if k not in ("config", "detrt_version")}
     meta["metrics_float32"] = meta.pop("metrics", None)
     meta.update(weights_dtype="float16" if half else "float32", **(notes or {}))

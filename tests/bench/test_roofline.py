@@ -58,7 +58,7 @@ def test_conv_matmul_gemm_flops_and_bytes(batch, tmp_path):
 
 
 def test_msda_and_gridsample_flops():
-    n, s, m, d, lq, levels, points = 1, 10, 2, 4, 5, 2, 3
+    s, m, d, lq, levels, points = 10, 2, 4, 5, 2, 3
     vi = helper.make_tensor_value_info
     nodes = [
         helper.make_node("MSDeformAttn", ["value", "shapes", "starts", "loc", "attn"], ["o"], domain="detrt"),

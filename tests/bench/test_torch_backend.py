@@ -17,7 +17,8 @@ from detrt.errors import InputError  # noqa: E402
 def checkpoint_and_onnx(tmp_path_factory):
     from safetensors.torch import save_file
 
-    from detrt.compile.export import export_model_to, model_from_checkpoint
+    from detrt.compile.export import export_model_to
+    from detrt.models.checkpoint import model_from_checkpoint
     from detrt.models import build_model
 
     d = tmp_path_factory.mktemp("ckpt")

@@ -41,7 +41,7 @@ class _Event:
 
 def make_cudart(major=8, minor=7, name=b"Fake GPU\x00\x00"):
     rt = types.ModuleType("cuda.bindings.runtime")
-    mem, streams, log = {}, {}, []
+    mem, log = {}, []
     ok = _Err.cudaSuccess
     rt.cudaError_t = _Err
     rt.log = log
@@ -141,7 +141,7 @@ def make_tensorrt(version="10.3.0"):
 
         def set_input_shape(self, name, shape):
             assert name == "images"
-            lo, _, hi = engine_profile = self.engine.profile
+            lo, _, hi = self.engine.profile
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
                 return False
             self.shape = tuple(shape)

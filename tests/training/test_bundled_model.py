@@ -23,7 +23,7 @@ def test_bundled_checkpoint_is_small_and_documented():
 
 
 def test_bundled_model_detects_people_in_unseen_crowds():
-    from detrt.compile.export import model_from_checkpoint
+    from detrt.models.checkpoint import model_from_checkpoint
     from detrt.models import build_postprocess
 
     model, cfg = model_from_checkpoint(bundled_model_path())

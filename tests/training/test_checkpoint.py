@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from detrt.compile.export import model_from_checkpoint
+from detrt.models.checkpoint import model_from_checkpoint, read_meta
 from detrt.errors import InputError
 from detrt.models import build_model
 from detrt.training import checkpoint as ckpt
@@ -86,6 +86,9 @@ def test_missing_or_broken_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="checkpoint not found"):
         ckpt.load_weights(tmp_path / "nope", build_model(tiny_config()))
     (tmp_path / "bad").mkdir()
+    with pytest.raises(InputError, match="no checkpoint.safetensors"):
+        ckpt.load_weights(tmp_path / "bad", build_model(tiny_config()))
+    (tmp_path / "bad" / ckpt.WEIGHTS).write_bytes(b"")
     (tmp_path / "bad" / ckpt.META).write_text("{}")
     with pytest.raises(InputError, match="needs a \"config\" key"):
         ckpt.load_weights(tmp_path / "bad", build_model(tiny_config()))
@@ -107,7 +110,7 @@ def test_optimizer_state_round_trip_and_directory_replaced(tmp_path):
                                                                              "batch_in_epoch": 2})
     ckpt.save_checkpoint(tmp_path / "last", model, {"step": 2}, opt, sched, {"step": 2, "epoch": 0,
                                                                              "batch_in_epoch": 2})
-    assert ckpt.read_meta(tmp_path / "last")["step"] == 2
+    assert read_meta(tmp_path / "last")["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # no temporary directories left
     opt2 = build_optimizer(model, cfg)
     sched2 = build_scheduler(opt2, 5)

@@ -7,7 +7,7 @@ import pytest
 
 import detrt.models
 from detrt.cli import main
-from detrt.compile.export import model_from_checkpoint
+from detrt.models.checkpoint import model_from_checkpoint, read_meta
 from detrt.training import checkpoint as ckpt
 from detrt.training.dataset import Augment
 from detrt.training.engine import NonFiniteLoss
@@ -65,7 +65,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_da
     assert e.value.step == 5
     assert "non-finite loss at step 5" in msg and "loss_giou_enc=nan" in msg and "loss_ce=" in msg
     assert f"last good checkpoint: {out / 'last'} (step 3)" in msg  # saved after epoch 1, not overwritten
-    assert ckpt.read_meta(out / "last")["step"] == 3
+    assert read_meta(out / "last")["step"] == 3
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "non_finite_loss" and events[-1]["step"] == 5
 
@@ -108,7 +108,7 @@ def test_evaluation_and_best_checkpoint(tmp_path):
     m = summary["metrics"]
     assert set(m) >= {"AP", "MR2", "JI", "duplicate_rate", "duplicates", "confident_detections"}
     assert m["images"] == 4 and 0 <= m["AP"] <= 1
-    assert ckpt.read_meta(tmp_path / "o" / "best")["step"] == 2
+    assert read_meta(tmp_path / "o" / "best")["step"] == 2
 
 
 def test_time_budget_stops_and_saves(tiny_data, tmp_path):
