@@ -190,11 +190,13 @@ def header(title, script, argv, facts, model_what, note=None, load=None):
     return lines
 
 
-def write_outputs(name, result, section):
-    """benchmarks/results/NAME.json and this script's section of benchmarks/RESULTS.md."""
+def write_outputs(name, result, section, out=None, markdown=True):
+    """benchmarks/results/NAME.json (or `out`) and, unless markdown=False, this script's RESULTS.md section."""
     from detrt.bench.report import update_results_md, write_json
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / f"{name}.json", result)
-    update_results_md(RESULTS_MD, section.replace(f"{REPO}/", ""))  # repository-relative paths in the text
-    log(f"wrote {RESULTS / f'{name}.json'} and its section of {RESULTS_MD}")
+    out = Path(out) if out else RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    if markdown:
+        update_results_md(RESULTS_MD, section.replace(f"{REPO}/", ""))  # repository-relative paths in the text
+    log(f"wrote {out}" + (f" and its section of {RESULTS_MD}" if markdown else ""))

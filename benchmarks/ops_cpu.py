@@ -12,7 +12,6 @@ All ratios in one run; each time is the fastest of repeated runs after a warm-up
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -22,13 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detrt.atomic import atomic_open
-from detrt.bench.report import update_results_md
 from detrt.ops import cpu
 from detrt.ops.dcg import dcg_neighbors_reference
 from detrt.ops.msda import ms_deform_attn_reference
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+import common  # noqa: E402
 ENCODER_SHAPES = [[80, 48], [40, 24], [20, 12], [10, 6]]  # 640x384 input, strides 8, 16, 32, 64 (H, W)
 
 
@@ -187,22 +186,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 5000, 10000])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "results" / "ops_cpu.json"))
+    parser.add_argument("--out", help="JSON path (default: benchmarks/results/ops_cpu.json)")
     parser.add_argument("--no-markdown", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     if not cpu.available():
         sys.exit(f"error: {cpu.unavailable_reason()}")
     result = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine(),
                   msda=bench_msda(args.threads, args.repeats), dcg=bench_dcg(args.sizes, args.repeats))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(args.out) as f:
-        json.dump(result, f, indent=2)
     command = " ".join([".venv/bin/python", "benchmarks/ops_cpu.py", *(argv if argv is not None else sys.argv[1:])])
     section = markdown(result, command)
     print(section)
-    if not args.no_markdown:
-        update_results_md(ROOT / "RESULTS.md", section)
-
+    common.write_outputs("ops_cpu", result, section, out=args.out, markdown=not args.no_markdown)
 
 if __name__ == "__main__":
     main()

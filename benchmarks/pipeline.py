@@ -15,7 +15,6 @@ contention as much as overlap; the goal is stated for a GPU backend.
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -26,14 +25,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detrt.atomic import atomic_open
-from detrt.bench.report import update_results_md
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from detrt.runtime.preprocess import Preprocessor
 from detrt.runtime.sources import open_source
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+import common  # noqa: E402
 
 
 def synthetic_clip(path, frames, size, fps=30.0, seed=0):
@@ -146,19 +145,14 @@ def main(argv=None):
     parser.add_argument("--warmUp", type=int, default=5, help="warm-up inferences before timing (5)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--no-sinks", action="store_true", help="time the pipeline without writing outputs")
-    parser.add_argument("--out", default=str(ROOT / "results" / "pipeline.json"))
+    parser.add_argument("--out", help="JSON path (default: benchmarks/results/pipeline.json)")
     parser.add_argument("--no-markdown", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     result = bench(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(args.out) as f:
-        json.dump(result, f, indent=2)
     command = " ".join([".venv/bin/python", "benchmarks/pipeline.py", *(argv if argv is not None else sys.argv[1:])])
     section = markdown(result, command)
     print(section)
-    if not args.no_markdown:
-        update_results_md(ROOT / "RESULTS.md", section)
-
+    common.write_outputs("pipeline", result, section, out=args.out, markdown=not args.no_markdown)
 
 if __name__ == "__main__":
     main()
