@@ -5,7 +5,7 @@
 
 Ours (`detrt.models.dcg.DeHomoCodingGenerator`) picks neighbours with `dcg_neighbors` (the compiled,
 sub-quadratic CPU kernel when built) and gathers their codes from [B, N, 256]: memory [B, N, k, 256]. The
-dense form (the paper's code, as `dense_reference` below; the same function tests/models/test_dcg_layer.py
+dense form (the paper's code, as `detrt.models.dcg.dense_forward`, the oracle tests/models/test_dcg_layer.py
 checks ours against) sorts an N x N IoU matrix and materializes [B, N, N, 256] code differences through
 two 256x256 linears. Both run the same module weights; before measuring, their outputs are compared at
 N = 200.
@@ -32,28 +32,6 @@ import common  # noqa: E402
 
 B, C, K = 2, 256, 10
 DENSE_TENSORS = {"inference": 3, "training": 4}  # live [B, N, N, C] float32 tensors at the peak (measured at N=500)
-
-
-def dense_reference(m, tgt, boxes, scores):
-    """DehomoCodingGenerator.forward of the reference code (DH_DETR_paper, AMself=0): N x N IoU, argsort,
-    gather of the k best, features of all N x N code differences."""
-    import torch
-    import torch.nn.functional as F
-
-    from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
-
-    xyxy = box_cxcywh_to_xyxy(boxes)
-    ious = torch.stack([box_iou(b, b)[0] for b in xyxy])
-    high = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > m.low_score)
-    overlaps = ious * high
-    idx = torch.argsort(-overlaps, dim=-1)[..., : m.k]
-    mk = torch.gather(high, 2, idx) & (torch.gather(overlaps, 2, idx) >= m.iou_threshold)
-    code = m.norm(m.linear2(F.relu(m.linear1(tgt))))
-    diff = code[:, :, None, :] - code[:, None, :, :]  # [B, N, N, C]
-    feats = m.linear4(F.relu(m.linear3(diff)))
-    feats = torch.gather(feats, 2, idx[..., None].expand(-1, -1, -1, feats.shape[-1]))
-    g = (feats * mk[..., None]).max(dim=2)[0]
-    return tgt + F.relu(m.linear5(g))
 
 
 def inputs(n, seed=0):
@@ -88,10 +66,12 @@ def run_point(form, n, mode, repeats, threads):
     """In this process: time and peak memory of one point; prints one JSON line."""
     import torch
 
+    from detrt.models.dcg import dense_forward
+
     if threads:
         torch.set_num_threads(threads)
     layer, tgt, boxes, scores = inputs(n)
-    fn = layer if form == "ours" else (lambda t, b, s: dense_reference(layer, t, b, s))
+    fn = layer if form == "ours" else (lambda t, b, s: dense_forward(layer, t, b, s))
     if mode == "training":
         tgt.requires_grad_(True)
 
@@ -122,9 +102,11 @@ def check_agreement(n=200):
     """Max |ours - dense| of the layer outputs at N = n (same weights, same inputs)."""
     import torch
 
+    from detrt.models.dcg import dense_forward
+
     layer, tgt, boxes, scores = inputs(n, seed=1)
     with torch.no_grad():
-        return float((layer(tgt, boxes, scores) - dense_reference(layer, tgt, boxes, scores)).abs().max())
+        return float((layer(tgt, boxes, scores) - dense_forward(layer, tgt, boxes, scores)).abs().max())
 
 
 def mem_available_gb():

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
 from detrt.ops import dcg_neighbors
 
 
@@ -51,6 +52,25 @@ class DeHomoCodingGenerator(nn.Module):
         g = (pair * valid[..., None].to(pair.dtype)).amax(2)
         return tgt + F.relu(self.linear5(g))
 
+
+def dense_forward(m, tgt, boxes, scores):
+    """DeHomoCodingGenerator.forward as the reference code computes it (DH_DETR_paper, AMself=0, no seeds):
+    an N x N IoU matrix, argsort, gather of the k best, features of all [B, N, N, C] code differences.
+
+    The oracle that tests and benchmarks/dcg_layer.py hold the gathered forward to; O(N^2 C) memory.
+    """
+    xyxy = box_cxcywh_to_xyxy(boxes)
+    ious = torch.stack([box_iou(b, b)[0] for b in xyxy])
+    high = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > m.low_score)
+    overlaps = ious * high
+    idx = torch.argsort(-overlaps, dim=-1)[..., : m.k]
+    mk = torch.gather(high, 2, idx) & (torch.gather(overlaps, 2, idx) >= m.iou_threshold)
+    code = m.norm(m.linear2(F.relu(m.linear1(tgt))))
+    diff = code[:, :, None, :] - code[:, None, :, :]  # [B, N, N, C]: what forward() avoids
+    feats = m.linear4(F.relu(m.linear3(diff)))
+    feats = torch.gather(feats, 2, idx[..., None].expand(-1, -1, -1, feats.shape[-1]))
+    g = (feats * mk[..., None]).max(dim=2)[0]
+    return tgt + F.relu(m.linear5(g))
 
 def dcg_query_mask(logits, floor_score=0.05):
     """c_i = sigmoid(max class logit) > floor_score, from the previous layer's detached logits [B, N, C] -> [B, N]."""

@@ -5,26 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import detrt.models.dcg as dcg_module
-from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
-from detrt.models.dcg import DeHomoCodingGenerator, dcg_query_mask
+from detrt.models.dcg import DeHomoCodingGenerator, dcg_query_mask, dense_forward
 from detrt.models.deformable_transformer import DecoderLayer
-
-
-def dense_reference(m, tgt, boxes, scores):
-    """DehomoCodingGenerator.forward of the reference code (DH_DETR_paper, AMself=0, score_thr=1 so no seeds):
-    N x N IoU, argsort, gather of the k best, features of all N x N differences."""
-    xyxy = box_cxcywh_to_xyxy(boxes)
-    ious = torch.stack([box_iou(b, b)[0] for b in xyxy])
-    high = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > m.low_score)
-    overlaps = ious * high
-    idx = torch.argsort(-overlaps, dim=-1)[..., : m.k]
-    mk = torch.gather(high, 2, idx) & (torch.gather(overlaps, 2, idx) >= m.iou_threshold)
-    code = m.norm(m.linear2(F.relu(m.linear1(tgt))))
-    diff = code[:, :, None, :] - code[:, None, :, :]  # [B, N, N, C]: what the gather version avoids
-    feats = m.linear4(F.relu(m.linear3(diff)))
-    feats = torch.gather(feats, 2, idx[..., None].expand(-1, -1, -1, feats.shape[-1]))
-    g = (feats * mk[..., None]).max(dim=2)[0]
-    return tgt + F.relu(m.linear5(g))
 
 
 def crowd(b, n, seed, spread):
@@ -44,7 +26,7 @@ def test_gather_equals_dense_reference(spread, n):
     _, valid = m.neighbors(boxes, scores)
     if spread == 0.05:
         assert (valid.sum(-1) == 10).any()  # some queries have more than k candidates: top-k by IoU matters
-    torch.testing.assert_close(m(tgt, boxes, scores), dense_reference(m, tgt, boxes, scores), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(m(tgt, boxes, scores), dense_forward(m, tgt, boxes, scores), atol=1e-5, rtol=1e-5)
 
 
 def test_uses_dcg_neighbors_op(monkeypatch):
