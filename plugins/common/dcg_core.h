@@ -14,8 +14,7 @@
 //   struct Box { float x0, y0, x1, y1, area; }
 //   box_from_cxcywh(cx, cy, w, h) -> Box                 the reference's xyxy corners and area
 //   iou(const Box& a, const Box& b) -> float             symmetric bit for bit: iou(a, b) == iou(b, a)
-//   boxes_overlap(a, b) -> bool     a.x0 < b.x1 && b.x0 < a.x1 && (same in y): necessary for IoU > 0,
-//                                   so a candidate filter for iou_threshold > 0 (never for <= 0)
+//   inter_union(a, b, inter&, uni&)                      its numerator and denominator
 //   can_qualify(box) -> bool        finite corners and area, x1 > x0, y1 > y0: a box failing this has IoU
 //                                   0, -0 or NaN with every box, so it has no neighbour when threshold > 0
 //   is_neighbor(s_i, s_j, iou, iou_threshold, low_score) -> bool
@@ -83,17 +82,20 @@ DETRT_INLINE Box box_from_cxcywh(float cx, float cy, float w, float h) {
   return b;
 }
 
-DETRT_INLINE float iou(const Box& a, const Box& b) {
+// The intersection and the union IoU divides (iou = inter / uni).
+DETRT_INLINE void inter_union(const Box& a, const Box& b, float& inter, float& uni) {
   float iw = sub_rn(min_f(a.x1, b.x1), max_f(a.x0, b.x0));
   float ih = sub_rn(min_f(a.y1, b.y1), max_f(a.y0, b.y0));
   iw = iw < 0.0f ? 0.0f : iw;  // clamp(min=0)
   ih = ih < 0.0f ? 0.0f : ih;
-  const float inter = mul_rn(iw, ih);
-  return div_rn(inter, sub_rn(add_rn(a.area, b.area), inter));
+  inter = mul_rn(iw, ih);
+  uni = sub_rn(add_rn(a.area, b.area), inter);
 }
 
-DETRT_INLINE bool boxes_overlap(const Box& a, const Box& b) {
-  return (a.x0 < b.x1) & (b.x0 < a.x1) & (a.y0 < b.y1) & (b.y0 < a.y1);  // branch-free
+DETRT_INLINE float iou(const Box& a, const Box& b) {
+  float inter, uni;
+  inter_union(a, b, inter, uni);
+  return div_rn(inter, uni);
 }
 
 DETRT_INLINE bool is_finite_f(float v) { return v - v == 0.0f; }  // false for inf and NaN
