@@ -209,7 +209,6 @@ def test_fuzz_dcg_validation(box_shape, score_shape, k, dtype, t):
     assert ((idx >= 0) & (idx < max(box_shape[1], 1))).all()
 
 
-@pytest.mark.slow
 def test_asan_fuzz(tmp_path):
     """Build the extension with AddressSanitizer + UBSan (Debug) and fuzz it (tests/ops/asan_fuzz.py)."""
     import os

@@ -1,6 +1,6 @@
 """Soak: 10,000 synthetic frames through the whole pipeline; memory stays flat, no frame lost or doubled.
 
-Not in the default run: `pytest --runslow tests/runtime/test_soak.py`.
+A small probe model keeps it to a few seconds, so it runs with every test run.
 """
 
 import json
@@ -28,7 +28,6 @@ def _frames(n):
         yield np.roll(base, i % 128, axis=1)  # a new array each frame, as a decoder would give
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc to read resident memory")
 def test_soak_10k_frames(tmp_path):
     make_topk_model(tmp_path / "m.onnx", max_batch=4)
