@@ -73,6 +73,9 @@ class Summary:
         for name, row in list(self.stages.items()) + [("end-to-end", self.end_to_end)]:
             if row:
                 lines.append(f"{name:<12}" + "".join(f"{v:>9.2f}" for v in row))
+        if self.end_to_end:
+            lines.append("(end-to-end: capture to sink, time queued included; a file is read ahead of inference, "
+                         "a live source drops stale frames instead)")
         if self.error:
             lines.append(f"stopped by: {self.error}")
         return "\n".join(lines)
