@@ -172,8 +172,8 @@ def load_average():
         return None
 
 
-def header(title, script, argv, facts, model_what, note=None, load=None):
-    """The first lines of a RESULTS.md section: heading, command, date, machine, model, load."""
+def header(title, script, argv, facts, model_what=None, note=None, load=None):
+    """The first lines of a RESULTS.md section: heading, command, date, machine, model (if any), load."""
     from detrt.bench.device import describe
     from detrt.bench.measure import wall_time
 
@@ -181,8 +181,9 @@ def header(title, script, argv, facts, model_what, note=None, load=None):
     lines = [f"## benchmarks/{script}: {title}", ""]
     if note:
         lines += [f"**{note}**", ""]
-    lines += [f"Command: `{cmd}`  ", f"Date: {wall_time()}  ", f"Machine: {describe(facts)}  ",
-              f"Model: {model_what}  "]
+    lines += [f"Command: `{cmd}`  ", f"Date: {wall_time()}  ", f"Machine: {describe(facts)}  "]
+    if model_what:
+        lines.append(f"Model: {model_what}  ")
     if load is not None:
         cores = facts["cpu"]["usable_cores"] or 1
         busy = " (other jobs were running: figures are noisy)" if load > 0.5 * cores else ""

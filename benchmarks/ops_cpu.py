@@ -12,7 +12,6 @@ All ratios in one run; each time is the fastest of repeated runs after a warm-up
 
 import argparse
 import datetime
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from detrt.bench.device import device_facts
 from detrt.ops import cpu
 from detrt.ops.dcg import dcg_neighbors_reference
 from detrt.ops.msda import ms_deform_attn_reference
@@ -122,31 +122,12 @@ def bench_dcg(sizes, repeats, k=10, t=0.4, low=0.1):
     return dict(k=k, iou_threshold=t, low_score=low, threads=1, rows=rows)
 
 
-def machine():
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return dict(cpu=model, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
-                kernel=cpu.info(), load_average=round(os.getloadavg()[0], 2))
-
-
-def markdown(result, command):
+def markdown(result, argv):
     m, g = result["msda"], result["dcg"]
-    lines = [
-        "## benchmarks/ops_cpu.py: CPU kernels vs PyTorch references",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {result['date']}  ",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (CPU only), torch "
-        f"{result['machine']['torch']}, kernel variant {result['machine']['kernel']['msda_isa']}, load average "
-        f"{result['machine']['load_average']} at the start (times: fastest of repeats)",
+    lines = common.header("CPU kernels vs PyTorch references", "ops_cpu.py", argv, result["device"],
+                          load=result["load_average"])
+    lines += [
+        f"Kernel variant {result['kernel']['msda_isa']}; times: fastest of repeats.  ",
         "",
         f"MSDA, encoder shape of a 640x384 input (levels {m['shape']['levels']}, M=8, D=32, P=4, Lq=S="
         f"{m['shape']['Lq']}; {m['gflop']:.3f} GFLOP counted as 10 per (q, m, l, p, d)); float32 unless noted:",
@@ -171,10 +152,6 @@ def markdown(result, command):
     for r in g["rows"]:
         lines.append(f"| {r['N']} | {r['boxes']} | {r['dense_ms']:.1f} | {r['kernel_ms']:.3f} | {r['speedup']:.0f}x | "
                      f"{r['mean_valid_neighbours']:.2f} | {r['same_sets']} |")
-    load, cores = result["machine"]["load_average"], result["machine"]["cores"]
-    if load > 0.5 * cores:
-        lines += ["", f"Note: the machine was shared (load average {load} on {cores} cores), so absolute times are "
-                  "inflated and the 2-thread rows understate scaling; each ratio compares timings taken side by side."]
     lines += ["", "Goals (issue 4): MSDA >= 10x at equal threads; dcg_neighbors >= 30x at N=2000, >= 300x at N=10000. "
               "'shrinking': people shrink as 1/sqrt(N) beyond N=2000 (same crowd coverage); 'fixed size': ever "
               "denser overlap, so the exact neighbour work itself grows with N."]
@@ -191,12 +168,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not cpu.available():
         sys.exit(f"error: {cpu.unavailable_reason()}")
-    result = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine(),
+    result = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(),
+                  kernel=cpu.info(), load_average=common.load_average(),
                   msda=bench_msda(args.threads, args.repeats), dcg=bench_dcg(args.sizes, args.repeats))
-    command = " ".join([".venv/bin/python", "benchmarks/ops_cpu.py", *(argv if argv is not None else sys.argv[1:])])
-    section = markdown(result, command)
+    section = markdown(result, sys.argv[1:] if argv is None else argv)
     print(section)
     common.write_outputs("ops_cpu", result, section, out=args.out, markdown=not args.no_markdown)
+
 
 if __name__ == "__main__":
     main()

@@ -15,8 +15,6 @@ contention as much as overlap; the goal is stated for a GPU backend.
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detrt.bench.device import device_facts
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from detrt.runtime.preprocess import Preprocessor
@@ -63,19 +62,8 @@ def inference_fps(backend, batch_array, frames):
     return calls * b / (time.perf_counter() - t0)
 
 
-def machine(backend):
-    import onnxruntime
-
-    m = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
-             onnxruntime=onnxruntime.__version__, opencv=cv2.__version__)
-    if backend.name == "tensorrt":
-        import tensorrt
-
-        m.update(gpu=backend.gpu_name, compute_capability=backend.compute_capability, tensorrt=tensorrt.__version__)
-    return m
-
-
 def bench(args):
+    load = common.load_average()
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(args.video) if args.video else synthetic_clip(
             Path(tmp) / "clip.mp4", args.frames, tuple(int(v) for v in args.size.split("x")))
@@ -93,7 +81,7 @@ def bench(args):
             summary = run(video, be, sinks, batch=batch, threshold=args.threshold, warmup=False)
             after = inference_fps(be, x, total)
             infer = (before + after) / 2
-            return dict(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=machine(be),
+            return dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(args.threads),
                         model=str(args.model), backend=be.name, precision=be.manifest.precision,
                         input_size=list(be.manifest.input_size), batch=batch,
                         video=str(args.video or f"synthetic {args.size}, {args.frames} frames"),
@@ -101,22 +89,15 @@ def bench(args):
                         inference_fps=infer, inference_fps_before=before, inference_fps_after=after,
                         pipeline_fps=summary.fps, ratio=summary.fps / infer, goal=0.9,
                         stages_ms={k: list(v) for k, v in summary.stages.items()},
-                        end_to_end_ms=list(summary.end_to_end))
+                        end_to_end_ms=list(summary.end_to_end), load_average=load)
 
 
-def markdown(r, command):
-    m = r["machine"]
-    device = (f"{m['gpu']} (compute {m['compute_capability']}), TensorRT {m['tensorrt']}" if "gpu" in m
-              else f"{m['cpu']}, {m['cores']} cores, CPU only")
-    lines = [
-        "## benchmarks/pipeline.py: detrt run end to end vs pure inference",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {r['date']}  ",
-        f"Machine: {device}; ONNX Runtime {m['onnxruntime']}, OpenCV {m['opencv']}",
-        "",
-        f"Model `{r['model']}` ({r['backend']}, {r['precision']}, input {r['input_size'][0]}x{r['input_size'][1]}), "
-        f"video: {r['video']}, sinks: {', '.join(r['sinks']) or 'none'}.",
+def markdown(r, argv):
+    model = f"`{r['model']}` ({r['backend']}, {r['precision']}, input {r['input_size'][0]}x{r['input_size'][1]})"
+    lines = common.header("detrt run end to end vs pure inference", "pipeline.py", argv, r["device"], model,
+                          load=r["load_average"])
+    lines += [
+        f"Video: {r['video']}; sinks: {', '.join(r['sinks']) or 'none'}.  ",
         "",
         "| batch | inference FPS (before / after) | pipeline FPS | ratio | goal |",
         "|---|---|---|---|---|",
@@ -149,10 +130,10 @@ def main(argv=None):
     parser.add_argument("--no-markdown", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     result = bench(args)
-    command = " ".join([".venv/bin/python", "benchmarks/pipeline.py", *(argv if argv is not None else sys.argv[1:])])
-    section = markdown(result, command)
+    section = markdown(result, sys.argv[1:] if argv is None else argv)
     print(section)
     common.write_outputs("pipeline", result, section, out=args.out, markdown=not args.no_markdown)
+
 
 if __name__ == "__main__":
     main()
