@@ -167,14 +167,13 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
         dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         feed[vi.name] = np.asarray(rng.standard_normal(dims) * (1 if dtype.kind == "f" else 10)).astype(dtype)
     try:
-        if any(n.domain == "detrt" for n in m.graph.node):
-            from detrt.runtime.ort_ops import session_options
-
-            so = session_options()
-        else:
-            so = ort.SessionOptions()
+        so = ort.SessionOptions()
         so.log_severity_level = 3
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        if any(n.domain == "detrt" for n in m.graph.node):
+            from detrt.runtime.ort_ops import InferenceSession
+        else:
+            InferenceSession = ort.InferenceSession
+        sess = InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         wanted = [o.name for o in sess.get_outputs() if o.name in names]
         values = sess.run(wanted, feed)
     except Exception:  # noqa: BLE001 - not runnable here: the counts keep what inference found

@@ -138,15 +138,14 @@ def ort_artifact(model, manifest, precision, output, parent, log=print):
     with tempfile.TemporaryDirectory(prefix="detrt-ort-") as tmp, atomic_path(output) as dst:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
-        if plugin:
-            from detrt.runtime.ort_ops import session_options
-
-            so = session_options()
-        else:
-            so = ort.SessionOptions()
+        so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = str(dst)
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        if plugin:
+            from detrt.runtime.ort_ops import InferenceSession
+        else:
+            InferenceSession = ort.InferenceSession
+        InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
         digest = sha256_file(dst)
     out = _derived_manifest(manifest, onnx_sha256=digest, precision=precision, form="plugin" if plugin else "portable",
                             parent=str(parent))

@@ -1,7 +1,8 @@
 """ONNX Runtime on the CPU: portable FP32 and INT8 (QDQ) models, and the plugin form.
 
 The plugin form has `detrt::MSDeformAttn` / `detrt::DCGNeighbors` nodes; ONNX Runtime runs them
-through the CPU kernels registered by `detrt.runtime.ort_ops.session_options()`.
+through the CPU kernels, in a `detrt.runtime.ort_ops.InferenceSession` (errors inside those ops become
+Python exceptions from `infer`).
 
 Threads: `intra_op_num_threads` defaults to the usable cores (at most 8), one inter-op thread, and
 spinning off, because in a pipeline the decode, preprocess and sink threads share those cores and
@@ -14,14 +15,14 @@ from detrt.errors import InputError
 from detrt.runtime.backend import Backend, default_threads
 
 
-def _plugin_session_options(artifact):
+def _plugin_session_class(artifact):
     try:
-        from detrt.runtime.ort_ops import session_options
+        from detrt.runtime.ort_ops import InferenceSession
     except ImportError as e:
         raise InputError(f"{artifact}: a plugin-form graph (detrt:: nodes) needs the CPU kernels from "
                          f"detrt.runtime.ort_ops, which does not import ({e}); use the portable ONNX "
                          f"export instead, or reinstall with pip install 'detrt[cpu-plugins]'") from None
-    return session_options()
+    return InferenceSession
 
 
 class OrtBackend(Backend):
@@ -61,14 +62,15 @@ class OrtBackend(Backend):
             self._max_batch = min(self._max_batch, batch_dim)
 
     def _session(self, ort, plugin):
-        so = _plugin_session_options(self.artifact) if plugin else ort.SessionOptions()
+        so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
-        return ort.InferenceSession(str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"])
+        session = _plugin_session_class(self.artifact) if plugin else ort.InferenceSession
+        return session(str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"])
 
     def _run(self, images):
         names = list(self.manifest.outputs)

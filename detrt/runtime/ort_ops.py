@@ -1,7 +1,8 @@
 """The plugin-form ONNX ops on ONNX Runtime's CPU: `detrt::MSDeformAttn` and `detrt::DCGNeighbors`.
 
-    from detrt.runtime.ort_ops import session_options
-    session = onnxruntime.InferenceSession(path, session_options(), providers=["CPUExecutionProvider"])
+    from detrt.runtime.ort_ops import InferenceSession
+    session = InferenceSession(path)            # onnxruntime.InferenceSession with the detrt ops registered
+    outputs = session.run(None, feeds)          # an error inside a detrt op is raised here, as a Python exception
 
 The nodes (domain `detrt`, opset version 1; the TensorRT plugins carry the same names) run through
 onnxruntime-extensions' Python custom ops, which call the compiled CPU kernels (detrt.ops.cpu):
@@ -12,10 +13,19 @@ onnxruntime-extensions' Python custom ops, which call the compiled CPU kernels (
 One type signature per op (onnxruntime-extensions cannot register a second one for a name): float32
 tensors and int32 shapes, the plugin form's CPU dtypes. Torch-free. Importing this module raises
 ImportError when onnxruntime-extensions or the compiled kernels are missing.
-Models must use ir_version <= 13 for onnxruntime 1.31's checker (the tests use 10).
+
+No exception may leave a Python custom op: onnxruntime-extensions rethrows it as a C++ exception through
+ONNX Runtime, which calls std::terminate (every error on onnxruntime 1.32; on 1.31 too, when the kernel
+rejects an input or Ctrl-C lands inside the op). So every invocation is guarded: an exception, including
+KeyboardInterrupt, is kept and the op returns empty outputs; `InferenceSession.run` raises the kept
+exception once ONNX Runtime returns, and defers SIGINT/SIGTERM handlers while it runs so that no
+KeyboardInterrupt is raised in the dispatcher outside that guard. A plain onnxruntime.InferenceSession
+still does not abort, but sees the failure only as ONNX Runtime's error about the empty tensor downstream.
 """
 
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -42,11 +52,42 @@ def _import_extensions():
 _ortx = _import_extensions()
 PyCustomOpDef, get_library_path, onnx_op = _ortx.PyCustomOpDef, _ortx.get_library_path, _ortx.onnx_op
 
+import onnxruntime as ort  # noqa: E402 - after the extensions, which import it themselves
+
 DOMAIN = "detrt"
 MSDA_OP = "MSDeformAttn"
 DCG_OP = "DCGNeighbors"
 
-__all__ = ["DOMAIN", "MSDA_OP", "DCG_OP", "session_options", "library_path"]
+__all__ = ["DOMAIN", "MSDA_OP", "DCG_OP", "InferenceSession", "library_path"]
+
+# The first exception raised inside a custom op during the current run of this thread. ONNX Runtime runs
+# custom ops in the thread that called run() when execution is sequential, which InferenceSession enforces.
+_failure = threading.local()
+
+
+def _guard_invocations():
+    """Wrap onnxruntime-extensions' dispatcher (the one Python function its C++ side calls for every Python
+    custom op) so that nothing raised in it, or in an op, reaches C++."""
+    dispatch = _ortx._ocos._on_pyop_invocation
+    opdefs = _ortx._ocos.Opdef._odlist
+
+    def guarded(k_id, feed, attributes):
+        try:
+            return dispatch(k_id, feed, attributes)
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt too: it must not cross into C++
+            if getattr(_failure, "error", None) is None:  # the first error explains the rest
+                _failure.error = e
+        outputs = len(opdefs[k_id]._nativedef.output_types)
+        return (k_id,) + ((0,), []) * outputs  # empty tensors; run() raises the kept error
+
+    PyCustomOpDef.install_hooker(guarded)
+
+
+_guard_invocations()
+
+
+def _op_error(op, e):
+    return ValueError(f"{DOMAIN}::{op}: {e}") if isinstance(e, ValueError) else e
 
 
 @onnx_op(
@@ -62,7 +103,10 @@ __all__ = ["DOMAIN", "MSDA_OP", "DCG_OP", "session_options", "library_path"]
 )
 def _ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
     arrays = (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    return cpu.ms_deform_attn(*(np.ascontiguousarray(a) for a in arrays))
+    try:
+        return cpu.ms_deform_attn(*(np.ascontiguousarray(a) for a in arrays))
+    except ValueError as e:  # the binding validates every shape and value before its kernel runs
+        raise _op_error(MSDA_OP, e) from None
 
 
 @onnx_op(
@@ -72,10 +116,13 @@ def _ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations
     attrs={"k": PyCustomOpDef.dt_int64, "iou_threshold": PyCustomOpDef.dt_float, "low_score": PyCustomOpDef.dt_float},
 )
 def _dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
-    indices, valid = cpu.dcg_neighbors(
-        np.ascontiguousarray(boxes), np.ascontiguousarray(scores), int(k), iou_threshold, low_score,
-        index_dtype=np.int32,
-    )
+    try:
+        indices, valid = cpu.dcg_neighbors(
+            np.ascontiguousarray(boxes), np.ascontiguousarray(scores), int(k), iou_threshold, low_score,
+            index_dtype=np.int32,
+        )
+    except ValueError as e:
+        raise _op_error(DCG_OP, e) from None
     return indices, valid.astype(np.int32)  # the op's mask is int32 0/1, as the TensorRT plugin's
 
 
@@ -84,10 +131,58 @@ def library_path():
     return get_library_path()
 
 
-def session_options():
-    """onnxruntime.SessionOptions with the detrt custom ops registered."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
+def _with_detrt_ops(options=None):
+    """`options` (or new SessionOptions) with the detrt custom ops registered, and sequential execution,
+    which keeps custom ops in the thread that called run()."""
+    so = options if options is not None else ort.SessionOptions()
     so.register_custom_ops_library(get_library_path())
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return so
+
+
+class _DeferredSignals:
+    """While ONNX Runtime runs in the main thread, SIGINT/SIGTERM handlers written in Python are only
+    recorded; they run (KeyboardInterrupt included) once run() is back in Python, outside every op."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.saved, self.pending = {}, []
+        if threading.current_thread() is not threading.main_thread():
+            return self  # Python runs signal handlers in the main thread only
+        for sig in self.SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):  # SIG_DFL / SIG_IGN never raise into Python
+                self.saved[sig] = handler
+                signal.signal(sig, lambda s, frame: self.pending.append((s, frame)))
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        for sig, frame in self.pending:
+            self.saved[sig](sig, frame)
+
+
+class InferenceSession(ort.InferenceSession):
+    """onnxruntime.InferenceSession for plugin-form graphs: the detrt ops registered (into `sess_options` when
+    given), and run() raising what a detrt op raised (ValueError for a rejected input, KeyboardInterrupt)."""
+
+    def __init__(self, path_or_bytes, sess_options=None, providers=("CPUExecutionProvider",), **kwargs):
+        super().__init__(path_or_bytes, _with_detrt_ops(sess_options), providers=list(providers), **kwargs)
+
+    def run(self, output_names, input_feed, run_options=None):
+        _failure.error = None
+        try:
+            with _DeferredSignals():
+                try:
+                    outputs = super().run(output_names, input_feed, run_options)
+                except Exception as e:  # ONNX Runtime's own error, or one caused by an op's empty outputs
+                    if _failure.error is None:
+                        raise
+                    raise _failure.error from e
+            if _failure.error is not None:
+                raise _failure.error
+            return outputs
+        finally:
+            _failure.error = None

@@ -5,7 +5,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from detrt.bench.roofline import count_graph, measure_peak, roofline, roofline_line
+from detrt.bench.roofline import (count_graph, infer_shapes, measure_peak, roofline, roofline_line,
+                                  shapes_from_onnxruntime)
 
 
 def _init(name, shape):
@@ -65,19 +66,25 @@ def test_msda_and_gridsample_flops():
         helper.make_node("GridSample", ["feat", "grid"], ["gs"], mode="bilinear"),
         helper.make_node("GridSample", ["feat", "grid"], ["gs_nearest"], mode="nearest"),
     ]
+    levels_hw = numpy_helper.from_array(np.array([[2, 3], [2, 2]], np.int32), "shapes")  # 6 + 4 = s positions
+    starts = numpy_helper.from_array(np.array([0, 6], np.int32), "starts")
     g = helper.make_graph(
         nodes, "ops",
-        [vi("value", TensorProto.FLOAT, ["B", s, m, d]), vi("shapes", TensorProto.INT32, [levels, 2]),
-         vi("starts", TensorProto.INT32, [levels]), vi("loc", TensorProto.FLOAT, ["B", lq, m, levels, points, 2]),
+        [vi("value", TensorProto.FLOAT, ["B", s, m, d]), vi("loc", TensorProto.FLOAT, ["B", lq, m, levels, points, 2]),
          vi("attn", TensorProto.FLOAT, ["B", lq, m, levels, points]), vi("feat", TensorProto.FLOAT, ["B", 3, 6, 6]),
          vi("grid", TensorProto.FLOAT, ["B", 4, 5, 2])],
-        [vi("o", TensorProto.FLOAT, ["B", lq, m * d]), vi("gs", TensorProto.FLOAT, None),
-         vi("gs_nearest", TensorProto.FLOAT, None)])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("detrt", 1)])
+        [vi("o", TensorProto.FLOAT, None), vi("gs", TensorProto.FLOAT, None),
+         vi("gs_nearest", TensorProto.FLOAT, None)], initializer=[levels_hw, starts])
+    # ir_version 10: one that every supported ONNX Runtime accepts, so the graph really runs below
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("detrt", 1)],
+                              ir_version=10)
     for batch in (1, 2):
         cost = count_graph(model, batch)
         assert cost.by_op["MSDeformAttn"]["flops"] == 10 * batch * lq * m * levels * points * d
         assert cost.by_op["GridSample"]["flops"] == (8 + 2) * batch * 3 * 4 * 5
+    _, types, _ = infer_shapes(model, batch=3)  # fixes the batch in the graph, as count_graph does
+    # shapes_from_onnxruntime runs the graph, detrt::MSDeformAttn through the CPU kernel ({} if it cannot run)
+    assert shapes_from_onnxruntime(model, ["o", "gs"], types, batch=3) == {"o": [3, lq, m * d], "gs": [3, 3, 4, 5]}
 
 
 def test_roofline_bound_and_fraction():

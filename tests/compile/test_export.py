@@ -16,16 +16,14 @@ from detrt.manifest import load_manifest, sha256_file
 LOGITS_TOL, BOXES_TOL = 1e-4, 1e-5
 
 
-def plugin_options():
+def session(model, form):
+    if form == "portable":
+        return ort.InferenceSession(model.SerializeToString())
     try:
-        from detrt.runtime.ort_ops import session_options
+        from detrt.runtime.ort_ops import InferenceSession
     except ImportError as e:
         pytest.skip(f"plugin form needs detrt.runtime.ort_ops: {e}")
-    return session_options()
-
-
-def session(model, form):
-    return ort.InferenceSession(model.SerializeToString(), plugin_options() if form == "plugin" else None)
+    return InferenceSession(model.SerializeToString())
 
 
 @pytest.fixture(scope="module")
