@@ -8,8 +8,8 @@ portable FP32 model on ONNX Runtime's CPU on the same synthetic crowd frames, an
 max |diff| of raw logits / boxes and the fraction of top-100 detections whose box matches the CPU's
 (IoU > 0.9). Bounds: fp32 logits <= 1e-3, boxes <= 1e-4; fp16 and int8 are reported, not gated, since a
 random model's discrete query selection flips under rounding (see tests/compile/test_precision.py).
-Where TensorRT, cuda-python or a GPU is absent it prints why and exits 0. Not run on the development
-machines (no GPU): written against detrt.compile.trt_build and detrt.runtime's TensorRT backend.
+Engines are built by detrt.compile.trt_build and run by detrt.runtime's TensorRT backend. Where
+TensorRT, cuda-python or a GPU is absent it prints why and exits 0.
 """
 
 import argparse

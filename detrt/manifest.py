@@ -1,4 +1,4 @@
-"""The manifest: the JSON beside every exported model or engine (SPEC.md section 5).
+"""The manifest: the JSON beside every exported model or engine (docs/artifacts.md).
 
 `model.onnx` has `model.onnx.json`, `model.engine` has `model.engine.json`. Compile writes it with
 `save_manifest`; the runtime reads it with `load_manifest` and refuses an artifact that does not match

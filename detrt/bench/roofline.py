@@ -325,10 +325,7 @@ def measure_peak(seconds=2.0, n=2048, copy_mb=128, threads=None):
 
 
 def measure_gpu_peak(seconds=2.0, n=8192, copy_mb=1024):
-    """The GPU's measured peak through torch (FP32 and FP16 matmul, device copy), or None without CUDA.
-
-    Unverified here (no GPU on the development machines).
-    """
+    """The GPU's measured peak through torch (FP32 and FP16 matmul, device copy), or None without CUDA."""
     try:
         import torch
     except ImportError:

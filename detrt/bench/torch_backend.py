@@ -10,7 +10,7 @@ The checkpoint is loaded by `detrt.models.checkpoint.model_from_checkpoint` (saf
 Needs the [train] extra (torch); detrt/runtime never imports this module.
 
 Threads: `torch.set_num_threads(threads)` is process-wide; the benchmark sets it once for the run.
-Device: "cpu", or "cuda" where torch sees a GPU (unverified here: no GPU on the development machines).
+Device: "cpu", or "cuda" where torch sees a GPU.
 """
 
 from pathlib import Path

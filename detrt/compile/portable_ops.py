@@ -3,7 +3,7 @@
 The portable form of an exported model keeps each op as one node in the domain `detrt.portable` whose
 definition (a FunctionProto carried in the model) is the reference semantics in standard ops:
 
-- `MSDeformAttn`: F.grid_sample form of SPEC.md section 1 (one GridSample per level, zero padding,
+- `MSDeformAttn`: F.grid_sample form of docs/ops.md's definition (one GridSample per level, zero padding,
   align_corners=0), exactly the arithmetic of `detrt.ops.msda.ms_deform_attn_reference`.
 - `DCGNeighbors`: the dense O(N^2) IoU + TopK of `detrt.ops.dcg.dcg_neighbors_reference`, with the
   same float operations in the same order, so neighbour sets agree bit for bit.

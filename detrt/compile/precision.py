@@ -3,7 +3,7 @@
     fp16 = to_fp16(model)                     # FP32 islands: LayerNorm, Softmax, sampling math, heads
     int8 = to_int8(model, calibration_batches(frames, manifest))
 
-TensorRT 11 removed weak typing, the FP16/INT8 builder flags and IInt8Calibrator (DESIGN.md), so the
+TensorRT 11 removed weak typing, the FP16/INT8 builder flags and IInt8Calibrator, so the
 ONNX graph carries the types and `detrt build` builds it strongly typed on 10.x and 11.x alike.
 
 FP16: every float node runs in half except the FP32 islands, with Casts at the borders:

@@ -6,18 +6,8 @@
 Precision lives in the graph (precision.py) and the network is built strongly typed, on TensorRT 10.x
 and 11.x alike: 11.x removed weak typing, the FP16/INT8 builder flags and IInt8Calibrator.
 
-The TensorRT part cannot run on the development machines (no GPU, no TensorRT). It is kept thin and
-every TensorRT name in it was checked against NVIDIA's Python bindings at release/10.3 (JetPack 6)
-and main = 11.1 (python/src/infer/pyCore.cpp, python/src/parsers/pyOnnx.cpp, python/src/infer/pyPlugin.cpp):
-Logger, Builder, Builder.create_network, NetworkDefinitionCreationFlag.STRONGLY_TYPED (11.x: deprecated,
-always on), OnnxParser, parse_from_file, num_errors, get_error, ParserError.desc/node_name/node_operator,
-create_builder_config, set_memory_pool_limit, MemoryPoolType.WORKSPACE, create_optimization_profile,
-IOptimizationProfile.set_shape, add_optimization_profile, create_timing_cache, set_timing_cache,
-get_timing_cache, ITimingCache.serialize, IBuilderConfig.progress_monitor, IProgressMonitor
-(phase_start / step_complete / phase_finish), default_device_type, DeviceType.DLA, DLA_core,
-BuilderFlag.GPU_FALLBACK, Builder.num_DLA_cores, build_serialized_network, get_plugin_registry,
-IPluginRegistry.all_creators, init_libnvinfer_plugins. No name differs between the two, so there is
-no version branch.
+The TensorRT part is kept thin, with one code path for 10.x and 11.x: every TensorRT name it uses is
+the same in both (STRONGLY_TYPED is deprecated in 11.x, where it is always on).
 """
 
 import hashlib

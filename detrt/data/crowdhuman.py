@@ -1,4 +1,4 @@
-"""CrowdHuman `.odgt` files: ground truth and detections, read and written exactly as SPEC.md section 4.
+"""CrowdHuman `.odgt` files: ground truth and detections, read and written as docs/evaluation.md describes.
 
 An `.odgt` file holds one JSON object per line. Ground truth:
     {"ID": "273271,c9db000d5146c15", "width": 640, "height": 480,       (size optional)

@@ -1,4 +1,4 @@
-"""CrowdHuman metrics: AP, MR-2 and JI as SPEC.md section 4, equal to CrowdDet's scripts to 1e-6.
+"""CrowdHuman metrics: AP, MR-2 and JI as docs/evaluation.md defines them, equal to CrowdDet's scripts to 1e-6.
 
 Reference: CrowdDet `lib/evaluate/compute_APMR.py` (APMRToolkits) and `compute_JI.py` (JIToolkits),
 checked on random cases (see tests/eval/test_crowdhuman_metrics.py). Details taken from it:

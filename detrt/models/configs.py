@@ -18,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class DetrConfig:
-    """One DH-DETR / Deformable DETR configuration. Paper values are the defaults (SPEC.md section 2)."""
+    """One DH-DETR / Deformable DETR configuration. Paper values are the defaults (docs/models.md)."""
 
     name: str
     description: str = ""

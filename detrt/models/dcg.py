@@ -1,4 +1,4 @@
-"""The De-Homo Coding Generator (DCG) of DH-DETR (SPEC.md section 2), replacing decoder self-attention.
+"""The De-Homo Coding Generator (DCG) of DH-DETR (docs/models.md), replacing decoder self-attention.
 
 Each query gets a learned identity code d = LN(W2 ReLU(W1 q)). From its neighbours j (queries that score
 higher, score > low_score, IoU >= iou_threshold; the k of largest IoU, chosen by `dcg_neighbors`), it

@@ -1,6 +1,6 @@
 """Multi-scale deformable attention (Deformable DETR) and the sine position encodings around it.
 
-The sampling itself is `detrt.ops.ms_deform_attn` (semantics: SPEC.md section 1); this module owns the
+The sampling itself is `detrt.ops.ms_deform_attn` (semantics: docs/ops.md); this module owns the
 projections that produce its inputs and Deformable DETR's initialization.
 """
 

@@ -1,4 +1,4 @@
-"""DH-DETR (SPEC.md section 2): two-stage Deformable DETR with iterative box refinement, a decoder without
+"""DH-DETR (docs/models.md): two-stage Deformable DETR with iterative box refinement, a decoder without
 query self-attention, and DCG layers at the end. With no DCG layers and "self_attn" decoder layers it is
 (two-stage) Deformable DETR, the ablation; with two_stage=False it is the single-stage baseline.
 """

@@ -1,5 +1,5 @@
 """DH-DETR's set criterion: focal classification, L1 and GIoU box losses on every decoder layer and on the
-encoder proposals (SPEC.md section 2).
+encoder proposals (docs/models.md).
 
 - Matching: `HungarianMatcher`, per output; the encoder proposals are matched class-agnostically.
 - Ignore regions: a prediction whose box lies >= `ignore_ioa` inside an ignore region (IoA = intersection

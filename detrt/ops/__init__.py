@@ -1,4 +1,4 @@
-"""The two special ops of detrt, one home each (semantics: SPEC.md sections 1 and 2).
+"""The two special ops of detrt, one home each (semantics: docs/ops.md).
 
     from detrt.ops import ms_deform_attn, dcg_neighbors   # torch tensors in and out
 

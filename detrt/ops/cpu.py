@@ -7,7 +7,7 @@
 
 Arrays are passed without copies: the large ones must be C-contiguous and native-endian; float tensors
 float32 (or all float16 for MSDA, accumulated in float32); shape tensors int32 or int64. Any bad rank,
-dtype, shape or layout raises ValueError naming the argument (semantics: SPEC.md sections 1 and 2).
+dtype, shape or layout raises ValueError naming the argument (semantics: docs/ops.md).
 """
 
 import numpy as np

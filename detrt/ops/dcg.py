@@ -1,4 +1,4 @@
-"""DCG neighbour selection, `dcg_neighbors` (SPEC.md section 2): reference implementation.
+"""DCG neighbour selection, `dcg_neighbors` (docs/ops.md): reference implementation.
 
 j is a neighbour of i iff s_i < s_j (strict), s_j > low_score and IoU(i, j) >= iou_threshold; the k
 neighbours of largest IoU are kept. Padding slots have valid = False and index = i. The set of valid

@@ -1,6 +1,6 @@
 """Multi-scale deformable attention (MSDA): reference implementation.
 
-Semantics (SPEC.md section 1): for each (n, q, m), the sum over levels l and points p of
+Semantics (docs/ops.md): for each (n, q, m), the sum over levels l and points p of
 attention_weights[n, q, m, l, p] times the bilinear sample of value level l, head m, at pixel
 (x * W_l - 0.5, y * H_l - 0.5), zero outside the map. This is F.grid_sample with
 align_corners=False and padding_mode="zeros", as in Deformable DETR's pure-PyTorch reference.

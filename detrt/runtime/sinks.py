@@ -130,7 +130,7 @@ class JsonlSink(_LineSink):
 
 
 class OdgtSink(_LineSink):
-    """CrowdHuman detections (SPEC.md section 4), one line per frame, for `detrt eval`.
+    """CrowdHuman detections (docs/evaluation.md), one line per frame, for `detrt eval`.
 
     Lines come from detrt.data.crowdhuman.dt_to_json: `{"ID", "width", "height", "dtboxes": [{"box":
     [x, y, w, h], "score", "tag": 1}]}`. ID: the image's stem for image sources, else `id_format` of

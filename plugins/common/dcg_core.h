@@ -1,4 +1,4 @@
-// detrt plugins/common/dcg_core.h: DCG neighbour selection arithmetic (SPEC.md section 2, `dcg_neighbors`),
+// detrt plugins/common/dcg_core.h: DCG neighbour selection arithmetic (docs/ops.md, `dcg_neighbors`),
 // shared verbatim by the CPU kernel (plugins/cpu) and the CUDA kernel (plugins/cuda).
 //
 // j is a neighbour of i iff s_i < s_j (strict), s_j > low_score and IoU(i, j) >= iou_threshold; the k

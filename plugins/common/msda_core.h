@@ -1,4 +1,4 @@
-// detrt plugins/common/msda_core.h: multi-scale deformable attention arithmetic (SPEC.md section 1),
+// detrt plugins/common/msda_core.h: multi-scale deformable attention arithmetic (docs/ops.md),
 // shared verbatim by the CPU kernel (plugins/cpu) and the CUDA kernel (plugins/cuda).
 //
 // Layouts (row-major, contiguous):

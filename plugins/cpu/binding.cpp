@@ -187,9 +187,9 @@ PYBIND11_MODULE(_cpu, m) {
   py::register_exception<Error>(m, "Error", PyExc_ValueError);
   m.def("ms_deform_attn", &ms_deform_attn, py::arg("value"), py::arg("spatial_shapes"), py::arg("level_start_index"),
         py::arg("sampling_locations"), py::arg("attention_weights"), py::arg("num_threads") = 0,
-        "Multi-scale deformable attention (SPEC.md section 1) -> [N, Lq, M*D] in value's dtype.");
+        "Multi-scale deformable attention (docs/ops.md) -> [N, Lq, M*D] in value's dtype.");
   m.def("dcg_neighbors", &dcg_neighbors, py::arg("boxes"), py::arg("scores"), py::arg("k"), py::arg("iou_threshold"),
         py::arg("low_score"), py::arg("num_threads") = 0, py::arg("index_dtype") = "int64",
-        "DCG neighbours (SPEC.md section 2) -> (indices [B, N, k], valid [B, N, k] bool).");
+        "DCG neighbours (docs/ops.md) -> (indices [B, N, k], valid [B, N, k] bool).");
   m.def("info", &info, "Build facts: OpenMP, its default thread count, the MSDA kernel variant in use.");
 }

@@ -1,5 +1,5 @@
 // detrt plugins/cpu/dcg_cpu.h: exact sub-quadratic DCG neighbour selection on the CPU (semantics:
-// plugins/common/dcg_core.h, SPEC.md section 2).
+// plugins/common/dcg_core.h, docs/ops.md).
 #ifndef DETRT_CPU_DCG_CPU_H
 #define DETRT_CPU_DCG_CPU_H
 

@@ -1,4 +1,4 @@
-// detrt plugins/cuda/dcgNeighbors.h: CUDA DCG neighbour selection launcher (`dcg_neighbors`, SPEC.md section 2).
+// detrt plugins/cuda/dcgNeighbors.h: CUDA DCG neighbour selection launcher (`dcg_neighbors`, docs/ops.md).
 //
 // Raw device pointers, sizes and a stream; no TensorRT type.
 //   boxes [B, N, 4] cxcywh, scores [B, N] (float32 or float16, one dtype)

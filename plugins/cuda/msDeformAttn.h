@@ -1,4 +1,4 @@
-// detrt plugins/cuda/msDeformAttn.h: CUDA multi-scale deformable attention launcher (SPEC.md section 1).
+// detrt plugins/cuda/msDeformAttn.h: CUDA multi-scale deformable attention launcher (docs/ops.md).
 //
 // Raw device pointers, sizes and a stream; no TensorRT type. Layouts are those of plugins/common/msda_core.h:
 //   value [N, S, M, D], spatialShapes [L, 2] (H, W) int32, levelStartIndex [L] int32,

@@ -1,4 +1,4 @@
-"""Parameter counts against the official code (SPEC.md section 2), part by part. Instantiation only."""
+"""Parameter counts against the official code (docs/models.md), part by part. Instantiation only."""
 
 import pytest
 
@@ -6,7 +6,7 @@ from detrt.models import build_model
 
 
 def breakdown(model):
-    """Trainable parameters per part, with the same split as SPEC.md."""
+    """Trainable parameters per part, with the same split as docs/models.md."""
     parts = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -47,7 +47,7 @@ def test_dhdetr_r50_matches_official_count_exactly():
 
 
 def test_dropping_the_last_dcg_layer():
-    # SPEC's "6-3(2)" 33,752,588 is the trained model less one DCG decoder layer (824,192); it keeps that
+    # "6-3(2)" 33,752,588 (docs/models.md) is the trained model less one DCG decoder layer (824,192); it keeps that
     # layer's class head (257), which a model built with 2 decoder layers does not have.
     assert total(build_model("dhdetr_r50_crowdhuman", dec_layers=2, dcg_layers=1)) == 33_752_588 - 257
 
@@ -59,7 +59,7 @@ def test_query_count_does_not_change_two_stage_count():
 def test_deformable_detr_baselines():
     # README's 37.7M: single-stage, 1000 learned queries, 6-6 with decoder self-attention, FFN 512
     assert total(build_model("deformable_detr_r50_crowdhuman")) == 37_695_522
-    # two-stage 6-6 without self-attention and without DCG (SPEC.md)
+    # two-stage 6-6 without self-attention and without DCG (docs/models.md)
     assert total(build_model("dhdetr_r50_crowdhuman", dec_layers=6, dcg_layers=0)) == 36_063_267
 
 

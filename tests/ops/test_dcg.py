@@ -64,7 +64,7 @@ def assert_same_neighbours(boxes, scores, got, want, k, t, low):
 
 
 def brute_force(boxes, scores, k, t, low):
-    """SPEC.md section 2 as a loop over pairs (sets of neighbours, IoU in float32 like the reference)."""
+    """docs/ops.md's definition as a loop over pairs (sets of neighbours, IoU in float32 like the reference)."""
     iou = pairwise_iou(box_cxcywh_to_xyxy(torch.from_numpy(boxes))).numpy()
     out = []
     for b in range(boxes.shape[0]):

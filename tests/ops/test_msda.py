@@ -40,7 +40,7 @@ def reference_np(value, shapes, starts, loc, attn):
 
 
 def loop_msda(value, shapes, starts, loc, attn):
-    """SPEC.md section 1 written out per output element, in float64 (slow; tiny inputs only)."""
+    """docs/ops.md's definition written out per output element, in float64 (slow; tiny inputs only)."""
     n_, s_, m_, d_ = value.shape
     _, lq, _, num_levels, num_points, _ = loc.shape
     out = np.zeros((n_, lq, m_ * d_))

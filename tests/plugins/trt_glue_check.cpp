@@ -219,7 +219,7 @@ void checkDcgRejects(Finder& finder)
         }
         delete plugin;
     }
-    // Omitted attributes take SPEC.md's defaults (the ONNX parser skips attributes a node does not carry).
+    // Omitted attributes take the op's defaults (docs/ops.md): the ONNX parser skips attributes a node lacks.
     IPluginV3* plugin = create(creator, {});
     EXPECT(plugin != nullptr);
     if (plugin != nullptr)

@@ -9,7 +9,7 @@
 
 namespace detrt::trt {
 
-//! The attributes, with SPEC.md's defaults (used where an ONNX node omits one).
+//! The attributes, with the op's defaults from docs/ops.md (used where an ONNX node omits one).
 struct DcgNeighborsParams
 {
     int32_t k{10};
