@@ -277,14 +277,12 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         src = open_source(source, live=live)
         opened.append(src)
         for s in sinks:
-            sink_objs.append(s if isinstance(s, Sink) else open_sink(s, fps=src.fps, threshold=None))
+            sink_objs.append(s if isinstance(s, Sink) else open_sink(s, threshold=None))
         pipe = Pipeline(src, be, sink_objs, threshold=threshold, batch=batch, topk=topk, progress=progress,
                         on_frame=on_frame)
         if warmup:
             be.warmup(iterations=1, batch=pipe.batch)
         for s in sink_objs:
-            if getattr(s, "fps", 0) is None:  # a video sink made before the source: use the source's rate
-                s.fps = src.fps
             s.open()
     except BaseException:
         for s in [*sink_objs, *(s for s in sinks if isinstance(s, Sink) and s not in sink_objs)]:

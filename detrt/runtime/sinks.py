@@ -171,7 +171,8 @@ def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
 
 
 class VideoSink(Sink):
-    """Annotated video. Opened at the first frame (its size); frames of another size are resized."""
+    """Annotated video. Opened at the first frame: its size, and its source's frame rate unless `fps` is given
+    (30 when neither says); frames of another size are resized."""
 
     def __init__(self, path, fps=None, threshold=None):
         self.path = Path(path)
@@ -185,13 +186,13 @@ class VideoSink(Sink):
         self._size = None
         self.frames = 0
 
-    def _open(self, w, h):
+    def _open(self, w, h, fps):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 30.0), (w, h))
+        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or fps or 30.0), (w, h))
         if not writer.isOpened():
             raise SinkError(f"{self.path}: OpenCV cannot open a video writer here")
         self._writer, self._size = writer, (w, h)
@@ -199,7 +200,7 @@ class VideoSink(Sink):
     def write(self, frame, detections, fps=None):
         image = frame.image
         if self._writer is None:
-            self._open(image.shape[1], image.shape[0])
+            self._open(image.shape[1], image.shape[0], frame.fps)
         if (image.shape[1], image.shape[0]) != self._size:
             sx, sy = self._size[0] / image.shape[1], self._size[1] / image.shape[0]
             image = cv2.resize(image, self._size)

@@ -87,6 +87,15 @@ def test_video(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "out.mp4"]
 
 
+def test_video_rate_is_the_sources_unless_told(tmp_path):
+    for told, source_fps, want in ((None, 15.0, 15), (10, 15.0, 10), (None, None, 30)):
+        path = tmp_path / f"{told}-{source_fps}.mp4"
+        with open_sink(path, fps=told) as s:
+            for i in range(3):
+                s.write(Frame(i, np.full((90, 160, 3), 100, np.uint8), 0.0, fps=source_fps), _dets())
+        assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) == want
+
+
 def test_drawing_changes_pixels_where_boxes_are():
     img = np.full((90, 160, 3), 100, np.uint8)
     out = draw_detections(img, _dets(), fps=9.0)
