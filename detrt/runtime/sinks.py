@@ -151,6 +151,17 @@ class OdgtSink(_LineSink):
                                          detections.scores.astype("float64"), w, h))
 
 
+def _draw_label(image, text, x0, y0, x1, y1, color):
+    """`text` in black on a filled `color` rectangle in the box's top-left corner (inside the box, clipped to the
+    image), legible on any background; skipped when the box has no room for it."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    if x1 - x0 < tw + 4 or y1 - y0 < th + base + 4:
+        return
+    cv2.rectangle(image, (x0, y0), (x0 + tw + 3, y0 + th + base + 3), color, -1)
+    cv2.putText(image, text, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+
+
 def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
     """Boxes, scores, and a banner with the person count and FPS, drawn on a copy of `image`."""
     out = image.copy()
@@ -159,9 +170,7 @@ def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
     for (x0, y0, x1, y1), score in zip(detections.boxes.tolist(), detections.scores.tolist()):
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
         cv2.rectangle(out, p0, p1, color, thick, cv2.LINE_AA)
-        if x1 - x0 >= 28:
-            cv2.putText(out, f"{score:.2f}", (p0[0] + 2, max(p0[1] + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4, color, 1, cv2.LINE_AA)
+        _draw_label(out, f"{score:.2f}", *p0, *p1, color)
     banner = f"{len(detections)} people" + (f" | {fps:.1f} FPS" if fps else "")
     scale = max(0.5, min(h, w) / 720)
     (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)

@@ -103,6 +103,19 @@ def test_drawing_changes_pixels_where_boxes_are():
     assert (out[20:81, 10] != 100).any() and (out[60, 100] == 100).all()
 
 
+def test_score_label_has_a_filled_background():
+    img = np.full((90, 160, 3), 100, np.uint8)
+    dets = Detections(np.array([[20, 35, 120, 88], [130, 40, 140, 50]], np.float32), np.array([0.87, 0.5], np.float32),
+                      np.array([0, 0]), ("person",))
+    out = draw_detections(img, dets, fps=9.0)
+    label = out[37:50, 22:44]  # inside the big box's top-left corner, where its score is written
+    green = (label == (0, 255, 0)).all(axis=2)
+    black = (label < 60).all(axis=2)
+    assert green.mean() > 0.5 and black.mean() > 0.1  # filled, with dark text on it
+    assert not (label == 100).all(axis=2).any()  # no frame pixel shows through
+    assert (out[43:48, 133:138] == 100).all()  # a 10-pixel box has no room for a label: its inside is untouched
+
+
 def test_open_sink_dispatch(tmp_path):
     assert isinstance(open_sink(tmp_path / "a.jsonl"), JsonlSink)
     assert isinstance(open_sink(f"file://{tmp_path}/a.odgt"), OdgtSink)
