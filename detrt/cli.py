@@ -181,8 +181,10 @@ def _bench_flags(p):
                         "baseline: torch:DIR, a checkpoint directory, or a .safetensors file")
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated, e.g. 1,4,8 (1)")
     p.add_argument("--warmUp", "--warmup", dest="warmup", default="2s",
-                   help="warm-up time per artifact and batch, e.g. 2s, 500ms (2s; a bare number is seconds)")
-    p.add_argument("--duration", default="10s", help="measured time per artifact and batch (10s)")
+                   help="warm-up time per artifact and batch, e.g. 2s, 500ms; a bare number is milliseconds, "
+                        "as in trtexec")
+    p.add_argument("--duration", default="10s",
+                   help="measured time per artifact and batch, e.g. 10s, 1m; a bare number is seconds, as in trtexec")
     p.add_argument("--frames", help="video file, image folder or glob to feed (default: a synthetic crowd video)")
     p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and PyTorch (default: usable cores, "
                                               "at most 8)")
@@ -210,7 +212,7 @@ def bench(args):
     from detrt.bench.session import run_bench
 
     batches = measure.parse_batches(args.batch)
-    warmup = measure.parse_duration(args.warmup, "--warmUp")
+    warmup = measure.parse_duration(args.warmup, "--warmUp", bare="ms")
     duration = measure.parse_duration(args.duration, "--duration")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
