@@ -91,7 +91,7 @@ def main(argv=None):
     frames = args.frames or str(video)
     arts = common.artifacts(ckpt, video, max_batch=args.max_batch)
     batches = sorted({1, args.max_batch})
-    warmup, duration = parse_duration(args.warmup, "--warmup"), parse_duration(args.duration)
+    warmup, duration = parse_duration(args.warmup, "--warmup", bare="ms"), parse_duration(args.duration)
     roles = {k: arts[k] for k in ("eager", "fp32", "int8", "plugin")}
     common.log(f"model.py: {what}; CPU run over {', '.join(ROLES[k] for k in roles)}")
     cpu = run_bench(list(roles.values()), batches, warmup, duration, frames=frames, threads=args.threads,

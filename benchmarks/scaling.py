@@ -94,7 +94,7 @@ def main(argv=None):
                           for form in ("portable", "plugin")],
               "input size": [({"input_size": hw, "num_queries": 100}, "portable", f"{hw[0]}x{hw[1]}")
                              for hw in sizes]}
-    warmup, duration = parse_duration(args.warmup, "--warmup"), parse_duration(args.duration)
+    warmup, duration = parse_duration(args.warmup, "--warmup", bare="ms"), parse_duration(args.duration)
     results = {}
     for sweep, points in sweeps.items():
         paths = [point(overrides, form) for overrides, form, _ in points]

@@ -33,11 +33,11 @@ def _run_flags(p):
     p.add_argument("--jsonl", help="detections per frame, one JSON line each, flushed every frame")
     p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
-                   help="default: chosen from the artifact and this machine (detrt doctor explains)")
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window (0.5)")
+                   help="auto: chosen from the artifact and this machine (detrt doctor explains)")
+    p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window")
     p.add_argument("--batch", type=int, help="frames per inference for files (default: the artifact's max batch)")
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: usable cores, at most 8)")
-    p.add_argument("--plugins", help="TensorRT plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
     p.add_argument("--useCudaGraph", action="store_true", help="TensorRT: replay a captured CUDA graph per batch size")
     p.add_argument("--show", action="store_true", help="also show a window (needs opencv-python, not -headless)")
     p.add_argument("--summary", metavar="JSON", help="also write the end-of-run summary as JSON")
@@ -96,17 +96,17 @@ def run(args):
 
 def _synth_flags(p):
     p.add_argument("out", metavar="OUT", help="output directory (must be absent or empty, see --overwrite)")
-    p.add_argument("--num", type=int, default=1000, help="images to render (1000; 0: none)")
-    p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames (0: none)")
-    p.add_argument("--fps", type=float, default=15.0, help="video frame rate (15)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (0)")
-    p.add_argument("--size", default="512x320", help="image size WxH (512x320)")
-    p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38: 23 on average, "
+    p.add_argument("--num", type=int, default=1000, help="images to render; 0: none")
+    p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames; 0: none")
+    p.add_argument("--fps", type=float, default=15.0, help="video frame rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
+    p.add_argument("--size", default="512x320", help="image size WxH")
+    p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38 gives 23 on average, "
                                                      "like CrowdHuman); in video, the mean is kept on screen")
     p.add_argument("--overlap", type=float, default=0.4,
-                   help="probability that a person joins a group, standing beside another, in [0, 1] (0.4: "
+                   help="probability that a person joins a group, standing beside another, in [0, 1] (0.4 gives "
                         "~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
-    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (jpg)")
+    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it holds an earlier synth output")
 
 
@@ -179,14 +179,16 @@ def _bench_flags(p):
     p.add_argument("artifacts", metavar="ARTIFACT", nargs="+",
                    help="model.onnx or model.engine (manifest beside it), or a PyTorch checkpoint for the eager "
                         "baseline: torch:DIR, a checkpoint directory, or a .safetensors file")
-    p.add_argument("--batch", default="1", help="batch sizes, comma-separated, e.g. 1,4,8 (1)")
+    p.add_argument("--batch", default="1", help="batch sizes, comma-separated, e.g. 1,4,8")
     p.add_argument("--warmUp", "--warmup", dest="warmup", default="2s",
-                   help="warm-up time per artifact and batch, e.g. 2s, 500ms (2s; a bare number is seconds)")
-    p.add_argument("--duration", default="10s", help="measured time per artifact and batch (10s)")
+                   help="warm-up time per artifact and batch, e.g. 2s, 500ms; a bare number is milliseconds, "
+                        "as in trtexec")
+    p.add_argument("--duration", default="10s",
+                   help="measured time per artifact and batch, e.g. 10s, 1m; a bare number is seconds, as in trtexec")
     p.add_argument("--frames", help="video file, image folder or glob to feed (default: a synthetic crowd video)")
     p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and PyTorch (default: usable cores, "
                                               "at most 8)")
-    p.add_argument("--plugins", help="TensorRT plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
     p.add_argument("--json", help="write every result, sample and device fact as JSON")
     p.add_argument("--plot", help="write latency distribution and throughput vs batch (PNG; needs matplotlib)")
     p.add_argument("--no-roofline", dest="roofline", action="store_false",
@@ -210,7 +212,7 @@ def bench(args):
     from detrt.bench.session import run_bench
 
     batches = measure.parse_batches(args.batch)
-    warmup = measure.parse_duration(args.warmup, "--warmUp")
+    warmup = measure.parse_duration(args.warmup, "--warmUp", bare="ms")
     duration = measure.parse_duration(args.duration, "--duration")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
@@ -236,20 +238,20 @@ def _train_flags(p):
     p.add_argument("--batch-size", type=int, help="images per step and process (default: the config's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's; backbone and sampling "
                                             "offsets keep their ratios)")
-    p.add_argument("--output", default="runs/train", help="run directory: last/, best/, log.jsonl (runs/train)")
+    p.add_argument("--output", default="runs/train", help="run directory: last/, best/, log.jsonl")
     p.add_argument("--resume", metavar="DIR", help="continue from a run's last/ checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (0)")
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (1; always at the end)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes (2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (and always at the end)")
+    p.add_argument("--workers", type=int, default=2, help="data loading processes")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after this many minutes")
     p.add_argument("--lr-drop-step", type=int, help="optimizer step where the LR drops to 0.1x (default: the "
                                                     "config's lr_drop/epochs fraction of the run)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear LR warm-up steps (0)")
-    p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps (0: per epoch)")
-    p.add_argument("--log-every", type=int, default=20, help="steps between loss lines in log.jsonl (20)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear LR warm-up steps")
+    p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps; 0: per epoch only")
+    p.add_argument("--log-every", type=int, default=20, help="steps between loss lines in log.jsonl")
     p.add_argument("--backbone-weights", help="torchvision-named ResNet weights (.safetensors or .pth)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: cuda if available)")
 
 
 @verb(_train_flags, extra="train")
@@ -292,14 +294,18 @@ def _export_flags(p):
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
     p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                    help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
                    help="plugin form: MSDA as detrt::MSDeformAttn or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
 
 
 @verb(_export_flags, extra="train,compile")
 def export(args):
-    """Export a trained checkpoint to ONNX (fixed H x W, dynamic batch) with its manifest."""
+    """Export a trained checkpoint to ONNX (fixed H x W, dynamic batch) with its manifest.
+
+    example:
+      detrt export runs/tiny/best -o model.onnx
+    """
     from detrt.compile.export import export_checkpoint
 
     export_checkpoint(args.checkpoint, args.output, form=args.form, input_size=args.imgsz,
@@ -318,7 +324,11 @@ def _surgery_flags(p):
 
 @verb(_surgery_flags, extra="compile")
 def surgery(args):
-    """Rewrite an ONNX model with named graph passes (fold, plugin nodes, int32 shapes, shape inference)."""
+    """Rewrite an ONNX model with named graph passes (fold, plugin nodes, int32 shapes, shape inference).
+
+    example:
+      detrt surgery model.onnx -o plugin.onnx --form plugin --print
+    """
     from detrt.compile.surgery import run_surgery
 
     run_surgery(args.input, args.output, args.form, args.msda_plugin, show=args.show)
@@ -328,26 +338,33 @@ def _build_flags(p):
     p.add_argument("input", metavar="MODEL.onnx", help="FP32 ONNX model with its manifest beside it")
     p.add_argument("-o", "--output", required=True, help="model.engine (TensorRT) or model.onnx (onnxruntime)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="precision carried by the graph (Casts / Q-DQ); the network is built strongly typed")
+                   help="precision carried by the graph (Casts / Q-DQ); the network is built strongly typed; "
+                        "fp16: TensorRT only")
     p.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
                    help="tensorrt: an engine for this GPU; onnxruntime: the CPU artifact")
-    p.add_argument("--plugins", help="TensorRT plugin library (default: found beside the package or $DETRT_PLUGINS)")
-    p.add_argument("--minShapes", help="images:BxCxHxW (default images:1x3xHxW)")
-    p.add_argument("--optShapes", help="images:BxCxHxW (default images:1x3xHxW)")
-    p.add_argument("--maxShapes", help="images:BxCxHxW (default: the manifest's max batch)")
-    p.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit")
-    p.add_argument("--timingCacheFile", help="timing cache read before and written after the build")
-    p.add_argument("--dla", type=int, metavar="N", help="DLA core (Jetson), with GPU fallback")
+    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    p.add_argument("--minShapes", help="TensorRT: images:BxCxHxW (default images:1x3xHxW)")
+    p.add_argument("--optShapes", help="TensorRT: images:BxCxHxW (default images:1x3xHxW)")
+    p.add_argument("--maxShapes", help="TensorRT: images:BxCxHxW (default: the manifest's max batch)")
+    p.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT: builder workspace limit")
+    p.add_argument("--timingCacheFile", help="TensorRT: timing cache read before and written after the build")
+    p.add_argument("--dla", type=int, metavar="N", help="TensorRT: DLA core (Jetson), with GPU fallback")
     p.add_argument("--calib", help="int8: calibration video, image directory or glob")
-    p.add_argument("--calib-frames", type=int, default=200, help="int8: frames sampled for calibration (200)")
-    p.add_argument("--fp16-all", action="store_true", help="fp16: no FP32 islands (LayerNorm, Softmax, heads)")
+    p.add_argument("--calib-frames", type=int, default=200, help="int8: frames sampled for calibration")
+    p.add_argument("--fp16-all", action="store_true",
+                   help="TensorRT: fp16 with no FP32 islands (LayerNorm, Softmax, heads)")
     p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
-                   help="MSDA plugin in the engine: ours or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
+                   help="TensorRT: MSDA plugin in the engine, ours or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
 
 
 @verb(_build_flags, extra="compile")
 def build(args):
-    """Build a TensorRT engine (or, with --backend onnxruntime, the CPU artifact) from an exported ONNX model."""
+    """Build a TensorRT engine (or, with --backend onnxruntime, the CPU artifact) from an exported ONNX model.
+
+    examples:
+      detrt build model.onnx --precision fp16 -o model.engine
+      detrt build model.onnx --backend onnxruntime --precision int8 --calib clip.mp4 -o model.int8.onnx
+    """
     from detrt.compile.trt_build import build as build_artifact
 
     build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
@@ -358,12 +375,16 @@ def build(args):
 
 def _doctor_flags(p):
     p.add_argument("--model", help="an artifact: say which backend detrt run would choose for it, and why")
-    p.add_argument("--plugins", help="TensorRT plugin library to check (default: found beside the package)")
+    p.add_argument("--plugins", help="TensorRT: plugin library to check (default: found beside the package)")
 
 
 @verb(_doctor_flags)
 def doctor(args):
-    """Print what this machine can do: TensorRT, CUDA, GPU, plugins, ONNX Runtime, runnable verbs, backend."""
+    """Print what this machine can do: TensorRT, CUDA, GPU, plugins, ONNX Runtime, runnable verbs, backend.
+
+    example:
+      detrt doctor --model model.onnx
+    """
     from detrt.compile.doctor import report
 
     lines = report(args.model, args.plugins)
@@ -373,9 +394,9 @@ def doctor(args):
 
 
 def _demo_flags(p):
-    p.add_argument("--out", default="out/demo", help="output directory (out/demo)")
-    p.add_argument("--frames", type=int, default=150, help="frames of synthetic video (150, 10 s at 15 FPS)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic video (7)")
+    p.add_argument("--out", default="out/demo", help="output directory")
+    p.add_argument("--frames", type=int, default=150, help="frames of synthetic video, at 15 FPS")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic video")
     p.add_argument("--checkpoint", help="a training checkpoint instead of the bundled model")
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: usable cores, at most 8)")
 
@@ -386,6 +407,8 @@ def demo(args):
 
     Renders a walking-crowd video with ground truth, exports the bundled checkpoint to ONNX, runs it
     on ONNX Runtime (annotated MP4, JSONL, .odgt), prints the run summary and AP / MR-2 / JI.
+    example:
+      detrt demo --out out/demo --frames 300
     """
     from detrt.demo import run_demo
 
@@ -394,14 +417,29 @@ def demo(args):
     run_demo(args.out, args.frames, args.seed, args.checkpoint, args.threads)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The verb's docstring as written, and "(default: X)" after every flag that has a value by default (a
+    switch's False or a None, which the help text explains, is not shown)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if (not action.option_strings or default is None or isinstance(default, bool) or default is argparse.SUPPRESS
+                or "%(default)" in (action.help or "")):
+            return action.help
+        return f"{action.help or ''} (default: %(default)s)"
+
+
 def build_parser():
+    from detrt import __version__
+
     parser = argparse.ArgumentParser(prog="detrt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"detrt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for fn, add_flags, _ in VERBS:
         doc = (fn.__doc__ or "").strip()
         p = sub.add_parser(fn.__name__, help=doc.splitlines()[0] if doc else None, description=doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
         add_flags(p)
         p.set_defaults(_fn=fn)
     return parser

@@ -20,6 +20,7 @@ Conventions the fields carry:
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ class Manifest:
     opset: int = 17
     max_batch: int = 1
     toolkit_version: str = ""  # detrt version that wrote it
-    parent: str = None  # the file it was made from (checkpoint for ONNX, ONNX for engines)
+    parent: str = None  # the file it was made from (checkpoint for ONNX, ONNX for engines), see portable_parent
     # Engines only.
     engine_sha256: str = None
     tensorrt_version: str = None
@@ -168,13 +169,16 @@ class Manifest:
     def rebuild_hint(self, artifact):
         """The command that recreates `artifact` from its parent."""
         artifact = Path(artifact)
+        parent = self.parent
+        if parent and (artifact.parent / parent).exists():  # recorded relative to the artifact's folder
+            parent = str(artifact.parent / parent)
         if self.is_engine or artifact.suffix in ENGINE_SUFFIXES:
-            src = self.parent or "model.onnx"
+            src = parent or "model.onnx"
             return f"rebuild with: detrt build {src} --precision {self.precision} -o {artifact}"
-        if self.parent and str(self.parent).endswith(".onnx"):
-            return (f"rebuild with: detrt build {self.parent} --backend onnxruntime "
+        if parent and parent.endswith(".onnx"):
+            return (f"rebuild with: detrt build {parent} --backend onnxruntime "
                     f"--precision {self.precision} -o {artifact}")
-        return f"re-export with: detrt export {self.parent or 'CHECKPOINT'} -o {artifact}"
+        return f"re-export with: detrt export {parent or 'CHECKPOINT'} -o {artifact}"
 
 
 def manifest_path(artifact):
@@ -209,10 +213,20 @@ def load_manifest(artifact):
     return Manifest.from_dict(d, where=str(path))
 
 
+def portable_parent(parent, artifact):
+    """`parent` as the manifest records it: relative to the artifact's folder when it lies inside it,
+    else its name only, so that no path of the machine that made the artifact travels with it."""
+    if not parent:
+        return parent
+    rel = Path(os.path.relpath(Path(parent).resolve(), Path(artifact).resolve().parent))
+    return Path(parent).name if rel.parts[:1] == ("..",) else rel.as_posix()
+
+
 def save_manifest(manifest, artifact):
     """Validate and write the manifest beside `artifact` atomically; return its path."""
     path = manifest_path(artifact)
     manifest.validate(str(path))
+    manifest.parent = portable_parent(manifest.parent, artifact)
     with atomic_open(path, "w") as f:
         json.dump(manifest.to_dict(), f, indent=2)
         f.write("\n")

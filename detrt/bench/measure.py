@@ -29,12 +29,13 @@ MAX_SLICE_S = 0.5
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
 
 
-def parse_duration(text, flag="--duration"):
-    """'2s', '500ms', '1m', '1.5' (seconds) -> seconds (float > 0); InputError naming `flag` otherwise."""
+def parse_duration(text, flag="--duration", bare="s"):
+    """'2s', '500ms', '1m' -> seconds (float > 0); a bare number is in `bare` units, as trtexec reads its flags
+    (--warmUp=N milliseconds, --duration=N seconds). InputError naming `flag` otherwise."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(ms|s|min|m)?\s*", str(text))
     if not m:
         raise InputError(f"{flag} {text!r}: expected a duration such as 2s, 500ms or 1m")
-    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or bare]
     if seconds <= 0:
         raise InputError(f"{flag} {text!r}: must be longer than zero")
     return seconds

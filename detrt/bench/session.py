@@ -29,6 +29,7 @@ import numpy as np
 from detrt.bench import measure
 from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES
+from detrt.progress import progress_bar
 
 
 MAX_SAMPLES = 20_000  # per-call latencies kept in the results (every k-th beyond this; statistics use all)
@@ -179,7 +180,9 @@ def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, p
             except ImportError as err:  # onnx absent (runtime-only install): no roofline, say why
                 notice(f"no roofline: {err.name} is not installed (pip install 'detrt[compile]')")
         results = []
-        bar = _bar(len(entries) * len(batches) * (warmup_s + duration_s), progress)
+        bar = progress_bar(total=round(len(entries) * len(batches) * (warmup_s + duration_s), 1), show=progress,
+                           unit="s", desc="benchmarking", leave=False,
+                           bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
         for b in batches:
             runners, what = {}, {}
             for i, e in enumerate(entries):
@@ -187,16 +190,14 @@ def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, p
                 what[i] = f"{e.label} at batch {b}"
                 e.gpu.clear()
             samples = measure.interleave(runners, warmup_s, duration_s, clock=clock, what=what,
-                                         progress=(lambda key, dt: bar.update(max(0.0, min(dt, bar.total - bar.n))))
-                                         if bar else None)
+                                         progress=lambda key, dt: bar.update(max(0.0, min(dt, bar.total - bar.n))))
             first = None
             for i, e in enumerate(entries):
                 row = _result(e, b, samples[i], costs.get((e.onnx, b)), peak)
                 first = first or row
                 row["vs_first"] = first["latency_ms"]["p50"] / row["latency_ms"]["p50"]
                 results.append(row)
-        if bar:
-            bar.close()
+        bar.close()
     finally:
         close_entries(entries)
     return {"command": command,
@@ -204,15 +205,6 @@ def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, p
             "settings": {"batches": list(batches), "warmup_s": warmup_s, "duration_s": duration_s,
                          "threads": threads, "frames": frames_what, "pid": os.getpid()},
             "results": results}
-
-
-def _bar(total, progress):
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=round(total, 1), unit="s", desc="benchmarking", leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
 
 
 def _runner(entry, inputs):

@@ -156,10 +156,10 @@ class _Batches:
     """onnxruntime.quantization CalibrationDataReader over a list of {input: array} feeds, with a progress bar."""
 
     def __init__(self, batches, desc="calibrating"):
-        from tqdm import tqdm
+        from detrt.progress import progress_bar
 
         self._iter = iter(batches)
-        self._bar = tqdm(total=len(batches), desc=desc, unit="batch")
+        self._bar = progress_bar(total=len(batches), desc=desc, unit="batch")
 
     def get_next(self):
         item = next(self._iter, None)

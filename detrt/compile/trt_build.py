@@ -217,7 +217,7 @@ def engine_from_onnx(onnx_path, shapes, workspace_mib=None, timing_cache=None, d
 
 def _progress_monitor(trt):
     """An IProgressMonitor showing one tqdm bar per build phase."""
-    from tqdm import tqdm
+    from detrt.progress import progress_bar
 
     class Monitor(trt.IProgressMonitor):
         def __init__(self):
@@ -225,7 +225,7 @@ def _progress_monitor(trt):
             self.bars = {}
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            self.bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=parent_phase is None)
+            self.bars[phase_name] = progress_bar(total=num_steps, desc=phase_name, leave=parent_phase is None)
 
         def step_complete(self, phase_name, step):
             bar = self.bars.get(phase_name)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from detrt.box_ops import box_iou
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import background, extent, finish, object_prims, paint, person_pose, person_prims, person_style
 from detrt.errors import InputError
+from detrt.progress import progress_bar
 
 PAD = 256  # the id map extends this far past the image so out-of-frame parts count in a person's area
 VISIBLE_LABEL, VISIBLE_IGNORE = 0.2, 0.1
@@ -257,7 +257,7 @@ def write_images(directory, num, seed=0, cfg=SynthConfig(), quality=90, progress
     (directory / "images").mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if cfg.ext.lower() in (".jpg", ".jpeg") else []
     objs = []
-    for i in tqdm(range(num), desc="synth images", unit="img", disable=not progress, leave=False):
+    for i in progress_bar(range(num), show=progress, desc="synth images", unit="img", leave=False):
         img, obj = synth_image(seed, i, cfg)
         path = directory / "images" / f"{obj['ID']}{cfg.ext}"
         if not cv2.imwrite(str(path), img, params):

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import person_pose, person_style
 from detrt.data.synthetic import make_figure, render, sample_person, sample_scene, _masks
 from detrt.errors import InputError
+from detrt.progress import progress_bar
 
 
 @dataclass
@@ -87,7 +87,7 @@ def write_video(directory, frames, seed=0, cfg=None, fps=15, progress=True):
         raise InputError(f"{path}: OpenCV cannot open an mp4v video writer here")
     objs = []
     try:
-        for f in tqdm(range(frames), desc="synth video", unit="frame", disable=not progress, leave=False):
+        for f in progress_bar(range(frames), show=progress, desc="synth video", unit="frame", leave=False):
             figures = []
             for w in walkers:
                 h = w.size * cam.height_at(w.y)

@@ -21,6 +21,7 @@ import threading
 import time
 
 from detrt.errors import InputError
+from detrt.progress import progress_bar
 from detrt.runtime.backend import open_backend
 from detrt.runtime.postprocess import Postprocessor
 from detrt.runtime.preprocess import Preprocessor
@@ -183,8 +184,7 @@ class Pipeline:
                     sink.write(frame, dets.above(cut), fps)
                 self.stats.stage("sink", time.perf_counter() - t1)
                 self.stats.frame_done(frame.time)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if self.on_frame is not None:
                     self.on_frame(frame, dets.above(self.threshold))
                 if not all(s.is_streaming for s in self.sinks):  # a window was closed
@@ -192,12 +192,8 @@ class Pipeline:
 
     # -- the run --
     def run(self):
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.source.frame_count, unit="frame", dynamic_ncols=True,
-                       desc=f"detrt run ({self.backend.name}, batch {self.batch})")
+        bar = progress_bar(total=self.source.frame_count, show=self.progress, unit="frame", dynamic_ncols=True,
+                           desc=f"detrt run ({self.backend.name}, batch {self.batch})")
         stages = [self._preprocess, self._infer]
         if not self.source.is_live:
             stages.insert(0, self._decode)
@@ -215,8 +211,7 @@ class Pipeline:
             for t in threads:
                 t.join(timeout=10)
             close_error = self._close_sinks()
-            if bar is not None:
-                bar.close()
+            bar.close()
         if self.error is None and close_error is not None:
             self.error = close_error
         summary = self.stats.summary(dropped=self.source.dropped, corrupt=self.source.corrupt,
@@ -277,14 +272,12 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         src = open_source(source, live=live)
         opened.append(src)
         for s in sinks:
-            sink_objs.append(s if isinstance(s, Sink) else open_sink(s, fps=src.fps, threshold=None))
+            sink_objs.append(s if isinstance(s, Sink) else open_sink(s, threshold=None))
         pipe = Pipeline(src, be, sink_objs, threshold=threshold, batch=batch, topk=topk, progress=progress,
                         on_frame=on_frame)
         if warmup:
             be.warmup(iterations=1, batch=pipe.batch)
         for s in sink_objs:
-            if getattr(s, "fps", 0) is None:  # a video sink made before the source: use the source's rate
-                s.fps = src.fps
             s.open()
     except BaseException:
         for s in [*sink_objs, *(s for s in sinks if isinstance(s, Sink) and s not in sink_objs)]:

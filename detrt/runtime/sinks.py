@@ -151,6 +151,17 @@ class OdgtSink(_LineSink):
                                          detections.scores.astype("float64"), w, h))
 
 
+def _draw_label(image, text, x0, y0, x1, y1, color):
+    """`text` in black on a filled `color` rectangle in the box's top-left corner (inside the box, clipped to the
+    image), legible on any background; skipped when the box has no room for it."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    if x1 - x0 < tw + 4 or y1 - y0 < th + base + 4:
+        return
+    cv2.rectangle(image, (x0, y0), (x0 + tw + 3, y0 + th + base + 3), color, -1)
+    cv2.putText(image, text, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+
+
 def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
     """Boxes, scores, and a banner with the person count and FPS, drawn on a copy of `image`."""
     out = image.copy()
@@ -159,9 +170,7 @@ def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
     for (x0, y0, x1, y1), score in zip(detections.boxes.tolist(), detections.scores.tolist()):
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
         cv2.rectangle(out, p0, p1, color, thick, cv2.LINE_AA)
-        if x1 - x0 >= 28:
-            cv2.putText(out, f"{score:.2f}", (p0[0] + 2, max(p0[1] + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4, color, 1, cv2.LINE_AA)
+        _draw_label(out, f"{score:.2f}", *p0, *p1, color)
     banner = f"{len(detections)} people" + (f" | {fps:.1f} FPS" if fps else "")
     scale = max(0.5, min(h, w) / 720)
     (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
@@ -171,7 +180,8 @@ def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
 
 
 class VideoSink(Sink):
-    """Annotated video. Opened at the first frame (its size); frames of another size are resized."""
+    """Annotated video. Opened at the first frame: its size, and its source's frame rate unless `fps` is given
+    (30 when neither says); frames of another size are resized."""
 
     def __init__(self, path, fps=None, threshold=None):
         self.path = Path(path)
@@ -185,13 +195,13 @@ class VideoSink(Sink):
         self._size = None
         self.frames = 0
 
-    def _open(self, w, h):
+    def _open(self, w, h, fps):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 30.0), (w, h))
+        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or fps or 30.0), (w, h))
         if not writer.isOpened():
             raise SinkError(f"{self.path}: OpenCV cannot open a video writer here")
         self._writer, self._size = writer, (w, h)
@@ -199,7 +209,7 @@ class VideoSink(Sink):
     def write(self, frame, detections, fps=None):
         image = frame.image
         if self._writer is None:
-            self._open(image.shape[1], image.shape[0])
+            self._open(image.shape[1], image.shape[0], frame.fps)
         if (image.shape[1], image.shape[0]) != self._size:
             sx, sy = self._size[0] / image.shape[1], self._size[1] / image.shape[0]
             image = cv2.resize(image, self._size)

@@ -43,6 +43,7 @@ class Frame:
     time: float  # time.monotonic() when it was captured: end-to-end latency starts here
     name: str = None  # image sources: the file's stem (the .odgt ID); else None
     pts: float = None  # files: seconds into the video (index / fps); live: None
+    fps: float = None  # the source's frame rate when known (a video sink writes at this rate)
 
 
 class Source:
@@ -144,7 +145,7 @@ class VideoSource(Source):
             if ok and _valid(image):
                 self.corrupt += bad  # failures followed by a good frame were corrupt frames
                 fps = self.fps
-                return Frame(index, image, time.monotonic(), pts=index / fps if fps else None)
+                return Frame(index, image, time.monotonic(), pts=index / fps if fps else None, fps=fps)
             bad += 1
             # A failed read is the end, unless frames remain (by the container's count): then skip it.
             remaining = self.frame_count is not None and self._index < self.frame_count
@@ -183,7 +184,7 @@ class VideoSource(Source):
             with self._cond:
                 if self._latest is not None:
                     self.dropped += 1
-                self._latest = Frame(self._index, image, last_good)
+                self._latest = Frame(self._index, image, last_good, fps=self.fps)
                 self._index += 1
                 self._cond.notify_all()
         _release(cap)
@@ -272,7 +273,7 @@ class IterSource(Source):
         if not _valid(item):
             self.corrupt += 1
             return self.capture(timeout)
-        return Frame(index, item, time.monotonic(), pts=index / self.fps if self.fps else None)
+        return Frame(index, item, time.monotonic(), pts=index / self.fps if self.fps else None, fps=self.fps)
 
 
 def has_gstreamer():

@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from detrt.data.crowdhuman import Detections
 from detrt.eval.crowdhuman import evaluate as crowdhuman_metrics
+from detrt.progress import progress_bar
 from detrt.training.duplicates import duplicate_rate
 
 SHOWN = (("loss_ce", "ce"), ("loss_bbox", "l1"), ("loss_giou", "giou"), ("loss_ce_enc", "ce_enc"))
@@ -87,7 +87,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, step, clip_m
     """
     model.train()
     device = next(model.parameters()).device
-    bar = tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(loader, show=progress, desc=desc, dynamic_ncols=True, leave=False)
     consumed, interrupted = 0, False
     for images, targets, _ in bar:
         if (max_steps is not None and step >= max_steps) or (should_stop is not None and should_stop()):
@@ -113,7 +113,7 @@ def predict(model, postprocess, loader, progress=True):
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for images, _, metas in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True, leave=False):
+    for images, _, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
         h, w = images.shape[-2:]
         sizes = torch.tensor([[h, w]] * len(images), device=device)
         det = postprocess(model(images.to(device)), sizes)

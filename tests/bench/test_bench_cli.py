@@ -99,13 +99,33 @@ def test_cli_full_run_json_plot_and_synthetic_fallback(models, tmp_path, capsys)
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
     assert main(["bench", str(models[0]), str(models[1]), "--batch", "1,2", "--warmUp", "0.02s", "--duration",
                  "0.1s", "--json", str(out_json), "--plot", str(out_png), "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "\r" not in err  # stderr is no terminal (a log): no progress bar redraws
     assert "no --frames given: using" in out and "synthetic crowd video" in out
     assert "vs first" in out and "roofline" in out and "GFLOP" in out
     report = json.loads(out_json.read_text())
     assert len(report["results"]) == 4 and report["peak"]["cpu"]["matmul_gflops"] > 0
     assert report["results"][0]["roofline"]["gflop"] >= 0 and report["settings"]["threads"] == 1
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_warmup_bare_number_is_milliseconds_as_in_trtexec(models, frames_dir, tmp_path, capsys):
+    out_json = tmp_path / "r.json"
+    assert main(["bench", str(models[0]), "--frames", str(frames_dir), "--warmUp", "200", "--duration", "0.05",
+                 "--no-roofline", "--json", str(out_json)]) == 0
+    settings = json.loads(out_json.read_text())["settings"]
+    assert settings["warmup_s"] == 0.2 and settings["duration_s"] == 0.05
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "a bare number is milliseconds, as in trtexec" in " ".join(capsys.readouterr().out.split())
+
+
+def test_progress_bar_on_a_terminal(models, frames_dir, terminal_stderr):
+    err = terminal_stderr()
+    assert main(["bench", str(models[0]), "--frames", str(frames_dir), "--warmUp", "10ms", "--duration", "50ms",
+                 "--no-roofline"]) == 0
+    assert "benchmarking" in err.getvalue() and "\r" in err.getvalue()
 
 
 def test_ratio_column_formatting():

@@ -34,6 +34,12 @@ def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
+def test_bare_numbers_mean_what_trtexec_means():
+    assert parse_duration("200", "--warmUp", bare="ms") == 0.2  # trtexec --warmUp=200: 200 milliseconds
+    assert parse_duration("3", "--duration") == 3.0  # trtexec --duration=3: 3 seconds
+    assert parse_duration("2s", "--warmUp", bare="ms") == 2.0  # a unit always wins
+
+
 @pytest.mark.parametrize("text", ["", "abc", "2h", "-1s", "0s", "1..2s"])
 def test_parse_duration_rejects(text):
     with pytest.raises(InputError, match="--warmUp"):

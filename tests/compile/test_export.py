@@ -143,6 +143,7 @@ def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, tor
     assert manifest.onnx_sha256 == sha256_file(out) and manifest.form == "portable"
     assert manifest.output_format == "raw" and manifest.input_size == tuple(tiny.config.input_size)
     assert manifest.config == "dhdetr_r18_tiny" and manifest.family == "dh-detr" and manifest.opset == 17
+    assert manifest.parent == "ckpt" and str(tmp_path) not in (tmp_path / "model.onnx.json").read_text()
     logits, = ort.InferenceSession(str(out)).run(["pred_logits"], {"images": frames})
     assert export.finite_max_abs_diff(logits, torch_outputs["pred_logits"]) <= LOGITS_TOL
 

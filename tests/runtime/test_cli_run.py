@@ -15,12 +15,20 @@ def test_run_writes_everything_and_prints_the_summary(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0
     assert "frames 10  dropped 0" in out.out and "end-to-end" in out.out and "batch 2" in out.out
-    assert "10/10" in out.err  # the progress bar
+    assert "\r" not in out.err and "10/10" not in out.err  # stderr is no terminal: no progress bar
     assert len((tmp_path / "pos.jsonl").read_text().splitlines()) == 10
     assert len((tmp_path / "d.odgt").read_text().splitlines()) == 10
     assert (tmp_path / "o.mp4").stat().st_size > 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["frames"] == 10 and s["backend"] == "onnxruntime" and "infer" in s["stages"]
+
+
+def test_progress_bar_on_a_terminal(tmp_path, terminal_stderr):
+    make_topk_model(tmp_path / "m.onnx")
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(10))
+    err = terminal_stderr()
+    assert main(["run", str(clip), str(tmp_path / "d.jsonl"), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert "\r" in err.getvalue() and "10/10" in err.getvalue()
 
 
 def test_errors_are_one_line_exit_2(tmp_path, capsys):

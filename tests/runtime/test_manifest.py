@@ -94,12 +94,46 @@ def test_engine_needs_its_fields():
 def test_changed_onnx_is_refused_with_export_hint(tmp_path):
     art = tmp_path / "model.onnx"
     art.write_bytes(b"exported")
-    save_manifest(_manifest(onnx_sha256=sha256_file(art), parent="runs/dh/best.safetensors"), art)
+    ckpt = tmp_path / "runs" / "dh" / "best.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    save_manifest(_manifest(onnx_sha256=sha256_file(art), parent=str(ckpt)), art)
     art.write_bytes(b"edited by hand")
     with pytest.raises(InputError) as e:
         check_artifact(art)
     assert "does not match its manifest" in str(e.value)
-    assert "re-export with: detrt export runs/dh/best.safetensors -o " + str(art) in str(e.value)
+    assert f"re-export with: detrt export {ckpt} -o {art}" in str(e.value)
+
+
+def test_manifest_records_no_absolute_path(tmp_path, monkeypatch):
+    """A manifest travels with its artifact: the parent is relative to the artifact's folder, else its name."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(b"onnx")
+    monkeypatch.chdir(tmp_path)
+    cases = [(tmp_path / "models" / "model.onnx", "model.onnx"),  # absolute, beside the artifact
+             ("models/model.onnx", "model.onnx"),  # relative to the working directory
+             (tmp_path / "models" / "sub" / "best.safetensors", "sub/best.safetensors"),
+             ("/opt/elsewhere/runs/best", "best"),  # outside the artifact's folder: its name only
+             (None, None)]
+    for parent, recorded in cases:
+        art = tmp_path / "models" / "model.engine"
+        save_manifest(_manifest(engine_sha256=SHA, tensorrt_version="10.3.0", compute_capability="8.7",
+                                parent=None if parent is None else str(parent)), art)
+        text = manifest_path(art).read_text()
+        assert json.loads(text)["parent"] == recorded
+        assert str(tmp_path) not in text
+    m = load_manifest(art)
+    m.parent = "model.onnx"  # found beside the artifact: the hint names it from the working directory
+    assert m.rebuild_hint("models/model.engine").startswith("rebuild with: detrt build models/model.onnx ")
+
+
+def test_old_manifest_with_absolute_parent_still_loads(tmp_path):
+    art = tmp_path / "model.onnx"
+    art.write_bytes(b"onnx")
+    d = _manifest(onnx_sha256=sha256_file(art), parent="/home/someone/runs/tiny").to_dict()
+    manifest_path(art).write_text(json.dumps(d))
+    assert load_manifest(art).parent == "/home/someone/runs/tiny"
+    assert check_artifact(art).rebuild_hint(art) == f"re-export with: detrt export /home/someone/runs/tiny -o {art}"
 
 
 def test_changed_engine_is_refused_with_build_hint(tmp_path):

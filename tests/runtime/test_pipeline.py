@@ -71,7 +71,7 @@ def test_every_frame_once_in_order(tmp_path, model, clip, batch):
     odgt_lines = _lines(odgt)
     assert [o["ID"] for o in odgt_lines] == [f"frame_{i:06d}" for i in range(37)]
     cap = cv2.VideoCapture(str(out))
-    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 37
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 37 and cap.get(cv2.CAP_PROP_FPS) == 25  # the clip's rate
     assert not list(tmp_path.glob(".*partial*"))
 
 

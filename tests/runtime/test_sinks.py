@@ -87,11 +87,33 @@ def test_video(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "out.mp4"]
 
 
+def test_video_rate_is_the_sources_unless_told(tmp_path):
+    for told, source_fps, want in ((None, 15.0, 15), (10, 15.0, 10), (None, None, 30)):
+        path = tmp_path / f"{told}-{source_fps}.mp4"
+        with open_sink(path, fps=told) as s:
+            for i in range(3):
+                s.write(Frame(i, np.full((90, 160, 3), 100, np.uint8), 0.0, fps=source_fps), _dets())
+        assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) == want
+
+
 def test_drawing_changes_pixels_where_boxes_are():
     img = np.full((90, 160, 3), 100, np.uint8)
     out = draw_detections(img, _dets(), fps=9.0)
     assert (img == 100).all()  # the input is untouched
     assert (out[20:81, 10] != 100).any() and (out[60, 100] == 100).all()
+
+
+def test_score_label_has_a_filled_background():
+    img = np.full((90, 160, 3), 100, np.uint8)
+    dets = Detections(np.array([[20, 35, 120, 88], [130, 40, 140, 50]], np.float32), np.array([0.87, 0.5], np.float32),
+                      np.array([0, 0]), ("person",))
+    out = draw_detections(img, dets, fps=9.0)
+    label = out[37:50, 22:44]  # inside the big box's top-left corner, where its score is written
+    green = (label == (0, 255, 0)).all(axis=2)
+    black = (label < 60).all(axis=2)
+    assert green.mean() > 0.5 and black.mean() > 0.1  # filled, with dark text on it
+    assert not (label == 100).all(axis=2).any()  # no frame pixel shows through
+    assert (out[43:48, 133:138] == 100).all()  # a 10-pixel box has no room for a label: its inside is untouched
 
 
 def test_open_sink_dispatch(tmp_path):
