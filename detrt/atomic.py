@@ -54,7 +54,7 @@ def _alive(pid):
 def remove_stale_temps(path):
     """Remove the temporary files of `path` (our pattern only) whose writing process is gone."""
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]+\.tmp(\.\w+)?")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]+\.tmp({re.escape(path.suffix)})?")
     with contextlib.suppress(OSError):
         for entry in os.scandir(path.parent):
             m = pattern.fullmatch(entry.name)
