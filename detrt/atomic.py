@@ -1,15 +1,26 @@
 """Atomic file writes: an artifact is either complete at its final path or absent.
 
-A crash, a full disk or Ctrl-C half-way through leaves at most a hidden temporary file that is
-removed on the way out; readers never see a truncated artifact.
+A crash, a full disk or Ctrl-C half-way through leaves at most a hidden temporary file beside the
+artifact, `.NAME.PID.RANDOM.tmp`, removed on the way out; one left by a killed process is removed
+by the next write of the same artifact. Readers never see a truncated artifact. A full disk is one
+InputError naming the artifact, "no space left on device", whichever library was writing: Python
+says ENOSPC, but ONNX Runtime calls it a protobuf error and OpenCV's video writer says nothing.
+
+check_outputs refuses an output that cannot be written, or that is also an input, before any work.
 """
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
 from detrt.errors import InputError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+FULL_BELOW = 1 << 20  # free bytes under which a failed write is put down to a full disk (ONNX Runtime, OpenCV)
 
 
 def _umask():
@@ -18,24 +29,70 @@ def _umask():
     return mask
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path in the same directory; rename it onto `path` only on success."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+def no_space(path):
+    return InputError(f"{path}: cannot write here (no space left on device)")
+
+
+def disk_full(directory):
+    """Whether the file system holding `directory` is (nearly) out of space."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        return shutil.disk_usage(directory).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path):
+    """Remove the temporary files of `path` (our pattern only) whose writing process is gone."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]+\.tmp({re.escape(path.suffix)})?")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            m = pattern.fullmatch(entry.name)
+            if m and entry.is_file(follow_symlinks=False) and not _alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def temp_path(path, suffix=".tmp"):
+    """Create an empty hidden file beside `path` to write its next version into; return its Path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     except OSError as e:
-        raise InputError(f"{path}: cannot write here ({e.strerror or e})") from None
+        raise (no_space(path) if e.errno in NO_SPACE else
+               InputError(f"{path}: cannot write here ({e.strerror or e})")) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the usual permissions
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary path in the same directory; rename it onto `path` only on success."""
+    path = Path(path)
+    tmp = temp_path(path, suffix)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        # checked before the finally removes the temporary file, which may be what filled the disk
+        if isinstance(e, InputError) or not (getattr(e, "errno", None) in NO_SPACE or disk_full(tmp.parent)):
+            raise
+        raise no_space(path) from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -44,3 +101,110 @@ def atomic_open(path, mode="w", **kwargs):
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+class AtomicVideo:
+    """An OpenCV video writer whose file takes `path` only once it reads back with every frame written.
+
+    cv2.VideoWriter fails silently: on a full disk it leaves an MP4 of a few KB without its index,
+    which nothing can play. commit() therefore reopens the temporary file: it must report the frame
+    count written and decode the last frame (a truncated AVI still reports the count).
+    """
+
+    def __init__(self, path, fourcc, fps, size):
+        import cv2
+
+        self.path = Path(path)
+        self.frames = 0
+        self._tmp = temp_path(self.path, suffix=".tmp" + self.path.suffix)  # the extension picks the container
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+        if not self._writer.isOpened():
+            error = self._failure("OpenCV cannot open a video writer here")
+            self.discard()
+            raise error
+
+    def write(self, image):
+        self._writer.write(image)
+        self.frames += 1
+
+    def commit(self):
+        """Finish the file and move it to `path`; InputError (and no file) if it does not read back."""
+        self._writer.release()
+        try:
+            if not _reads_back(self._tmp, self.frames):
+                raise self._failure(f"the video writer failed ({self.frames} frames written, the file does not "
+                                    f"read back)")
+            os.replace(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def discard(self):
+        self._writer.release()
+        self._tmp.unlink(missing_ok=True)
+
+    def _failure(self, what):
+        return no_space(self.path) if disk_full(self._tmp.parent) else InputError(f"{self.path}: {what}")
+
+
+def _reads_back(path, frames):
+    import cv2
+
+    if frames < 1:
+        return False
+    api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    with _quiet_stderr():  # FFmpeg prints "moov atom not found" for the very files this rejects
+        cap = cv2.VideoCapture(str(path), api)
+        try:
+            return (cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) == frames
+                    and cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and cap.read()[0])
+        finally:
+            cap.release()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null (native libraries write there directly)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_outputs(outputs, inputs=(), directories=()):
+    """Refuse, before any work, an output that cannot be written here or that is also an input.
+
+    outputs: file paths to be written; directories: directory paths to be written into; inputs:
+    paths read (those that do not exist, e.g. camera URIs, are ignored). None entries are skipped.
+    """
+    sources = {os.path.realpath(p): p for p in inputs if p is not None and os.path.exists(p)}
+    written = set()
+    for out, is_dir in [(o, False) for o in outputs if o is not None] + [(d, True) for d in directories if d]:
+        real = os.path.realpath(out)
+        if real in sources:
+            raise InputError(f"{out}: is also an input ({sources[real]}); write the output elsewhere")
+        if real in written:
+            raise InputError(f"{out}: given as two outputs")
+        written.add(real)
+        _check_writable(Path(out), is_dir)
+
+
+def _check_writable(path, is_dir):
+    if path.is_dir() and not is_dir:
+        raise InputError(f"{path}: is a directory, not a file")
+    if path.exists() and not path.is_dir() and is_dir:
+        raise InputError(f"{path}: is a file, not a directory")
+    parent = path if is_dir else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write here ({parent} is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here ({parent} is not writable)")

@@ -54,8 +54,10 @@ def run(args):
     Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency.
     """
     import json
+    import signal
 
-    from detrt.atomic import atomic_open
+    from detrt.atomic import atomic_open, check_outputs
+    from detrt.manifest import manifest_path
     from detrt.runtime.pipeline import run as run_pipeline
     from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 
@@ -63,6 +65,9 @@ def run(args):
         raise InputError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
+    sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
+    check_outputs([sink, args.out, args.jsonl, args.odgt, args.summary],
+                  [args.source, args.model, manifest_path(args.model), args.plugins])
     sinks = []
     try:
         if args.sink:
@@ -91,7 +96,7 @@ def run(args):
     if args.summary:
         with atomic_open(args.summary, "w") as f:
             json.dump(summary.to_dict(), f, indent=2)
-    return 130 if summary.interrupted else 0
+    return 128 + signal.Signals[summary.signal or "SIGINT"] if summary.interrupted else 0
 
 
 def _synth_flags(p):
@@ -164,9 +169,10 @@ def eval(args):  # noqa: A001 - the verb's name
     """
     import json
 
-    from detrt.atomic import atomic_open
+    from detrt.atomic import atomic_open, check_outputs
     from detrt.eval.crowdhuman import evaluate_files, format_table
 
+    check_outputs([args.json], [args.gt, args.dt])
     result = evaluate_files(args.gt, args.dt, args.images)
     print(format_table(result))
     if args.json:
@@ -207,6 +213,7 @@ def bench(args):
     with and without CUDA graphs. Device facts (CPU, GPU, clocks as found, versions, Jetson power mode) go
     with every result; nothing on the machine is changed.
     """
+    from detrt.atomic import check_outputs
     from detrt.bench import measure
     from detrt.bench.report import check_plot_available, format_table, plot, write_json
     from detrt.bench.session import run_bench
@@ -216,6 +223,7 @@ def bench(args):
     duration = measure.parse_duration(args.duration, "--duration")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
+    check_outputs([args.json, args.plot], [*args.artifacts, args.frames])
     if args.plot:
         check_plot_available()
     report = run_bench(args.artifacts, batches, warmup, duration, frames=args.frames, threads=args.threads,
@@ -306,8 +314,10 @@ def export(args):
     example:
       detrt export runs/tiny/best -o model.onnx
     """
+    from detrt.atomic import check_outputs
     from detrt.compile.export import export_checkpoint
 
+    check_outputs([args.output], [args.checkpoint])
     export_checkpoint(args.checkpoint, args.output, form=args.form, input_size=args.imgsz,
                       postprocess=args.postprocess, opset=args.opset, msda_plugin=args.msda_plugin)
 
@@ -329,8 +339,10 @@ def surgery(args):
     example:
       detrt surgery model.onnx -o plugin.onnx --form plugin --print
     """
+    from detrt.atomic import check_outputs
     from detrt.compile.surgery import run_surgery
 
+    check_outputs([args.output], [args.input])
     run_surgery(args.input, args.output, args.form, args.msda_plugin, show=args.show)
 
 
@@ -365,8 +377,13 @@ def build(args):
       detrt build model.onnx --precision fp16 -o model.engine
       detrt build model.onnx --backend onnxruntime --precision int8 --calib clip.mp4 -o model.int8.onnx
     """
+    from pathlib import Path
+
+    from detrt.atomic import check_outputs
     from detrt.compile.trt_build import build as build_artifact
 
+    graph = Path(args.output).with_suffix(".plugin.onnx") if args.backend == "tensorrt" else None  # kept beside
+    check_outputs([args.output, graph], [args.input, args.calib, args.plugins])
     build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
                    min_shape=args.minShapes, opt_shape=args.optShapes, max_shape=args.maxShapes,
                    workspace=args.workspace, timing_cache=args.timingCacheFile, dla=args.dla, calib=args.calib,
@@ -410,10 +427,12 @@ def demo(args):
     example:
       detrt demo --out out/demo --frames 300
     """
+    from detrt.atomic import check_outputs
     from detrt.demo import run_demo
 
     if args.frames < 1:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
+    check_outputs([], [args.checkpoint], directories=[args.out])
     run_demo(args.out, args.frames, args.seed, args.checkpoint, args.threads)
 
 

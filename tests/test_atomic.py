@@ -1,11 +1,13 @@
-"""Atomic writes: complete at the final path or absent, with ordinary permissions."""
+"""Atomic writes: complete at the final path or absent, with ordinary permissions; stale temporaries; outputs."""
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from detrt.atomic import atomic_open
+from detrt.atomic import atomic_open, check_outputs
 from detrt.errors import InputError
 
 
@@ -35,3 +37,33 @@ def test_unwritable_directory_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="cannot write here"):
         with atomic_open(blocker / "sub" / "a.json") as f:
             f.write("x")
+
+
+def test_temporaries_of_dead_writers_are_removed_and_only_those(tmp_path):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = [f".a.json.{dead}.abcd_123.tmp", f".a.json.{dead}.k2j4h5g6.tmp.json"]  # .tmp + the suffix: videos
+    kept = [f".a.json.{os.getpid()}.abcd1234.tmp",  # a live writer's
+            f".b.json.{dead}.abcd1234.tmp", f".a.json.{dead}.abcd1234.tmp.mp4", ".a.json.keep", "a.json.1.x.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    (tmp_path / f".a.json.{dead}.dir00000.tmp").mkdir()  # not a file we write
+    with atomic_open(tmp_path / "a.json") as f:
+        f.write("{}")
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, f".a.json.{dead}.dir00000.tmp", "a.json"])
+
+
+def test_outputs_checked_up_front(tmp_path):
+    src = tmp_path / "in.mp4"
+    src.write_text("")
+    (tmp_path / "d").mkdir()
+    check_outputs([tmp_path / "new" / "deeper" / "o.json", None], [src, "rtsp://cam/live", None],
+                  directories=[tmp_path / "d", tmp_path / "new2"])
+    assert not (tmp_path / "new").exists()  # checked, not made
+    for outputs, dirs, match in [([src], [], "is also an input"), ([tmp_path / "x", tmp_path / "d" / ".." / "x"], [],
+                                 "given as two outputs"), ([tmp_path / "d"], [], "is a directory, not a file"),
+                                 ([], [src.with_name("in.mp4")], "is also an input"),
+                                 ([], [tmp_path / "f"], "is a file, not a directory")]:
+        (tmp_path / "f").write_text("")
+        with pytest.raises(InputError, match=match):
+            check_outputs(outputs, [src], directories=dirs)

@@ -41,3 +41,8 @@ def test_bundled_model_detects_a_synthetic_crowd(tmp_path):
     _, metrics = run_demo(tmp_path, frames=30, log=lambda *a: None)
     assert metrics["persons"] > 300  # 30 frames: AP 72.6, MR-2 76.7 when bundled
     assert metrics["AP"] > 0.6 and metrics["MR2"] < 0.9
+
+
+def test_demo_onto_a_full_disk(tmp_path, on_full_disk):
+    # the first thing written is the clip: OpenCV's writer fails silently there, the next run would read it
+    on_full_disk(["demo", "--out", tmp_path / "full", "--frames", "2"], tmp_path / "full", free_kb=16)

@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from detrt.atomic import AtomicVideo
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import person_pose, person_style
 from detrt.data.synthetic import make_figure, render, sample_person, sample_scene, _masks
@@ -82,9 +82,7 @@ def write_video(directory, frames, seed=0, cfg=None, fps=15, progress=True):
         if spot is not None:
             spawn_group(spot)
     path = directory / "video.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (cfg.width, cfg.height))
-    if not writer.isOpened():
-        raise InputError(f"{path}: OpenCV cannot open an mp4v video writer here")
+    writer = AtomicVideo(path, "mp4v", fps, (cfg.width, cfg.height))
     objs = []
     try:
         for f in progress_bar(range(frames), show=progress, desc="synth video", unit="frame", leave=False):
@@ -103,8 +101,10 @@ def write_video(directory, frames, seed=0, cfg=None, fps=15, progress=True):
                 spot = _entry(rng, cfg, cam)
                 if spot is not None:
                     spawn_group(spot, inward=1 if spot[0] < 0 else -1)
-    finally:
-        writer.release()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.commit()
     write_odgt(directory / "video.odgt", objs)
     return objs
 

@@ -9,14 +9,19 @@ slow stage holds the others back instead of growing memory. Live sources: batch 
 keeps only the newest frame, so the pipeline never works through a backlog.
 
 Stopping: at the end of the stream everything in flight is finished and the sinks are closed. The
-first Ctrl-C (or a KeyboardInterrupt raised by the source, or a closed window) stops reading and
-drains what is in flight the same way; a second Ctrl-C abandons the frames in flight. Either way
-the sinks are closed (JSONL flushed, video finalized) and the Summary says `interrupted`. An error
-in any stage (e.g. SinkError: disk full) stops every stage and is raised after the sinks close.
+first Ctrl-C or SIGTERM (or a KeyboardInterrupt raised by the source, or a closed window) stops
+reading and drains what is in flight the same way; a second one abandons the frames in flight.
+Either way the sinks are closed (JSONL flushed, video finalized) and the Summary says `interrupted`
+and by which signal. While a run started from the main thread lasts, SIGINT and SIGTERM (where
+their handlers are Python's defaults) only set these flags, so no KeyboardInterrupt can land in
+the middle of closing a sink. An error in any stage (e.g. SinkError: disk full) stops every stage
+and is raised after the sinks close.
 """
 
+import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 
@@ -56,6 +61,8 @@ class Pipeline:
         self.stop_reading = threading.Event()  # graceful: finish what is in flight
         self.abort = threading.Event()  # now: drop what is in flight
         self.interrupted = False
+        self.signal = None  # the name of the first signal that stopped the run
+        self._signals = 0
         self.error = None
         self._lock = threading.Lock()
         self.progress = progress
@@ -202,21 +209,22 @@ class Pipeline:
         writer.name = "detrt-write"
         threads.append(writer)
         self.stats = Stats()
-        for t in threads:
-            t.start()
-        try:
-            self._wait(threads)
-        finally:
-            self.source.close()
+        with _signals_to(self._on_signal):
             for t in threads:
-                t.join(timeout=10)
-            close_error = self._close_sinks()
-            bar.close()
+                t.start()
+            try:
+                self._wait(threads)
+            finally:
+                self.source.close()
+                for t in threads:
+                    t.join(timeout=10)
+                close_error = self._close_sinks()
+                bar.close()
         if self.error is None and close_error is not None:
             self.error = close_error
         summary = self.stats.summary(dropped=self.source.dropped, corrupt=self.source.corrupt,
                                      reconnects=self.source.reconnects, batch=self.batch,
-                                     backend=self.backend.name, interrupted=self.interrupted,
+                                     backend=self.backend.name, interrupted=self.interrupted, signal=self.signal,
                                      error=str(self.error) if self.error is not None else None)
         if self.error is not None:
             if isinstance(self.error, KeyboardInterrupt):
@@ -227,18 +235,22 @@ class Pipeline:
         return summary
 
     def _wait(self, threads):
-        """Join the stages; Ctrl-C once: stop reading and drain; twice: abort."""
-        presses = 0
+        """Join the stages (a KeyboardInterrupt here: off the main thread, or a handler of the caller's)."""
         while any(t.is_alive() for t in threads):
             try:
                 for t in threads:
                     t.join(timeout=0.1)
             except KeyboardInterrupt:
-                presses += 1
-                self.interrupted = True
-                self.stop_reading.set()
-                if presses >= 2:
-                    self.abort.set()
+                self._on_signal(signal.SIGINT)
+
+    def _on_signal(self, signum, _frame=None):
+        """Ctrl-C or SIGTERM once: stop reading and drain; twice: abort."""
+        self._signals += 1
+        self.interrupted = True
+        self.signal = self.signal or signal.Signals(signum).name
+        self.stop_reading.set()
+        if self._signals >= 2:
+            self.abort.set()
 
     def _close_sinks(self):
         error = None
@@ -248,6 +260,21 @@ class Pipeline:
             except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
                 error = error or e
         return error
+
+
+@contextlib.contextmanager
+def _signals_to(handler):
+    """Route SIGINT and SIGTERM to `handler` for the block, where Python's default handlers are in place."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    taken = {s: signal.signal(s, handler) for s, h in defaults.items() if signal.getsignal(s) == h}
+    try:
+        yield
+    finally:
+        for s, h in taken.items():
+            signal.signal(s, h)
 
 
 def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, topk=None, threads=None,

@@ -7,7 +7,8 @@ URIs as jetson-inference's videoOutput: `out.mp4` (or file://out.mp4), `display:
 Crash safety: JSONL and .odgt lines are written whole with one system call per frame (an
 unbuffered file), so a crash loses nothing already computed; a failed write (disk full) truncates
 the partial line away and raises SinkError naming how many lines are intact. The video appears at
-its path only when closed (it is written to a hidden partial file first); Ctrl-C still closes it.
+its path only when closed, and only if it reads back with every frame (detrt.atomic.AtomicVideo:
+OpenCV's writer fails silently); Ctrl-C still closes it.
 Each sink may carry its own score `threshold` (the .odgt keeps every detection by default, since
 AP needs the whole precision/recall curve).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detrt.atomic import AtomicVideo
 from detrt.errors import InputError
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -190,44 +192,39 @@ class VideoSink(Sink):
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_FOURCC:
             raise InputError(f"{self.path}: unsupported video type {suffix!r} ({', '.join(VIDEO_FOURCC)})")
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
-        self._writer = None
+        self._video = None
         self._size = None
         self.frames = 0
 
     def _open(self, w, h, fps):
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SinkError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or fps or 30.0), (w, h))
-        if not writer.isOpened():
-            raise SinkError(f"{self.path}: OpenCV cannot open a video writer here")
-        self._writer, self._size = writer, (w, h)
+            self._video = AtomicVideo(self.path, VIDEO_FOURCC[self.path.suffix.lower()], float(self.fps or fps or 30.0),
+                                      (w, h))
+        except InputError as e:
+            raise SinkError(str(e)) from None
+        self._size = (w, h)
 
     def write(self, frame, detections, fps=None):
         image = frame.image
-        if self._writer is None:
+        if self._video is None:
             self._open(image.shape[1], image.shape[0], frame.fps)
         if (image.shape[1], image.shape[0]) != self._size:
             sx, sy = self._size[0] / image.shape[1], self._size[1] / image.shape[0]
             image = cv2.resize(image, self._size)
             detections = type(detections)(detections.boxes * np.float32([sx, sy, sx, sy]), detections.scores,
                                           detections.labels, detections.class_names)
-        self._writer.write(draw_detections(image, detections, fps))
+        self._video.write(draw_detections(image, detections, fps))
         self.frames += 1
 
     def close(self):
-        if self._writer is None:
+        """Finish the video; it takes its name only if it reads back with every frame (SinkError otherwise)."""
+        if self._video is None:
             return
-        self._writer.release()
-        self._writer = None
-        if self.frames and self._tmp.exists() and self._tmp.stat().st_size > 0:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
-            raise SinkError(f"{self.path}: the video writer produced no file (disk full?)")
+        video, self._video = self._video, None
+        try:
+            video.commit()
+        except InputError as e:
+            raise SinkError(str(e)) from None
 
 
 def has_gui():

@@ -60,15 +60,17 @@ class Summary:
     batch: int = 1
     backend: str = ""
     interrupted: bool = False
+    signal: str = None  # SIGINT or SIGTERM, when one stopped the run
     error: str = None
 
     def to_dict(self):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     def format(self):
+        stopped = "" if not self.interrupted else "  [interrupted" + (f" by {self.signal}]" if self.signal else "]")
         lines = [f"frames {self.frames}  dropped {self.dropped}  corrupt {self.corrupt}  "
                  f"reconnects {self.reconnects}  |  {self.fps:.1f} FPS over {self.wall_s:.2f} s  "
-                 f"(batch {self.batch}, {self.backend})" + ("  [interrupted]" if self.interrupted else "")]
+                 f"(batch {self.batch}, {self.backend})" + stopped]
         lines.append(f"{'latency ms':<12}{'p50':>9}{'p95':>9}{'p99':>9}{'mean':>9}")
         for name, row in list(self.stages.items()) + [("end-to-end", self.end_to_end)]:
             if row:

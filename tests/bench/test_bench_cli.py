@@ -155,3 +155,10 @@ def test_update_results_md_replaces_only_its_section(tmp_path):
     assert text.index("ops table") < text.index("new figures") < text.index("pipe table")
     update_results_md(md, "## benchmarks/scaling.py: s\n\nscaling\n")
     assert md.read_text().rstrip().endswith("scaling") and md.read_text().count("## ") == 4
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_cli_report_onto_a_full_disk(models, frames_dir, tmp_path, on_full_disk, flag):
+    full = tmp_path / "full"
+    on_full_disk(["bench", models[0], "--warmUp", "0.01s", "--duration", "0.05s", "--frames", frames_dir,
+                  "--no-roofline", flag, full / ("r.json" if flag == "--json" else "r.png")], full)

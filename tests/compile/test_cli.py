@@ -102,6 +102,31 @@ def test_bad_input_is_one_line_exit_2_no_artifact(case, exported_files, tmp_path
     assert not out.exists() and not list(tmp_path.glob(".out.onnx*"))
 
 
+@pytest.mark.parametrize("verb", ["export", "surgery", "build"])
+def test_full_disk_is_one_line_and_no_artifact(verb, exported_files, tmp_path, on_full_disk):
+    full = tmp_path / "full"
+    argv = {"export": ["export", exported_files / "ckpt", "-o", full / "m.onnx"],
+            "surgery": ["surgery", exported_files / "model.onnx", "-o", full / "m.onnx"],
+            "build": ["build", exported_files / "model.onnx", "--backend", "onnxruntime", "-o", full / "m.onnx"]}
+    on_full_disk(argv[verb], full)  # build: ONNX Runtime's "Protobuf serialization failed" named for what it is
+
+
+def test_outputs_are_refused_before_any_work(exported_files, tmp_path, capsys):
+    model = exported_files / "model.onnx"
+    before = sha256_file(model)
+    (tmp_path / "dir").mkdir()
+    cases = [(["surgery", model, "-o", model], "model.onnx: is also an input"),
+             (["build", model, "--backend", "onnxruntime", "-o", model], "model.onnx: is also an input"),
+             (["export", exported_files / "ckpt", "-o", tmp_path / "dir"], "dir: is a directory, not a file"),
+             (["build", exported_files / "plain.plugin.onnx", "-o", exported_files / "plain.engine"],
+              "plain.plugin.onnx: is also an input")]  # the graph kept beside an engine
+    (exported_files / "plain.plugin.onnx").write_bytes(b"")
+    for argv, want in cases:
+        rc, _, err = run_cli(capsys, *argv)
+        assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert sha256_file(model) == before
+
+
 def test_unsupported_op_is_named_with_its_node():
     node = onnx.helper.make_node("MultiscaleDeformableAttnPlugin_TRT", ["a"], ["b"], name="enc0_msda", domain="trt")
     graph = onnx.helper.make_graph([node], "g", [], [])

@@ -234,3 +234,14 @@ def test_cli_eval(tmp_path, capsys):
     blocker.write_text("")
     assert main(["eval", "--gt", str(g), "--dt", str(d), "--json", str(blocker / "m.json")]) == 2
     assert "cannot write here" in capsys.readouterr().err and not (blocker / "m.json").exists()
+
+
+def test_cli_eval_json_onto_a_full_disk(tmp_path, on_full_disk):
+    g, d = tmp_path / "gt.odgt", tmp_path / "dt.odgt"
+    write_gt(g, [gt("a", PERSONS)])
+    write_dt(d, [dt("a", PERSONS, [0.9, 0.8, 0.7, 0.6])])
+    assert "75.00%" in on_full_disk(["eval", "--gt", g, "--dt", d, "--json", tmp_path / "full" / "m.json"],
+                                    tmp_path / "full")
+    before = d.read_text()
+    assert main(["eval", "--gt", str(g), "--dt", str(d), "--json", str(d)]) == 2  # an input: refused
+    assert d.read_text() == before

@@ -1,6 +1,16 @@
-"""`detrt run` from the command line: outputs, summary, one-line errors with exit status 2."""
+"""`detrt run` from the command line: outputs, summary, one-line errors with exit status 2, full disk, signals."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
 
 from detrt.cli import main
 from probe_models import gradient_frames, make_topk_model, write_video
@@ -45,3 +55,111 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("detrt run: error: ") and words in err[0], err
+
+
+@pytest.mark.parametrize("free_kb", [16, 0])  # 16: the writer opens and fails silently; 0: it cannot open
+def test_video_onto_a_full_disk_is_one_line_and_no_file(tmp_path, on_full_disk, free_kb):
+    make_topk_model(tmp_path / "m.onnx")
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(40))
+    full = tmp_path / "full"
+    stdout = on_full_disk(["run", clip, "--model", tmp_path / "m.onnx", "--out", full / "o.mp4",
+                           "--jsonl", tmp_path / "d.jsonl"], full, free_kb=free_kb)
+    done = int(stdout.split()[1])  # the summary: "frames N ..."; a writer that cannot open stops the run at once
+    assert done == (40 if free_kb else 0)
+    assert [json.loads(line)["frame"] for line in (tmp_path / "d.jsonl").read_text().splitlines()] == list(range(done))
+
+
+def test_summary_onto_a_full_disk(tmp_path, on_full_disk):
+    make_topk_model(tmp_path / "m.onnx")
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(3))
+    stdout = on_full_disk(["run", clip, "--model", tmp_path / "m.onnx", "--summary", tmp_path / "full" / "s.json"],
+                          tmp_path / "full")
+    assert "frames 3" in stdout
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, capsys):
+    make_topk_model(tmp_path / "m.onnx")
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(3))
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir").mkdir()
+    jsonl = tmp_path / "d.jsonl"
+    base = ["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--jsonl", str(jsonl)]
+    cases = [
+        (["--out", str(tmp_path / "file" / "sub" / "o.mp4")], f"cannot write here ({tmp_path / 'file'} is a file)"),
+        (["--out", str(tmp_path / "dir")], "dir: is a directory, not a file"),
+        (["--out", str(clip)], f"c.mp4: is also an input ({clip})"),
+        (["--summary", str(tmp_path / "m.onnx.json")], "m.onnx.json: is also an input"),  # the model's manifest
+        (["--odgt", str(jsonl)], "d.jsonl: given as two outputs"),
+        ([str(tmp_path / "." / "c.mp4")], "c.mp4: is also an input"),  # the SINK argument, spelled differently
+    ]
+    for extra, words in cases:
+        argv = base[:2] + extra + base[2:] if not extra[0].startswith("--") else base + extra
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (err, words)
+        assert not jsonl.exists()  # refused before the run: nothing opened
+    assert (tmp_path / "file").read_text() == "" and clip.stat().st_size > 0
+
+
+# A `detrt run` in a subprocess whose model takes 50 ms per frame, so a signal lands mid-run.
+SLOW_RUN = """
+import sys
+sys.path.insert(0, {here!r})
+from probe_models import SlowBackend
+from detrt import cli
+from detrt.runtime import pipeline
+real = pipeline.open_backend
+pipeline.open_backend = lambda *a, **k: SlowBackend(real(*a, **k), 0.05)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _slow_run(tmp_path, frames=200):
+    make_topk_model(tmp_path / "m.onnx")
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(frames))
+    jsonl, out = tmp_path / "d.jsonl", tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(here=str(Path(__file__).parent)), "run",
+                             str(clip), "--model", str(tmp_path / "m.onnx"), "--batch", "1", "--jsonl", str(jsonl),
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    deadline = time.monotonic() + 60
+    while not (jsonl.exists() and jsonl.read_text().count("\n") >= 3):  # running: lines are flushed per frame
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    return proc, jsonl, out
+
+
+def _check_stopped(proc, jsonl, out, rc, signal_name):
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == rc and "Traceback" not in stderr, (proc.returncode, stderr)
+    frames = [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]  # every line whole
+    assert 3 <= len(frames) < 200 and frames == list(range(len(frames)))
+    assert f"frames {len(frames)}  " in stdout and f"[interrupted by {signal_name}]" in stdout  # the summary
+    cap = cv2.VideoCapture(str(out))  # the video finalized with the same frames
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == len(frames)
+
+
+def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path):
+    proc, jsonl, out = _slow_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _check_stopped(proc, jsonl, out, 143, "SIGTERM")
+
+
+def test_second_ctrl_c_while_draining_still_closes_everything(tmp_path):
+    proc, jsonl, out = _slow_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)  # draining the frames in flight (50 ms each)
+    proc.send_signal(signal.SIGINT)
+    _check_stopped(proc, jsonl, out, 130, "SIGINT")
+
+
+def test_next_run_removes_the_temporary_file_of_a_killed_one(tmp_path, capsys):
+    proc, jsonl, out = _slow_run(tmp_path)
+    proc.kill()
+    proc.communicate()
+    stale = [p.name for p in tmp_path.glob(".o.mp4.*")]
+    assert len(stale) == 1 and re.fullmatch(rf"\.o\.mp4\.{proc.pid}\.\w+\.tmp\.mp4", stale[0]) and not out.exists()
+    (tmp_path / ".o.mp4.keep").write_text("not ours")
+    assert main(["run", str(tmp_path / "c.mp4"), "--model", str(tmp_path / "m.onnx"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [".o.mp4.keep"]
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) == 200

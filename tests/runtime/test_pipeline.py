@@ -72,7 +72,7 @@ def test_every_frame_once_in_order(tmp_path, model, clip, batch):
     assert [o["ID"] for o in odgt_lines] == [f"frame_{i:06d}" for i in range(37)]
     cap = cv2.VideoCapture(str(out))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 37 and cap.get(cv2.CAP_PROP_FPS) == 25  # the clip's rate
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_threshold_per_sink(tmp_path, model, clip):
