@@ -364,7 +364,7 @@ def _doctor_flags(p):
 @verb(_doctor_flags)
 def doctor(args):
     """Print what this machine can do: TensorRT, CUDA, GPU, plugins, ONNX Runtime, runnable verbs, backend."""
-    from detrt.compile.doctor import report
+    from detrt.doctor import report
 
     lines = report(args.model, args.plugins)
     width = max(len(topic) for topic, _ in lines)
