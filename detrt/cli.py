@@ -366,7 +366,7 @@ def doctor(args):
     """Print what this machine can do: TensorRT, CUDA, GPU, plugins, ONNX Runtime, runnable verbs, backend."""
     from detrt.doctor import report
 
-    lines = report(args.model, args.plugins)
+    lines = report(args.model, args.plugins, verbs=[(fn.__name__, extra) for fn, _, extra in VERBS])
     width = max(len(topic) for topic, _ in lines)
     for topic, finding in lines:
         print(f"{topic:<{width}}  {finding}")

@@ -18,7 +18,7 @@ pattern-matching a GridSample subgraph. The TensorRT path must never keep the Gr
 import onnx
 import onnx.parser
 
-PORTABLE_DOMAIN = "detrt.portable"
+from detrt.ops.names import PORTABLE_DOMAIN
 
 
 def _opset_header(opset):

@@ -11,6 +11,7 @@ sub-quadratic (plugins/).
 import torch
 
 from detrt.models.box_ops import box_cxcywh_to_xyxy
+from detrt.ops.names import TORCH_DCG_OP
 
 
 def pairwise_iou(boxes_xyxy):
@@ -46,7 +47,7 @@ def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
     return torch.ops.detrt.dcg_neighbors(boxes.detach(), scores.detach(), int(k), threshold, low)
 
 
-@torch.library.custom_op("detrt::dcg_neighbors", mutates_args=())
+@torch.library.custom_op(TORCH_DCG_OP, mutates_args=())
 def _dcg_neighbors_op(
     boxes: torch.Tensor, scores: torch.Tensor, k: int, iou_threshold: float, low_score: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

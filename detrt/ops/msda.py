@@ -11,6 +11,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from detrt.ops.names import TORCH_MSDA_OP
+
 
 def ms_deform_attn_reference(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
     """Differentiable MSDA through F.grid_sample.
@@ -83,7 +85,7 @@ def _cpu_kernels():
 _KERNEL_DTYPES = (torch.float32, torch.float16)
 
 
-@torch.library.custom_op("detrt::ms_deform_attn", mutates_args=())
+@torch.library.custom_op(TORCH_MSDA_OP, mutates_args=())
 def _ms_deform_attn_op(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor,
@@ -125,4 +127,4 @@ def _backward(ctx, grad_output):
     return g[0], None, None, g[1], g[2]
 
 
-torch.library.register_autograd("detrt::ms_deform_attn", _backward, setup_context=_setup_context)
+torch.library.register_autograd(TORCH_MSDA_OP, _backward, setup_context=_setup_context)

@@ -2,7 +2,7 @@
 
     from detrt.runtime import Detector, open_source, open_sink, run
 
-Names resolve lazily, so importing one submodule (e.g. detrt.runtime.ort_ops) stays cheap.
+Names resolve lazily, so importing one submodule (e.g. detrt.runtime.sources) stays cheap.
 """
 
 _EXPORTS = {
