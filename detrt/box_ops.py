@@ -1,4 +1,4 @@
-"""Box utilities on numpy arrays: the twin of detrt/models/box_ops.py for runtime and eval code.
+"""Box utilities on numpy arrays: the twin of detrt/ops/box_ops.py for runtime and eval code.
 
 Same function names and semantics as the torch module (tests compare them), so code that cannot
 import torch (detrt/runtime, detrt/eval) computes exactly what training computes.

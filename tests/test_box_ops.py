@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import detrt.box_ops as npb
-import detrt.models.box_ops as tb
+import detrt.ops.box_ops as tb
 
 NAMES = ["box_cxcywh_to_xyxy", "box_xyxy_to_cxcywh", "box_xywh_to_xyxy", "box_xyxy_to_xywh", "box_area"]
 

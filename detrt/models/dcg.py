@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
 from detrt.ops import dcg_neighbors
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 
 class DeHomoCodingGenerator(nn.Module):

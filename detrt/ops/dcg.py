@@ -10,7 +10,7 @@ sub-quadratic (plugins/).
 
 import torch
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy
+from detrt.ops.box_ops import box_cxcywh_to_xyxy
 from detrt.ops.names import TORCH_DCG_OP
 
 

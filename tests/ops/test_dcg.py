@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from detrt.ops import cpu
+from detrt.ops.box_ops import box_cxcywh_to_xyxy
 from detrt.ops.dcg import dcg_neighbors, dcg_neighbors_reference, pairwise_iou
-from detrt.models.box_ops import box_cxcywh_to_xyxy
 
 needs_ext = pytest.mark.skipif(not cpu.available(), reason=f"{cpu.unavailable_reason()}")
 
