@@ -123,7 +123,7 @@ def dcg_function(opset):
         "halfwh = Mul(wh, half)",
         "lt = Sub(cxcy, halfwh)",
         "rb = Add(cxcy, halfwh)",
-        # pairwise IoU as detrt.ops.dcg.pairwise_iou
+        # pairwise IoU as detrt.ops.box_ops.box_iou
         "lt_i = Unsqueeze(lt, c2)",
         "lt_j = Unsqueeze(lt, c1)",
         "rb_i = Unsqueeze(rb, c2)",
