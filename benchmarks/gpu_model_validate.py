@@ -40,7 +40,7 @@ def tiny_model():
 
 def frames(cfg, count=4):
     from detrt.data.synthetic import synth_image
-    from detrt.runtime.preprocess import Preprocessor
+    from detrt.data.preprocess import Preprocessor
 
     images = [synth_image(seed=11, index=i)[0] for i in range(count)]
     return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]

@@ -1,7 +1,7 @@
 """Benchmark inputs: real frames (a video, an image folder or glob), preprocessed as the runtime does.
 
 Never zeros: a model's speed can depend on its input (top-k, sparse attention, denormals), so the
-timed batches are real frames run through `detrt.runtime.preprocess.Preprocessor` with each
+timed batches are real frames run through `detrt.data.preprocess.Preprocessor` with each
 artifact's own manifest. Without --frames, a short synthetic crowd video is rendered with
 `detrt.data.synthetic` into a temporary directory (about a second), with a notice saying so.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
 
 SYNTHETIC_FRAMES = 32
@@ -60,8 +61,6 @@ def load_frames(spec=None, count=SYNTHETIC_FRAMES, notice=print):
 
 def input_batches(frames, manifest, batch, distinct=4):
     """Up to `distinct` different float32 [batch, 3, H, W] inputs for one artifact, cycling through frames."""
-    from detrt.runtime.preprocess import Preprocessor
-
     prep = Preprocessor.from_manifest(manifest)
     n = max(1, min(distinct, -(-len(frames) // batch)))
     out = []

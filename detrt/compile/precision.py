@@ -30,6 +30,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from detrt.compile import surgery
+from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PORTABLE_DOMAIN
 
@@ -246,11 +247,9 @@ def calibration_batches(source, manifest, frames=200, batch=1):
     """Frames from a video file, an image directory or a glob -> [{"images": float32 [B, 3, H, W]}].
 
     Frames are sampled evenly across the source and preprocessed exactly as the runtime does
-    (detrt.runtime.preprocess.Preprocessor from the model's manifest).
+    (detrt.data.preprocess.Preprocessor from the model's manifest).
     """
     import cv2
-
-    from detrt.runtime.preprocess import Preprocessor
 
     if frames < 1:
         raise InputError(f"--calib-frames {frames}: must be at least 1")

@@ -19,7 +19,7 @@ tests/runtime/test_trt_backend.py drives it through CPU stand-ins of `tensorrt` 
   no events are recorded inside a capture.
 - Future step: GPU preprocessing (resize + normalize + HWC->CHW in a CUDA kernel built with the
   plugins), so only the uint8 frame crosses PCIe; today preprocessing is on the CPU
-  (detrt/runtime/preprocess.py) and the float32 batch is copied.
+  (detrt/data/preprocess.py) and the float32 batch is copied.
 """
 
 import ctypes
