@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from detrt.data.preprocess import Preprocessor
+from detrt.data.synthetic import synthesize
 from detrt.errors import InputError
+from detrt.runtime.sources import open_source
 
 SYNTHETIC_FRAMES = 32
 SYNTHETIC_SEED = 0
@@ -20,8 +22,6 @@ SYNTHETIC_SEED = 0
 
 def read_frames(spec, count):
     """The first `count` frames of a video file, image folder or glob (BGR uint8). InputError if none."""
-    from detrt.runtime.sources import open_source
-
     source = open_source(spec, live=False)
     frames = []
     try:
@@ -38,8 +38,6 @@ def read_frames(spec, count):
 
 def synthetic_frames(count=SYNTHETIC_FRAMES, seed=SYNTHETIC_SEED):
     """`count` frames of a synthetic crowd video (detrt.data.synthetic), rendered in a temporary directory."""
-    from detrt.data.synthetic import synthesize
-
     with tempfile.TemporaryDirectory(prefix="detrt-bench-") as tmp:
         out = Path(tmp) / "synthetic"
         synthesize(out, num=0, frames=count, seed=seed, progress=False)

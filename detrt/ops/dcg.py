@@ -11,6 +11,7 @@ sub-quadratic (plugins/).
 import torch
 
 from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
+from detrt.ops.msda import _cpu_kernels
 from detrt.ops.names import TORCH_DCG_OP
 
 
@@ -43,8 +44,6 @@ def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
 def _dcg_neighbors_op(
     boxes: torch.Tensor, scores: torch.Tensor, k: int, iou_threshold: float, low_score: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from detrt.ops.msda import _cpu_kernels
-
     on_cpu = boxes.device.type == "cpu" and scores.device.type == "cpu"
     cpu = _cpu_kernels() if on_cpu else None
     if cpu is not None and boxes.dtype == scores.dtype == torch.float32:

@@ -11,6 +11,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from detrt.ops import cpu
 from detrt.ops.names import TORCH_MSDA_OP
 
 
@@ -67,8 +68,6 @@ _warned_fallback = False
 def _cpu_kernels():
     """detrt.ops.cpu when the extension is built, else None (warning once)."""
     global _warned_fallback
-    from detrt.ops import cpu
-
     if cpu.available():
         return cpu
     if not _warned_fallback:
