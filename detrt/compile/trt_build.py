@@ -272,10 +272,3 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
     if log:
         log(f"TensorRT {trt.__version__} engine ({precision}, {gpu_name}, sm {capability}) -> {output}")
     return out
-
-
-def cache_info():
-    """Engines in the cache (doctor)."""
-    d = cache_dir()
-    return sorted(p.name for p in d.glob("*.engine")) if d.is_dir() else []
-

@@ -1,4 +1,5 @@
-"""Runtime: backends, video sources and sinks, pipeline, pre/post-processing. Never imports torch.
+"""Runtime: backends, video sources and sinks, pipeline, postprocessing (preprocessing is detrt.data.preprocess).
+Never imports torch.
 
     from detrt.runtime import Detector, open_source, open_sink, run
 
