@@ -149,22 +149,6 @@ def _fp16_artifact(src, dst):
     save_manifest(manifest, dst)
 
 
-def tensorrt_here():
-    """(True, version) when TensorRT and a GPU are usable here, else (False, why)."""
-    from detrt.runtime.backend import tensorrt_available
-
-    ok, why = tensorrt_available()
-    if not ok:
-        return False, f"TensorRT/cuda-python do not import ({why})"
-    try:
-        from detrt.compile.trt_build import gpu_properties
-
-        name, cc = gpu_properties()
-    except Exception as e:  # noqa: BLE001 - no device, driver mismatch, ...
-        return False, f"no usable GPU ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    return True, f"TensorRT {why} on {name} (sm {cc})"
-
-
 def load_average():
     try:
         return os.getloadavg()[0]

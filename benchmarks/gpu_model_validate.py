@@ -20,19 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.ops.tensorrt import tensorrt_here
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def skip_reason():
-    try:
-        import tensorrt  # noqa: F401
-        from cuda.bindings import runtime as cudart
-    except Exception as e:
-        return f"TensorRT/cuda-python not importable ({type(e).__name__}: {e})"
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
-        return "no CUDA device"
-    return None
 
 
 def tiny_model():
@@ -50,7 +40,7 @@ def tiny_model():
 
 def frames(cfg, count=4):
     from detrt.data.synthetic import synth_image
-    from detrt.runtime.preprocess import Preprocessor
+    from detrt.data.preprocess import Preprocessor
 
     images = [synth_image(seed=11, index=i)[0] for i in range(count)]
     return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]
@@ -69,8 +59,8 @@ def main():
     ap.add_argument("--plugins", help="libdetrt_plugins.so (default: found by detrt)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "gpu_model_validate.json"))
     args = ap.parse_args()
-    why = skip_reason()
-    if why:
+    ok, why = tensorrt_here()
+    if not ok:
         print(f"gpu_model_validate: skipped: {why}")
         return 0
     import onnxruntime as ort

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.ops import cpu
+from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PLUGIN_VERSION
+from detrt.ops.tensorrt import gpu_here, gpu_properties, tensorrt_available
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = ROOT / "build" / "gpu"
 TOLERANCE = {"float32": 1e-5, "float16": 1e-3}
@@ -49,18 +53,10 @@ DCG_CASES = [
 
 def unavailable_reason():
     """Why GPU validation cannot run here (None when it can)."""
-    from detrt.ops import cpu
-
     if not cpu.available():
         return cpu.unavailable_reason()
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        return "cuda-python is not installed (pip install 'detrt[trt]'; it provides cuda.bindings)"
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
-        return f"no CUDA GPU visible (cudaGetDeviceCount: {getattr(err, 'name', err)}, count {count})"
-    return None
+    ok, why = gpu_here()
+    return None if ok else why
 
 
 class DeviceBuffers:
@@ -189,16 +185,12 @@ def gpu_dcg(lib, dev, boxes, scores, k, thr, low, dtype):
 
 def compare_dcg(got_indices, got_valid, boxes, scores, k, thr, low):
     """Mismatching (b, i) rows between a GPU result and the CPU kernel on the same (float32-exact) inputs."""
-    from detrt.ops import cpu
-
     want_indices, want_valid = cpu.dcg_neighbors(boxes.astype(np.float32), scores.astype(np.float32), k, thr, low)
     rows = (got_indices != want_indices).any(-1) | ((got_valid != 0) != want_valid).any(-1)
     return int(rows.sum()), int(want_valid.sum())
 
 
 def run_cuda(lib, seed):
-    from detrt.ops import cpu
-
     dev, rng, results = DeviceBuffers(), np.random.default_rng(seed), []
     try:
         for name, n, shapes, m, d, lq, p in MSDA_CASES:
@@ -228,8 +220,6 @@ def run_tensorrt(plugin_lib, seed):
     """One-node engines through libdetrt_plugins.so, compared with the CPU kernels."""
     import tensorrt as trt
 
-    from detrt.ops import cpu
-
     logger = trt.Logger(trt.Logger.WARNING)
     registry = trt.get_plugin_registry()
     if registry.load_library(str(plugin_lib)) is None:
@@ -241,9 +231,10 @@ def run_tensorrt(plugin_lib, seed):
         """inputs: {name: array}; outputs: {name: (shape, numpy dtype)} -> {name: array}."""
         builder = trt.Builder(logger)
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        creator = registry.get_creator(plugin_name, "1", "detrt")
+        creator = registry.get_creator(plugin_name, PLUGIN_VERSION, DETRT_DOMAIN)
         if creator is None:
-            raise RuntimeError(f"{plugin_name} (namespace detrt, version 1) is not registered by {plugin_lib}")
+            raise RuntimeError(f"{plugin_name} (namespace {DETRT_DOMAIN}, version {PLUGIN_VERSION}) is not registered "
+                               f"by {plugin_lib}")
         plugin = creator.create_plugin(plugin_name, trt.PluginFieldCollection(fields), trt.TensorRTPhase.BUILD)
         tensors = [network.add_input(k, trt_dtype[v.dtype.name], v.shape) for k, v in inputs.items()]
         layer = network.add_plugin_v3(tensors, [], plugin)
@@ -271,7 +262,7 @@ def run_tensorrt(plugin_lib, seed):
                 value, sh, st, loc, attn = msda_inputs(rng, n, shapes, m, d, lq, p, dtype)
                 feeds = dict(value=value, spatial_shapes=sh, level_start_index=st, sampling_locations=loc,
                              attention_weights=attn)
-                got = run_engine("MSDeformAttn", [], feeds, {"output": ((n, lq, m * d), dtype)})["output"]
+                got = run_engine(MSDA_OP, [], feeds, {"output": ((n, lq, m * d), dtype)})["output"]
                 err = rel_error(got, cpu.ms_deform_attn(value, sh, st, loc, attn))
                 results.append(dict(op="ms_deform_attn", backend="tensorrt", case=name, dtype=dtype, rel_error=err,
                                     ok=err <= TOLERANCE[dtype]))
@@ -285,7 +276,7 @@ def run_tensorrt(plugin_lib, seed):
                     trt.PluginField("low_score", np.array([low], np.float32), trt.PluginFieldType.FLOAT32),
                 ]
                 outs = {"indices": ((b, n, k), np.int32), "valid": ((b, n, k), np.int32)}
-                got = run_engine("DCGNeighbors", fields, dict(boxes=boxes, scores=scores), outs)
+                got = run_engine(DCG_OP, fields, dict(boxes=boxes, scores=scores), outs)
                 bad, nvalid = compare_dcg(got["indices"], got["valid"], boxes, scores, k, thr, low)
                 results.append(dict(op="dcg_neighbors", backend="tensorrt", case=name, dtype=dtype,
                                     mismatched_rows=bad, valid_slots=nvalid, ok=bad == 0))
@@ -314,10 +305,9 @@ def main(argv=None):
         return 0
     results = run_cuda(load_cuda_lib(cuda_lib), args.seed)
     trt_version = None
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        print("gpu_validate: TensorRT part skipped: tensorrt does not import")
+    trt_ok, trt_why = tensorrt_available()
+    if not trt_ok:
+        print(f"gpu_validate: TensorRT part skipped: tensorrt does not import ({trt_why})")
     else:
         if plugin_lib is None:
             print("gpu_validate: TensorRT part skipped: libdetrt_plugins.so not found (build with -DTensorRT_ROOT=)")
@@ -325,13 +315,10 @@ def main(argv=None):
             trt_results, trt_version = run_tensorrt(plugin_lib, args.seed)
             results += trt_results
 
-    from cuda.bindings import runtime as cudart
-
-    _, props = cudart.cudaGetDeviceProperties(0)
     report = dict(
         date=time.strftime("%Y-%m-%d %H:%M:%S"),
         machine=platform.node(),
-        gpu=props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name),
+        gpu=gpu_properties()[0],
         tensorrt=trt_version,
         tolerance=TOLERANCE,
         results=results,

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from detrt.ops.tensorrt import tensorrt_here
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -99,7 +101,7 @@ def main(argv=None):
     result = {"model": what, "cpu": cpu, "gpu": None}
     gpu_roles = None
     if args.gpu:
-        ok, why = common.tensorrt_here()
+        ok, why = tensorrt_here()
         if not ok:
             common.log(f"model.py: no GPU part: {why}; the CPU part above is the whole result")
             result["gpu"] = {"skipped": why}
@@ -129,7 +131,7 @@ def main(argv=None):
         lines += ["", "TensorRT (engines from `detrt build`, plugin form; GPU time from CUDA events):"]
         lines += table(result["gpu"], gpu_roles, "TensorRT FP32")
     else:
-        ok, here = common.tensorrt_here()
+        ok, here = tensorrt_here()
         why = (result["gpu"] or {}).get("skipped") or ("--gpu not given" if ok else here)
         lines += ["", f"TensorRT: not measured here ({why}). `make bench-gpu` on a machine with a GPU and "
                       "TensorRT adds FP32/FP16/INT8 engines and NVIDIA's MSDA plugin vs ours."]

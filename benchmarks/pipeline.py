@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from detrt.bench.device import device_facts
+from detrt.data.preprocess import Preprocessor
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
-from detrt.runtime.preprocess import Preprocessor
 from detrt.runtime.sources import open_source
 
 ROOT = Path(__file__).resolve().parent

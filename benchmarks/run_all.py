@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from detrt.ops.tensorrt import tensorrt_here
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -51,7 +53,7 @@ def main(argv=None):
 
     gpu = False
     if args.gpu:
-        gpu, why = common.tensorrt_here()
+        gpu, why = tensorrt_here()
         common.log(f"run_all: {'GPU part on ' + why if gpu else 'no GPU part: ' + why + '; running the CPU part'}")
     start, done = time.monotonic(), []
     for name, script_args in plan(args, gpu):

@@ -402,9 +402,9 @@ def doctor(args):
     example:
       detrt doctor --model model.onnx
     """
-    from detrt.compile.doctor import report
+    from detrt.doctor import report
 
-    lines = report(args.model, args.plugins)
+    lines = report(args.model, args.plugins, verbs=[(fn.__name__, extra) for fn, _, extra in VERBS])
     width = max(len(topic) for topic, _ in lines)
     for topic, finding in lines:
         print(f"{topic:<{width}}  {finding}")

@@ -1,18 +1,18 @@
-"""The numpy box ops (runtime, eval) and the torch ones (training) are twins: same names, same values."""
+"""The numpy box ops (runtime, data, eval) and the torch ones (ops, models) are twins: same names, same values."""
 
 import numpy as np
 import pytest
 import torch
 
 import detrt.box_ops as npb
-import detrt.models.box_ops as tb
+import detrt.ops.box_ops as tb
 
-NAMES = ["box_cxcywh_to_xyxy", "box_xyxy_to_cxcywh", "box_xywh_to_xyxy", "box_xyxy_to_xywh", "box_area"]
+NAMES = ["box_cxcywh_to_xyxy", "box_area"]
 
 
-def random_xyxy(rng, n):
-    xy = rng.uniform(0, 100, (n, 2))
-    return np.concatenate([xy, xy + rng.uniform(1, 50, (n, 2))], axis=1)
+def random_xyxy(rng, *shape):
+    xy = rng.uniform(0, 100, (*shape, 2))
+    return np.concatenate([xy, xy + rng.uniform(1, 50, (*shape, 2))], axis=-1)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -21,20 +21,19 @@ def test_unary_twins_agree(name):
     np.testing.assert_allclose(getattr(npb, name)(boxes), getattr(tb, name)(torch.from_numpy(boxes)).numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["box_iou", "generalized_box_iou"])
-def test_pairwise_twins_agree(name):
+def test_iou_twins_agree():
     rng = np.random.default_rng(1)
     a, b = random_xyxy(rng, 9), random_xyxy(rng, 13)
-    ours, theirs = getattr(npb, name)(a, b), getattr(tb, name)(torch.from_numpy(a), torch.from_numpy(b))
-    if name == "box_iou":
-        ours, theirs = ours[0], theirs[0]
+    (ours, our_union), (theirs, their_union) = npb.box_iou(a, b), tb.box_iou(torch.from_numpy(a), torch.from_numpy(b))
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(our_union, their_union.numpy(), rtol=1e-12)
 
 
-def test_format_round_trips():
-    boxes = random_xyxy(np.random.default_rng(2), 5)
-    np.testing.assert_allclose(npb.box_cxcywh_to_xyxy(npb.box_xyxy_to_cxcywh(boxes)), boxes)
-    np.testing.assert_allclose(npb.box_xywh_to_xyxy(npb.box_xyxy_to_xywh(boxes)), boxes)
+def test_iou_batches_over_leading_dimensions():
+    boxes = random_xyxy(np.random.default_rng(3), 3, 7)  # 3 images of 7 boxes
+    per_image = np.stack([npb.box_iou(x, x)[0] for x in boxes])
+    np.testing.assert_array_equal(npb.box_iou(boxes, boxes)[0], per_image)
+    np.testing.assert_array_equal(tb.box_iou(torch.from_numpy(boxes), torch.from_numpy(boxes))[0].numpy(), per_image)
 
 
 def test_iou_and_giou_known_values():
@@ -43,4 +42,5 @@ def test_iou_and_giou_known_values():
     iou, _ = npb.box_iou(a, b)
     np.testing.assert_allclose(iou, [[1 / 7, 0, 1]])
     # Disjoint boxes: GIoU = 0 - (hull - union) / hull = -(25 - 5) / 25.
-    np.testing.assert_allclose(npb.generalized_box_iou(a, b), [[1 / 7 - (9 - 7) / 9, -20 / 25, 1]])
+    giou = tb.generalized_box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(giou, [[1 / 7 - (9 - 7) / 9, -20 / 25, 1]])

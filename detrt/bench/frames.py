@@ -1,7 +1,7 @@
 """Benchmark inputs: real frames (a video, an image folder or glob), preprocessed as the runtime does.
 
 Never zeros: a model's speed can depend on its input (top-k, sparse attention, denormals), so the
-timed batches are real frames run through `detrt.runtime.preprocess.Preprocessor` with each
+timed batches are real frames run through `detrt.data.preprocess.Preprocessor` with each
 artifact's own manifest. Without --frames, a short synthetic crowd video is rendered with
 `detrt.data.synthetic` into a temporary directory (about a second), with a notice saying so.
 """
@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.data.preprocess import Preprocessor
+from detrt.data.synthetic import synthesize
 from detrt.errors import InputError
+from detrt.runtime.sources import open_source
 
 SYNTHETIC_FRAMES = 32
 SYNTHETIC_SEED = 0
@@ -19,8 +22,6 @@ SYNTHETIC_SEED = 0
 
 def read_frames(spec, count):
     """The first `count` frames of a video file, image folder or glob (BGR uint8). InputError if none."""
-    from detrt.runtime.sources import open_source
-
     source = open_source(spec, live=False)
     frames = []
     try:
@@ -37,8 +38,6 @@ def read_frames(spec, count):
 
 def synthetic_frames(count=SYNTHETIC_FRAMES, seed=SYNTHETIC_SEED):
     """`count` frames of a synthetic crowd video (detrt.data.synthetic), rendered in a temporary directory."""
-    from detrt.data.synthetic import synthesize
-
     with tempfile.TemporaryDirectory(prefix="detrt-bench-") as tmp:
         out = Path(tmp) / "synthetic"
         synthesize(out, num=0, frames=count, seed=seed, progress=False)
@@ -60,8 +59,6 @@ def load_frames(spec=None, count=SYNTHETIC_FRAMES, notice=print):
 
 def input_batches(frames, manifest, batch, distinct=4):
     """Up to `distinct` different float32 [batch, 3, H, W] inputs for one artifact, cycling through frames."""
-    from detrt.runtime.preprocess import Preprocessor
-
     prep = Preprocessor.from_manifest(manifest)
     n = max(1, min(distinct, -(-len(frames) // batch)))
     out = []

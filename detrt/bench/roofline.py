@@ -32,8 +32,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-MSDA_OPS = ("MSDeformAttn", "MultiscaleDeformableAttnPlugin_TRT")
-CUSTOM_DOMAINS = ("detrt", "trt", "")  # where the custom-op shape rules below apply (portable is a function)
+from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_DOMAIN, NVIDIA_MSDA_OP
+
+MSDA_OPS = (MSDA_OP, NVIDIA_MSDA_OP)
+CUSTOM_DOMAINS = (DETRT_DOMAIN, NVIDIA_DOMAIN, "")  # where the custom-op shape rules below apply (portable is a function)
 GRIDSAMPLE_FLOPS = {"bilinear": 8, "linear": 8, "nearest": 2, "bicubic": 32, "cubic": 32}
 
 
@@ -80,8 +82,8 @@ def _custom_output_shapes(node, shapes):
     if node.op_type in MSDA_OPS and len(ins) >= 4 and _known(ins[0]) and _known(ins[3]):
         n, _, m, d = ins[0]
         lq = ins[3][1]
-        return [[n, lq, m, d] if node.op_type != "MSDeformAttn" else [n, lq, m * d]]
-    if node.op_type == "DCGNeighbors" and _known(ins[0]):
+        return [[n, lq, m, d] if node.op_type != MSDA_OP else [n, lq, m * d]]
+    if node.op_type == DCG_OP and _known(ins[0]):
         k = next((a.i for a in node.attribute if a.name == "k"), None)
         if k is not None:
             return [[ins[0][0], ins[0][1], k]] * 2
@@ -107,7 +109,7 @@ def infer_shapes(model, batch, input_size=None):
             d.ClearField("dim_param")
             d.dim_value = int(v)
     inits = {i.name for i in model.graph.initializer}
-    custom = [n for n in model.graph.node if n.op_type in MSDA_OPS + ("DCGNeighbors",)
+    custom = [n for n in model.graph.node if n.op_type in MSDA_OPS + (DCG_OP,)
               and n.domain in CUSTOM_DOMAINS + ("",)]
     for _ in range(len(custom) + 2):  # each pass resolves at least one more custom node along the chain
         inferred = shape_inference.infer_shapes(model, data_prop=True)
@@ -126,7 +128,7 @@ def infer_shapes(model, batch, input_size=None):
             if outs is None:
                 continue
             for name, dims in zip(node.output, outs):
-                elem = (onnx.TensorProto.INT32 if node.op_type == "DCGNeighbors"
+                elem = (onnx.TensorProto.INT32 if node.op_type == DCG_OP
                         else types.get(node.input[0], onnx.TensorProto.FLOAT))
                 keep = [vi for vi in model.graph.value_info if vi.name != name]
                 del model.graph.value_info[:]
@@ -169,8 +171,8 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
     try:
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if any(n.domain == "detrt" for n in m.graph.node):
-            from detrt.runtime.ort_ops import InferenceSession
+        if any(n.domain == DETRT_DOMAIN for n in m.graph.node):
+            from detrt.ops.ort import InferenceSession
         else:
             InferenceSession = ort.InferenceSession
         sess = InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])

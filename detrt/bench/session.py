@@ -27,9 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from detrt.bench import measure
+from detrt.bench.device import device_facts
+from detrt.bench.frames import input_batches, load_frames
+from detrt.bench.roofline import count_graph, measure_gpu_peak, measure_peak, roofline
+from detrt.bench.torch_backend import TorchBackend, is_checkpoint
 from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES
 from detrt.progress import progress_bar
+from detrt.runtime.backend import default_threads, open_backend
 
 
 MAX_SAMPLES = 20_000  # per-call latencies kept in the results (every k-th beyond this; statistics use all)
@@ -57,28 +62,18 @@ def _label(spec, others):
     name = path.name or str(path)
     if sum(Path(str(o).removeprefix("torch:")).name == name for o in others) > 1:
         name = str(path)
-    return f"torch:{name}" if str(spec).startswith("torch:") or _is_checkpoint(spec) else name
-
-
-def _is_checkpoint(spec):
-    from detrt.bench.torch_backend import is_checkpoint
-
-    return is_checkpoint(spec)
+    return f"torch:{name}" if str(spec).startswith("torch:") or is_checkpoint(spec) else name
 
 
 def open_artifact(spec, *, threads=None, plugins=None, cuda_graph=False, max_batch=8):
     """(backend, kind) for one ARTIFACT; InputError (one line) for anything that does not load."""
-    if _is_checkpoint(spec):
-        from detrt.bench.torch_backend import TorchBackend
-
+    if is_checkpoint(spec):
         try:
             return TorchBackend.from_checkpoint(spec, threads=threads, max_batch=max_batch), "torch"
         except InputError:
             raise
         except Exception as e:  # noqa: BLE001 - a model that does not build from its checkpoint
             raise InputError(f"{spec}: the checkpoint does not load: {_first_line(e)}") from None
-    from detrt.runtime.backend import open_backend
-
     try:
         be = open_backend(spec, threads=threads, plugins=plugins, cuda_graph=cuda_graph)
     except InputError:
@@ -141,8 +136,6 @@ def close_entries(entries):
 
 
 def _costs(entries, batches):
-    from detrt.bench.roofline import count_graph
-
     costs = {}
     for e in entries:
         for b in batches:
@@ -158,10 +151,6 @@ def _costs(entries, batches):
 def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, plugins=None, roofline=True,
               progress=True, notice=print, clock=time.perf_counter, command=None):
     """Measure every artifact at every batch, interleaved; return the report dict (see report.py)."""
-    from detrt.bench.device import device_facts
-    from detrt.bench.frames import input_batches, load_frames
-    from detrt.runtime.backend import default_threads
-
     if not specs:
         raise InputError("give at least one ARTIFACT")
     threads = threads or default_threads()
@@ -172,8 +161,6 @@ def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, p
         if roofline:
             try:
                 costs = _costs(entries, batches)
-                from detrt.bench.roofline import measure_gpu_peak, measure_peak
-
                 peak["cpu"] = measure_peak(threads=threads)
                 if any(e.kind == "tensorrt" for e in entries):
                     peak["gpu"] = measure_gpu_peak()
@@ -220,8 +207,6 @@ def _runner(entry, inputs):
 
 
 def _result(entry, batch, samples, cost, peak):
-    from detrt.bench.roofline import roofline
-
     stats = samples.stats(batch)
     m = entry.backend.manifest
     row = {"artifact": entry.label, "path": entry.spec, "backend": entry.kind, "precision": m.precision,

@@ -34,6 +34,7 @@ from detrt.compile import surgery
 from detrt.errors import InputError
 from detrt.manifest import Manifest, save_manifest, sha256_file
 from detrt.models.checkpoint import model_from_checkpoint
+from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
 DEFAULT_OPSET = 17
@@ -69,13 +70,13 @@ def detrt_symbolics(opset):
     """Within the block, the TorchScript exporter writes the two detrt custom ops as single detrt:: nodes."""
     from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
 
-    register_custom_op_symbolic("detrt::ms_deform_attn", _msda_symbolic, opset)
-    register_custom_op_symbolic("detrt::dcg_neighbors", _dcg_symbolic, opset)
+    register_custom_op_symbolic(TORCH_MSDA_OP, _msda_symbolic, opset)
+    register_custom_op_symbolic(TORCH_DCG_OP, _dcg_symbolic, opset)
     try:
         yield
     finally:
-        unregister_custom_op_symbolic("detrt::ms_deform_attn", opset)
-        unregister_custom_op_symbolic("detrt::dcg_neighbors", opset)
+        unregister_custom_op_symbolic(TORCH_MSDA_OP, opset)
+        unregister_custom_op_symbolic(TORCH_DCG_OP, opset)
 
 
 def _sizes(value):
@@ -85,7 +86,7 @@ def _sizes(value):
 
 
 def _msda_symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-    out = g.op("detrt::MSDeformAttn", value, spatial_shapes, level_start_index, sampling_locations,
+    out = g.op(f"{DETRT_DOMAIN}::{MSDA_OP}", value, spatial_shapes, level_start_index, sampling_locations,
                attention_weights)
     v, loc = _sizes(value), _sizes(sampling_locations)
     if v and loc and None not in (v[2], v[3]):
@@ -100,7 +101,7 @@ def _dcg_symbolic(g, boxes, scores, k, iou_threshold, low_score):
     k = symbolic_helper._get_const(k, "i", "k")
     iou_threshold = symbolic_helper._get_const(iou_threshold, "f", "iou_threshold")
     low_score = symbolic_helper._get_const(low_score, "f", "low_score")
-    indices, valid = g.op("detrt::DCGNeighbors", boxes, scores, k_i=k, iou_threshold_f=iou_threshold,
+    indices, valid = g.op(f"{DETRT_DOMAIN}::{DCG_OP}", boxes, scores, k_i=k, iou_threshold_f=iou_threshold,
                           low_score_f=low_score, outputs=2)
     b = _sizes(boxes)
     shape = [None, b[1] if b else None, k]
@@ -134,7 +135,7 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
         torch.onnx.export(wrapper, (images,), buffer, dynamo=False, opset_version=opset,
                           input_names=["images"], output_names=names,
                           dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
-                          custom_opsets={surgery.DETRT_DOMAIN: 1}, do_constant_folding=True)
+                          custom_opsets={DETRT_DOMAIN: OPSET_VERSION}, do_constant_folding=True)
     graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
     graph, _ = surgery.run_passes(graph, surgery.passes_for(form, msda_plugin))
     model_proto = surgery.export_model(graph)

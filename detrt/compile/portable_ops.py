@@ -18,7 +18,7 @@ pattern-matching a GridSample subgraph. The TensorRT path must never keep the Gr
 import onnx
 import onnx.parser
 
-PORTABLE_DOMAIN = "detrt.portable"
+from detrt.ops.names import PORTABLE_DOMAIN
 
 
 def _opset_header(opset):
@@ -123,7 +123,7 @@ def dcg_function(opset):
         "halfwh = Mul(wh, half)",
         "lt = Sub(cxcy, halfwh)",
         "rb = Add(cxcy, halfwh)",
-        # pairwise IoU as detrt.ops.dcg.pairwise_iou
+        # pairwise IoU as detrt.ops.box_ops.box_iou
         "lt_i = Unsqueeze(lt, c2)",
         "lt_j = Unsqueeze(lt, c1)",
         "rb_i = Unsqueeze(rb, c2)",

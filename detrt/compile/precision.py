@@ -30,11 +30,12 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from detrt.compile import surgery
-from detrt.compile.portable_ops import PORTABLE_DOMAIN
+from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
+from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PORTABLE_DOMAIN
 
 FP32_OPS = ("LayerNormalization", "Softmax")
-NEVER_HALF_OPS = ("DCGNeighbors", "TopK", "NonMaxSuppression", "Range", "CumSum", "RandomUniformLike")
+NEVER_HALF_OPS = (DCG_OP, "TopK", "NonMaxSuppression", "Range", "CumSum", "RandomUniformLike")
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")  # the offset projection: sampling math stops here
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
@@ -47,7 +48,7 @@ def fp32_islands(model, fp16_all=False):
         return keep
     keep |= {n.name for n in graph.nodes if n.op in FP32_OPS}
     for node in graph.nodes:
-        if node.op == surgery.MSDA_OP and node.domain in (surgery.DETRT_DOMAIN, PORTABLE_DOMAIN):
+        if node.op == MSDA_OP and node.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN):
             keep |= _float_cone([node.inputs[3]], stop_ops=WEIGHT_OPS)
     keep |= _float_cone(graph.outputs, stop_ops=("LayerNormalization",))
     return keep
@@ -195,7 +196,7 @@ def to_int8(model, batches, per_channel=True):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     check_calibration(batches, model)
-    plugin = any(n.domain == surgery.DETRT_DOMAIN for n in model.graph.node)
+    plugin = any(n.domain == DETRT_DOMAIN for n in model.graph.node)
     if plugin:
         model = _convert(model, "portable")
     with tempfile.TemporaryDirectory(prefix="detrt-int8-") as tmp:
@@ -246,11 +247,9 @@ def calibration_batches(source, manifest, frames=200, batch=1):
     """Frames from a video file, an image directory or a glob -> [{"images": float32 [B, 3, H, W]}].
 
     Frames are sampled evenly across the source and preprocessed exactly as the runtime does
-    (detrt.runtime.preprocess.Preprocessor from the model's manifest).
+    (detrt.data.preprocess.Preprocessor from the model's manifest).
     """
     import cv2
-
-    from detrt.runtime.preprocess import Preprocessor
 
     if frames < 1:
         raise InputError(f"--calib-frames {frames}: must be at least 1")

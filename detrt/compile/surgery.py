@@ -23,18 +23,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from detrt.compile.portable_ops import PORTABLE_DOMAIN, dcg_function, msda_function
+from detrt.compile.portable_ops import dcg_function, msda_function
+from detrt.ops.names import (DCG_OP, DETRT_DOMAIN, DETRT_OPS, MSDA_OP, NVIDIA_DOMAIN, NVIDIA_MSDA_OP,
+                             NVIDIA_MSDA_VERSION, PLUGIN_VERSION, PORTABLE_DOMAIN)
 
-DETRT_DOMAIN = "detrt"
-MSDA_OP = "MSDeformAttn"
-DCG_OP = "DCGNeighbors"
-DETRT_OPS = (MSDA_OP, DCG_OP)
-PLUGIN_VERSION = "1"
-# NVIDIA's built-in plugin (plugin/multiscaleDeformableAttnPlugin): version "1" (IPluginV2DynamicExt) exists in
-# every TensorRT 10.x and 11.x, deprecated since 10.11; version "2" (IPluginV3) only from 10.11 on.
-NVIDIA_MSDA_OP = "MultiscaleDeformableAttnPlugin_TRT"
-NVIDIA_DOMAIN = "trt"
-NVIDIA_MSDA_VERSION = "1"
 # ONNX IR version written: ONNX Runtime 1.17+ reads 9, and onnx >= 1.19 would otherwise write one it rejects.
 IR_VERSION = 9
 

@@ -21,9 +21,10 @@ import onnx
 
 from detrt.atomic import atomic_path
 from detrt.compile import surgery
-from detrt.compile.portable_ops import PORTABLE_DOMAIN
 from detrt.errors import InputError
 from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_DOMAIN, PORTABLE_DOMAIN
+from detrt.ops.tensorrt import find_plugin_library, gpu_properties, import_tensorrt, load_plugin_library
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TRT_ISSUE = "NVIDIA/TensorRT#4813"
@@ -54,16 +55,16 @@ def check_ops(model, backend, where="model"):
                 raise InputError(f"{where}: node {name} ({op}) is the GridSample form of deformable attention, which "
                                  f"TensorRT mis-builds ({TRT_ISSUE}); build from the plugin form "
                                  f"(detrt surgery IN -o OUT --form plugin, or detrt export --form plugin)")
-            if node.domain not in ("", "ai.onnx", surgery.DETRT_DOMAIN, surgery.NVIDIA_DOMAIN):
+            if node.domain not in ("", "ai.onnx", DETRT_DOMAIN, NVIDIA_DOMAIN):
                 raise InputError(f"{where}: node {name}: op {op} has no TensorRT importer or plugin in detrt")
         else:
             if node.domain in ("", "ai.onnx", "com.microsoft") or (node.domain, node.op_type) in local:
                 continue
-            if node.domain == surgery.DETRT_DOMAIN and node.op_type in surgery.DETRT_OPS:
-                continue  # run by detrt.runtime.ort_ops (CPU kernels)
+            if node.domain == DETRT_DOMAIN and node.op_type in DETRT_OPS:
+                continue  # run by detrt.ops.ort (CPU kernels)
             raise InputError(f"{where}: node {name}: op {op} runs on no ONNX Runtime backend here"
                              + (" (NVIDIA's plugin runs only in TensorRT; use --msda-plugin detrt)"
-                                if node.domain == surgery.NVIDIA_DOMAIN else ""))
+                                if node.domain == NVIDIA_DOMAIN else ""))
 
 
 def parse_shape(text, flag):
@@ -123,7 +124,7 @@ def ort_artifact(model, manifest, precision, output, parent, log=print):
     """
     import onnxruntime as ort
 
-    plugin = any(n.domain == surgery.DETRT_DOMAIN for n in model.graph.node)
+    plugin = any(n.domain == DETRT_DOMAIN for n in model.graph.node)
     check_ops(model, "onnxruntime", parent)
     with tempfile.TemporaryDirectory(prefix="detrt-ort-") as tmp, atomic_path(output) as dst:
         src = Path(tmp) / "model.onnx"
@@ -132,7 +133,7 @@ def ort_artifact(model, manifest, precision, output, parent, log=print):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = str(dst)
         if plugin:
-            from detrt.runtime.ort_ops import InferenceSession
+            from detrt.ops.ort import InferenceSession
         else:
             InferenceSession = ort.InferenceSession
         InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
@@ -148,28 +149,6 @@ def ort_artifact(model, manifest, precision, output, parent, log=print):
 def _derived_manifest(manifest, **changes):
     fields = {**manifest.to_dict(), **changes}
     return Manifest.from_dict(fields)
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise InputError(f"TensorRT is not installed here ({e}); on a GPU machine install detrt[trt] (Jetson: "
-                         f"JetPack's python3-libnvinfer), or build the CPU artifact with --backend onnxruntime") from None
-    return trt
-
-
-def gpu_properties(device=0):
-    """(name, compute capability 'M.m') of a CUDA device through cuda-python."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError as e:
-        raise InputError(f"cuda-python is not installed ({e}); install detrt[trt]") from None
-    err, props = cudart.cudaGetDeviceProperties(device)
-    if int(err) != 0:
-        raise InputError(f"no usable CUDA device {device} (cudaGetDeviceProperties: {err})")
-    name = props.name.split(b"\0")[0].decode() if isinstance(props.name, bytes) else str(props.name)
-    return name, f"{props.major}.{props.minor}"
 
 
 def engine_from_onnx(onnx_path, shapes, workspace_mib=None, timing_cache=None, dla_core=None, log=print):
@@ -256,8 +235,6 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
         raise InputError(f"--backend {backend!r}: choose tensorrt or onnxruntime")
     trt = import_tensorrt()  # fail in one line before any work
     shapes = profile_shapes(manifest, min_shape, opt_shape, max_shape)
-    from detrt.runtime.trt_backend import find_plugin_library, load_plugin_library
-
     lib = Path(plugins) if plugins else find_plugin_library()
     if lib is None or not lib.is_file():
         raise InputError(f"{lib or 'libdetrt_plugins.so'}: plugin library not found (--plugins PATH or $DETRT_PLUGINS)")
@@ -295,10 +272,3 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
     if log:
         log(f"TensorRT {trt.__version__} engine ({precision}, {gpu_name}, sm {capability}) -> {output}")
     return out
-
-
-def cache_info():
-    """Engines in the cache (doctor)."""
-    d = cache_dir()
-    return sorted(p.name for p in d.glob("*.engine")) if d.is_dir() else []
-

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
 from detrt.ops import dcg_neighbors
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 
 class DeHomoCodingGenerator(nn.Module):
@@ -60,7 +60,7 @@ def dense_forward(m, tgt, boxes, scores):
     The oracle that tests and benchmarks/dcg_layer.py hold the gathered forward to; O(N^2 C) memory.
     """
     xyxy = box_cxcywh_to_xyxy(boxes)
-    ious = torch.stack([box_iou(b, b)[0] for b in xyxy])
+    ious = box_iou(xyxy, xyxy)[0]
     high = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > m.low_score)
     overlaps = ious * high
     idx = torch.argsort(-overlaps, dim=-1)[..., : m.k]

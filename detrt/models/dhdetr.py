@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy
 from detrt.models.dcg import dcg_query_mask
 from detrt.models.deformable_attention import inverse_sigmoid, sine_position_encoding
 from detrt.models.deformable_transformer import DeformableTransformer
+from detrt.ops.box_ops import box_cxcywh_to_xyxy
 
 
 class MLP(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrt.models.box_ops import box_area, box_cxcywh_to_xyxy, generalized_box_iou
+from detrt.ops.box_ops import box_area, box_cxcywh_to_xyxy, generalized_box_iou
 
 
 def sigmoid_focal_loss(logits, targets, num_boxes, alpha=0.25, gamma=2.0):

@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
 
 FORBIDDEN = 1e12
 

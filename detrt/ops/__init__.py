@@ -1,9 +1,14 @@
-"""The two special ops of detrt, one home each (semantics: docs/ops.md).
+"""The two special ops of detrt, every face of them in one place, as plugins/ is for the native code
+(semantics: docs/ops.md).
 
     from detrt.ops import ms_deform_attn, dcg_neighbors   # torch tensors in and out
 
-Attributes resolve lazily so that `detrt.ops.cpu` (numpy access to the compiled kernels, used by
-the torch-free runtime) can be imported without importing torch.
+msda.py and dcg.py: the references and torch custom ops; cpu.py: the compiled CPU kernels on numpy;
+ort.py: the ONNX Runtime custom ops; tensorrt.py: the TensorRT plugin library and the TensorRT/GPU probe;
+names.py: the op names; box_ops.py: the torch box math the references use.
+
+Attributes resolve lazily so that the torch-free faces (cpu, ort, tensorrt, names), which the runtime
+uses, import without importing torch.
 """
 
 __all__ = ["ms_deform_attn", "dcg_neighbors"]

@@ -10,22 +10,16 @@ sub-quadratic (plugins/).
 
 import torch
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy
-
-
-def pairwise_iou(boxes_xyxy):
-    """IoU of every pair within each batch element: [B, N, 4] -> [B, N, N]."""
-    a, b = boxes_xyxy[:, :, None, :], boxes_xyxy[:, None, :, :]
-    wh = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    area = (boxes_xyxy[..., 2] - boxes_xyxy[..., 0]) * (boxes_xyxy[..., 3] - boxes_xyxy[..., 1])
-    return inter / (area[:, :, None] + area[:, None, :] - inter)
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
+from detrt.ops.msda import _cpu_kernels
+from detrt.ops.names import TORCH_DCG_OP
 
 
 def dcg_neighbors_reference(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
     """Dense neighbours: boxes [B, N, 4] cxcywh, scores [B, N] -> (indices int64 [B, N, k], valid bool [B, N, k])."""
     bsz, n, _ = boxes.shape
-    iou = pairwise_iou(box_cxcywh_to_xyxy(boxes))
+    xyxy = box_cxcywh_to_xyxy(boxes)
+    iou = box_iou(xyxy, xyxy)[0]  # [B, N, N]
     allowed = (scores[:, :, None] < scores[:, None, :]) & (scores[:, None, :] > low_score) & (iou >= iou_threshold)
     key = torch.where(allowed, iou, torch.full_like(iou, -1.0))
     top, indices = key.topk(min(k, n), dim=-1)
@@ -46,12 +40,10 @@ def dcg_neighbors(boxes, scores, k=10, iou_threshold=0.4, low_score=0.1):
     return torch.ops.detrt.dcg_neighbors(boxes.detach(), scores.detach(), int(k), threshold, low)
 
 
-@torch.library.custom_op("detrt::dcg_neighbors", mutates_args=())
+@torch.library.custom_op(TORCH_DCG_OP, mutates_args=())
 def _dcg_neighbors_op(
     boxes: torch.Tensor, scores: torch.Tensor, k: int, iou_threshold: float, low_score: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from detrt.ops.msda import _cpu_kernels
-
     on_cpu = boxes.device.type == "cpu" and scores.device.type == "cpu"
     cpu = _cpu_kernels() if on_cpu else None
     if cpu is not None and boxes.dtype == scores.dtype == torch.float32:

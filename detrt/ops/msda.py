@@ -11,6 +11,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from detrt.ops import cpu
+from detrt.ops.names import TORCH_MSDA_OP
+
 
 def ms_deform_attn_reference(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
     """Differentiable MSDA through F.grid_sample.
@@ -65,8 +68,6 @@ _warned_fallback = False
 def _cpu_kernels():
     """detrt.ops.cpu when the extension is built, else None (warning once)."""
     global _warned_fallback
-    from detrt.ops import cpu
-
     if cpu.available():
         return cpu
     if not _warned_fallback:
@@ -83,7 +84,7 @@ def _cpu_kernels():
 _KERNEL_DTYPES = (torch.float32, torch.float16)
 
 
-@torch.library.custom_op("detrt::ms_deform_attn", mutates_args=())
+@torch.library.custom_op(TORCH_MSDA_OP, mutates_args=())
 def _ms_deform_attn_op(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor,
@@ -125,4 +126,4 @@ def _backward(ctx, grad_output):
     return g[0], None, None, g[1], g[2]
 
 
-torch.library.register_autograd("detrt::ms_deform_attn", _backward, setup_context=_setup_context)
+torch.library.register_autograd(TORCH_MSDA_OP, _backward, setup_context=_setup_context)

@@ -1,8 +1,9 @@
-"""Runtime: backends, video sources and sinks, pipeline, pre/post-processing. Never imports torch.
+"""Runtime: backends, video sources and sinks, pipeline, postprocessing (preprocessing is detrt.data.preprocess).
+Never imports torch.
 
     from detrt.runtime import Detector, open_source, open_sink, run
 
-Names resolve lazily, so importing one submodule (e.g. detrt.runtime.ort_ops) stays cheap.
+Names resolve lazily, so importing one submodule (e.g. detrt.runtime.sources) stays cheap.
 """
 
 _EXPORTS = {

@@ -14,6 +14,7 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES, check_artifact, load_manifest
+from detrt.ops.tensorrt import tensorrt_available
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 ONNX_SUFFIXES = (".onnx", ".ort")
@@ -94,17 +95,6 @@ def default_threads():
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, 8))
-
-
-def tensorrt_available():
-    """(True, version) when tensorrt and cuda-python import, else (False, why)."""
-    try:
-        import tensorrt
-
-        from cuda.bindings import runtime  # noqa: F401
-    except Exception as e:  # ImportError, or a broken install raising OSError on dlopen
-        return False, f"{type(e).__name__}: {e}"
-    return True, tensorrt.__version__
 
 
 def choose_backend(artifact, requested="auto"):

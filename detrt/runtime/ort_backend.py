@@ -1,7 +1,7 @@
 """ONNX Runtime on the CPU: portable FP32 and INT8 (QDQ) models, and the plugin form.
 
 The plugin form has `detrt::MSDeformAttn` / `detrt::DCGNeighbors` nodes; ONNX Runtime runs them
-through the CPU kernels, in a `detrt.runtime.ort_ops.InferenceSession` (errors inside those ops become
+through the CPU kernels, in a `detrt.ops.ort.InferenceSession` (errors inside those ops become
 Python exceptions from `infer`).
 
 Threads: `intra_op_num_threads` defaults to the usable cores (at most 8), one inter-op thread, and
@@ -17,10 +17,10 @@ from detrt.runtime.backend import Backend, default_threads
 
 def _plugin_session_class(artifact):
     try:
-        from detrt.runtime.ort_ops import InferenceSession
+        from detrt.ops.ort import InferenceSession
     except ImportError as e:
         raise InputError(f"{artifact}: a plugin-form graph (detrt:: nodes) needs the CPU kernels from "
-                         f"detrt.runtime.ort_ops, which does not import ({e}); use the portable ONNX "
+                         f"detrt.ops.ort, which does not import ({e}); use the portable ONNX "
                          f"export instead, or reinstall with pip install 'detrt[cpu-plugins]'") from None
     return InferenceSession
 

@@ -25,11 +25,11 @@ import signal
 import threading
 import time
 
+from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
 from detrt.progress import progress_bar
 from detrt.runtime.backend import open_backend
 from detrt.runtime.postprocess import Postprocessor
-from detrt.runtime.preprocess import Preprocessor
 from detrt.runtime.sinks import Sink, open_sink
 from detrt.runtime.sources import open_source
 from detrt.runtime.stats import Stats

@@ -3,7 +3,7 @@
 One code path for TensorRT 10.x and 11.x (the Python names it uses are the same in both);
 tests/runtime/test_trt_backend.py drives it through CPU stand-ins of `tensorrt` and cuda-python.
 
-- The plugin library is dlopen'ed (ctypes, RTLD_GLOBAL) before deserializing, so its creators
+- The plugin library is dlopen'ed (detrt.ops.tensorrt) before deserializing, so its creators
   are registered; its sha256 must equal the manifest's (else: rebuild).
 - One CUDA stream. Two slots of pinned host + device buffers sized for the profile's max batch:
   `submit` copies a batch into slot s, enqueues H2D, execute_async_v3 and D2H on the stream and
@@ -19,12 +19,10 @@ tests/runtime/test_trt_backend.py drives it through CPU stand-ins of `tensorrt` 
   no events are recorded inside a capture.
 - Future step: GPU preprocessing (resize + normalize + HWC->CHW in a CUDA kernel built with the
   plugins), so only the uint8 frame crosses PCIe; today preprocessing is on the CPU
-  (detrt/runtime/preprocess.py) and the float32 batch is copied.
+  (detrt/data/preprocess.py) and the float32 batch is copied.
 """
 
 import ctypes
-import glob
-import os
 import warnings
 from pathlib import Path
 
@@ -32,31 +30,8 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import check_engine_environment, sha256_file
+from detrt.ops.tensorrt import find_plugin_library, load_plugin_library
 from detrt.runtime.backend import Backend
-
-PLUGIN_GLOBS = ("libdetrt*plugin*.so", "detrt*plugin*.dll")
-
-
-def find_plugin_library():
-    """$DETRT_PLUGINS, else a libdetrt*plugin*.so shipped in the package or the build tree, else None."""
-    env = os.environ.get("DETRT_PLUGINS")
-    if env:
-        return Path(env)
-    pkg = Path(__file__).resolve().parents[1]
-    for root in (pkg, pkg / "lib", pkg.parent / "build"):
-        for pattern in PLUGIN_GLOBS:
-            hits = sorted(glob.glob(str(root / "**" / pattern), recursive=True))
-            if hits:
-                return Path(hits[0])
-    return None
-
-
-def load_plugin_library(path):
-    """dlopen the plugin library globally so TensorRT finds its creators; InputError with dlerror."""
-    try:
-        return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-    except OSError as e:
-        raise InputError(f"{path}: the TensorRT plugin library does not load: {e}") from None
 
 
 class _Cuda:

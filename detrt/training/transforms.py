@@ -2,7 +2,7 @@
 
 A target is a dict with `boxes` [N, 4] (persons) and `ignore` [M, 4] (ignore regions), both xyxy in the
 pixels of the image beside it. The last step, `letterbox`, is the runtime's preprocessing
-(`detrt.runtime.preprocess`): resize keeping the aspect ratio, image at the top-left, bottom/right padded
+(`detrt.data.preprocess`): resize keeping the aspect ratio, image at the top-left, bottom/right padded
 with zeros after normalization. With scale 1 it gives exactly the runtime's tensor, so the exported
 model sees what it was trained on; a scale below 1 is the multi-scale augmentation (smaller persons,
 more padding), a crop before it the zoom-in.
@@ -10,7 +10,7 @@ more padding), a crop before it the zoom-in.
 
 import numpy as np
 
-from detrt.runtime.preprocess import Preprocessor, Transform, resize_transform
+from detrt.data.preprocess import Preprocessor, Transform, resize_transform
 
 
 def box_area(boxes):

@@ -14,10 +14,10 @@ from probe_models import gradient_frames, make_topk_model  # noqa: E402
 from detrt.bench.report import format_table, update_results_md  # noqa: E402
 from detrt.bench.session import run_bench  # noqa: E402
 from detrt.cli import main  # noqa: E402
+from detrt.data.preprocess import Preprocessor  # noqa: E402
 from detrt.errors import InputError  # noqa: E402
 from detrt.manifest import load_manifest  # noqa: E402
 from detrt.runtime.ort_backend import OrtBackend  # noqa: E402
-from detrt.runtime.preprocess import Preprocessor  # noqa: E402
 
 
 @pytest.fixture

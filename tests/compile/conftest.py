@@ -30,7 +30,7 @@ def tiny():
 def frames(tiny):
     """Two synthetic crowd images (detrt.data.synthetic), preprocessed as the runtime does: [2, 3, H, W]."""
     from detrt.data.synthetic import synth_image
-    from detrt.runtime.preprocess import Preprocessor
+    from detrt.data.preprocess import Preprocessor
 
     cfg = tiny.config
     images = [synth_image(seed=7, index=i)[0] for i in range(2)]

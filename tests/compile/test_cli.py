@@ -1,5 +1,7 @@
 """The compile verbs end to end (detrt export / surgery / build / doctor) and their bad-input lines."""
 
+import contextlib
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -9,6 +11,7 @@ from detrt.cli import main
 from detrt.compile import trt_build
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
+from detrt.ops.tensorrt import find_plugin_library, import_tensorrt, tensorrt_here
 from test_export import write_checkpoint
 
 
@@ -63,11 +66,9 @@ def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, frames):
 
 def test_build_without_tensorrt_is_one_line(exported_files, capsys):
     pytest.importorskip("onnx")
-    try:
-        import tensorrt  # noqa: F401
+    with contextlib.suppress(InputError):
+        import_tensorrt()
         pytest.skip("TensorRT is installed here")
-    except ImportError:
-        pass
     out = exported_files / "model.engine"
     rc, _, err = run_cli(capsys, "build", exported_files / "model.onnx", "-o", out)
     assert rc == 2 and len(err.strip().splitlines()) == 1
@@ -163,9 +164,9 @@ def test_doctor_runs_and_names_the_backend(exported_files, capsys):
 
 @pytest.mark.trt
 def test_tensorrt_engine_build(exported_files, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
-    from detrt.runtime.trt_backend import find_plugin_library
-
+    ok, why = tensorrt_here()
+    if not ok:
+        pytest.skip(why)
     if find_plugin_library() is None:
         pytest.skip("libdetrt_plugins.so not built here")
     out = tmp_path / "model.engine"

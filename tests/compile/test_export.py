@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from detrt.compile import export, surgery
-from detrt.compile.portable_ops import PORTABLE_DOMAIN
+from detrt.compile import export
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
+from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
 
 LOGITS_TOL, BOXES_TOL = 1e-4, 1e-5
 
@@ -20,9 +20,9 @@ def session(model, form):
     if form == "portable":
         return ort.InferenceSession(model.SerializeToString())
     try:
-        from detrt.runtime.ort_ops import InferenceSession
+        from detrt.ops.ort import InferenceSession
     except ImportError as e:
-        pytest.skip(f"plugin form needs detrt.runtime.ort_ops: {e}")
+        pytest.skip(f"plugin form needs detrt.ops.ort: {e}")
     return InferenceSession(model.SerializeToString())
 
 
@@ -121,7 +121,7 @@ def test_batch_is_dynamic(exported, frames, torch_outputs):
 def test_nvidia_msda_plugin_form(tiny):
     model = export.onnx_from_model(tiny, tiny.config.input_size, form="plugin", msda_plugin="nvidia")
     counts = export.count_ops(model)
-    assert counts[("trt", surgery.NVIDIA_MSDA_OP)] == tiny.config.enc_layers + tiny.config.dec_layers
+    assert counts[("trt", NVIDIA_MSDA_OP)] == tiny.config.enc_layers + tiny.config.dec_layers
     assert ("detrt", "MSDeformAttn") not in counts and counts[("detrt", "DCGNeighbors")] == tiny.config.dcg_layers
     export.check_onnx(model, "nvidia")
 

@@ -10,9 +10,9 @@ from onnx import TensorProto as TP
 from onnx import helper
 
 from detrt.compile import surgery
-from detrt.compile.portable_ops import PORTABLE_DOMAIN
 from detrt.ops.dcg import dcg_neighbors_reference
 from detrt.ops.msda import ms_deform_attn_reference
+from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
 
 SHAPES = [(6, 4), (2, 2), (2, 2)]  # even, so that spatial_shapes = half + half is exact
 N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 2
@@ -129,7 +129,7 @@ def test_infer_plugin_shapes_sets_output_types():
 
 def test_to_nvidia_msda_adds_reshape_of_heads():
     model, _ = apply(tiny_model(), *surgery.passes_for("plugin", msda_plugin="nvidia"))
-    node = next(n for n in model.graph.node if n.op_type == surgery.NVIDIA_MSDA_OP)
+    node = next(n for n in model.graph.node if n.op_type == NVIDIA_MSDA_OP)
     assert node.domain == "trt"
     reshape = next(n for n in model.graph.node if n.input and n.input[0] == node.output[0])
     assert reshape.op_type == "Reshape"

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from detrt.models import build_criterion
-from detrt.models.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 from detrt.models.losses import SetCriterion, box_ioa, loss_weights, sigmoid_focal_loss
 from detrt.models.matcher import HungarianMatcher
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 
 GT = torch.tensor([[0.3, 0.3, 0.2, 0.2]])
 IGNORE = torch.tensor([[0.75, 0.75, 0.3, 0.3]])

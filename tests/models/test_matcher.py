@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from detrt.models.box_ops import box_cxcywh_to_xyxy, box_iou
 from detrt.models.matcher import HungarianMatcher
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 
 def random_case(seed, n, g, classes=2):

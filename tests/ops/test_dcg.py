@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from detrt.ops import cpu
-from detrt.ops.dcg import dcg_neighbors, dcg_neighbors_reference, pairwise_iou
-from detrt.models.box_ops import box_cxcywh_to_xyxy
+from detrt.ops.box_ops import box_cxcywh_to_xyxy, box_iou
+from detrt.ops.dcg import dcg_neighbors, dcg_neighbors_reference
 
 needs_ext = pytest.mark.skipif(not cpu.available(), reason=f"{cpu.unavailable_reason()}")
 
@@ -40,6 +40,12 @@ def crowd(rng, b, n, clusters=None, jitter=0.15, quantize=None):
     return boxes.astype(np.float32), scores
 
 
+def iou_matrix(boxes):
+    """[B, N, 4] cxcywh numpy -> [B, N, N] IoU within each image, as the reference computes it."""
+    xyxy = box_cxcywh_to_xyxy(torch.from_numpy(boxes))
+    return box_iou(xyxy, xyxy)[0]
+
+
 def reference(boxes, scores, k, t, low):
     i, v = dcg_neighbors_reference(torch.from_numpy(boxes), torch.from_numpy(scores), k, t, low)
     return i.numpy(), v.numpy()
@@ -49,7 +55,7 @@ def assert_same_neighbours(boxes, scores, got, want, k, t, low):
     (gi, gv), (wi, wv) = got, want
     assert gi.shape == wi.shape == gv.shape == wv.shape
     assert gv.dtype == np.bool_
-    iou = pairwise_iou(box_cxcywh_to_xyxy(torch.from_numpy(boxes))).numpy()
+    iou = iou_matrix(boxes).numpy()
     self_index = np.arange(boxes.shape[1])[None, :, None]
     assert (gi[~gv] == np.broadcast_to(self_index, gi.shape)[~gv]).all(), "padding slots must hold i"
     for b, i in zip(*np.nonzero((gv.sum(-1) != wv.sum(-1)) | (gv != wv).any(-1) | (gi != wi).any(-1))):
@@ -65,7 +71,7 @@ def assert_same_neighbours(boxes, scores, got, want, k, t, low):
 
 def brute_force(boxes, scores, k, t, low):
     """docs/ops.md's definition as a loop over pairs (sets of neighbours, IoU in float32 like the reference)."""
-    iou = pairwise_iou(box_cxcywh_to_xyxy(torch.from_numpy(boxes))).numpy()
+    iou = iou_matrix(boxes).numpy()
     out = []
     for b in range(boxes.shape[0]):
         rows = []
@@ -118,7 +124,7 @@ def test_iou_exactly_at_threshold_and_one_ulp_below():
     boxes = np.array([[[2.0, 0.5, 4.0, 1.0], [3.5, 0.5, 3.0, 1.0], [3.5, 0.5, np.nextafter(np.float32(3.0), 0), 1.0]]],
                      np.float32)
     scores = np.array([[0.2, 0.9, 0.8]], np.float32)
-    iou = pairwise_iou(box_cxcywh_to_xyxy(torch.from_numpy(boxes)))[0]
+    iou = iou_matrix(boxes)[0]
     assert iou[0, 1] == torch.tensor(0.4, dtype=torch.float32)
     got = cpu.dcg_neighbors(boxes, scores, 3, 0.4, 0.1)
     want = reference(boxes, scores, 3, 0.4, 0.1)

@@ -2,7 +2,7 @@
 
 Backends: the PyTorch reference (detrt.ops.msda), the compiled CPU kernel through numpy (detrt.ops.cpu)
 and through the custom op (torch.ops.detrt.ms_deform_attn). The plugin-form ONNX on ONNX Runtime is in
-test_ort_ops.py; CUDA/TensorRT in tests/plugins (marked, skipped where absent).
+test_ort.py; CUDA/TensorRT in tests/plugins (marked, skipped where absent).
 """
 
 import math

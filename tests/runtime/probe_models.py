@@ -126,7 +126,7 @@ def make_raw_model(path, input_hw=(64, 96), boxes=None, offsets=None, gain=1.0, 
 
 def expected_m(frames, manifest):
     """The probe's m for each BGR frame, with the runtime's preprocessing."""
-    from detrt.runtime.preprocess import Preprocessor
+    from detrt.data.preprocess import Preprocessor
 
     x, _ = Preprocessor.from_manifest(manifest)(list(frames))
     return x.reshape(len(x), -1).mean(axis=1, dtype=np.float64)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from detrt.errors import InputError
-from detrt.runtime.backend import choose_backend, open_backend, tensorrt_available
+from detrt.ops.tensorrt import tensorrt_available
+from detrt.runtime.backend import choose_backend, open_backend
 from probe_models import make_raw_model, make_topk_model
 
 
@@ -108,15 +109,15 @@ def test_engine_without_tensorrt_says_what_to_do(tmp_path):
         choose_backend(tmp_path / "m.engine")
 
 
-def _ort_ops():
+def _ort_import_error():
     try:
-        import detrt.runtime.ort_ops  # noqa: F401
+        import detrt.ops.ort  # noqa: F401
     except ImportError as e:
         return str(e)
     return None
 
 
-@pytest.mark.skipif(_ort_ops() is not None, reason=f"detrt.runtime.ort_ops does not import: {_ort_ops()}")
+@pytest.mark.skipif(_ort_import_error() is not None, reason=f"detrt.ops.ort does not import: {_ort_import_error()}")
 def test_plugin_form_runs_on_cpu_kernels(tmp_path):
     make_raw_model(tmp_path / "portable.onnx")
     make_raw_model(tmp_path / "plugin.onnx", plugin=True)
@@ -135,11 +136,11 @@ def test_plugin_form_runs_on_cpu_kernels(tmp_path):
 
 
 def test_plugin_form_without_cpu_kernels(topk_model, monkeypatch):
-    # As on an install without onnxruntime-extensions or the compiled kernels: ort_ops does not import.
-    monkeypatch.setitem(sys.modules, "detrt.runtime.ort_ops", None)
+    # As on an install without onnxruntime-extensions or the compiled kernels: detrt.ops.ort does not import.
+    monkeypatch.setitem(sys.modules, "detrt.ops.ort", None)
     mpath = topk_model.with_name(topk_model.name + ".json")
     d = json.loads(mpath.read_text())
     d["form"] = "plugin"
     mpath.write_text(json.dumps(d))
-    with pytest.raises(InputError, match="plugin-form graph.*detrt.runtime.ort_ops"):
+    with pytest.raises(InputError, match="plugin-form graph.*detrt.ops.ort"):
         open_backend(topk_model)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from detrt.data.preprocess import resize_transform
 from detrt.runtime.postprocess import Detections, Postprocessor
-from detrt.runtime.preprocess import resize_transform
 
 
 def _t():

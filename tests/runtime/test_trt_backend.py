@@ -13,6 +13,7 @@ import pytest
 import fake_trt
 from detrt.errors import InputError
 from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from detrt.ops.tensorrt import tensorrt_here
 from detrt.runtime import trt_backend
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
@@ -130,21 +131,9 @@ def test_engine_built_with_plugins_needs_them(engine, fakes):
         open_backend(engine)
 
 
-def _real_tensorrt():
-    try:
-        import tensorrt  # noqa: F401
-
-        from cuda.bindings import runtime
-
-        err, n = runtime.cudaGetDeviceCount()
-        return None if int(err.value) == 0 and n > 0 else "no CUDA device"
-    except Exception as e:  # noqa: BLE001
-        return f"TensorRT/cuda-python unavailable: {e}"
-
-
 @pytest.mark.gpu
 @pytest.mark.trt
-@pytest.mark.skipif(_real_tensorrt() is not None, reason=str(_real_tensorrt()))
+@pytest.mark.skipif(not tensorrt_here()[0], reason=tensorrt_here()[1])
 def test_real_engine_matches_onnxruntime(tmp_path):
     """Builds an engine from the probe ONNX with TensorRT's builder and compares with ONNX Runtime."""
     import tensorrt as trt

@@ -7,9 +7,9 @@ import torch
 
 from detrt.assets import bundled_model_path
 from detrt.data.crowdhuman import parse_gt
+from detrt.data.preprocess import Preprocessor
 from detrt.data.synthetic import synth_image
 from detrt.eval.crowdhuman import evaluate
-from detrt.runtime.preprocess import Preprocessor
 from detrt.training.engine import predict
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from detrt.data.crowdhuman import read_gt
+from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
-from detrt.runtime.preprocess import Preprocessor
 from detrt.training.dataset import Augment, CrowdHumanDataset, collate
 
 from .conftest import tiny_config

@@ -4,7 +4,7 @@ equals the runtime's preprocessing."""
 import numpy as np
 import torch
 
-from detrt.runtime.preprocess import Preprocessor
+from detrt.data.preprocess import Preprocessor
 from detrt.training.transforms import clip_boxes, crop, hflip, letterbox, scaled_transform, to_model_target
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

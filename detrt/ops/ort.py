@@ -1,6 +1,6 @@
 """The plugin-form ONNX ops on ONNX Runtime's CPU: `detrt::MSDeformAttn` and `detrt::DCGNeighbors`.
 
-    from detrt.runtime.ort_ops import InferenceSession
+    from detrt.ops.ort import InferenceSession
     session = InferenceSession(path)            # onnxruntime.InferenceSession with the detrt ops registered
     outputs = session.run(None, feeds)          # an error inside a detrt op is raised here, as a Python exception
 
@@ -30,6 +30,7 @@ import threading
 import numpy as np
 
 from detrt.ops import cpu
+from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP
 
 if not cpu.available():
     raise ImportError(cpu.unavailable_reason())
@@ -54,11 +55,7 @@ PyCustomOpDef, get_library_path, onnx_op = _ortx.PyCustomOpDef, _ortx.get_librar
 
 import onnxruntime as ort  # noqa: E402 - after the extensions, which import it themselves
 
-DOMAIN = "detrt"
-MSDA_OP = "MSDeformAttn"
-DCG_OP = "DCGNeighbors"
-
-__all__ = ["DOMAIN", "MSDA_OP", "DCG_OP", "InferenceSession", "library_path"]
+__all__ = ["InferenceSession", "library_path"]
 
 # The first exception raised inside a custom op during the current run of this thread. ONNX Runtime runs
 # custom ops in the thread that called run() when execution is sequential, which InferenceSession enforces.
@@ -87,11 +84,11 @@ _guard_invocations()
 
 
 def _op_error(op, e):
-    return ValueError(f"{DOMAIN}::{op}: {e}") if isinstance(e, ValueError) else e
+    return ValueError(f"{DETRT_DOMAIN}::{op}: {e}") if isinstance(e, ValueError) else e
 
 
 @onnx_op(
-    op_type=f"{DOMAIN}::{MSDA_OP}",
+    op_type=f"{DETRT_DOMAIN}::{MSDA_OP}",
     inputs=[
         PyCustomOpDef.dt_float,
         PyCustomOpDef.dt_int32,
@@ -110,7 +107,7 @@ def _ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations
 
 
 @onnx_op(
-    op_type=f"{DOMAIN}::{DCG_OP}",
+    op_type=f"{DETRT_DOMAIN}::{DCG_OP}",
     inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
     outputs=[PyCustomOpDef.dt_int32, PyCustomOpDef.dt_int32],
     attrs={"k": PyCustomOpDef.dt_int64, "iou_threshold": PyCustomOpDef.dt_float, "low_score": PyCustomOpDef.dt_float},

@@ -25,7 +25,7 @@ NODES = textwrap.dedent("""
     import json, sys
     import numpy as np
     from onnx import TensorProto, helper
-    from detrt.runtime.ort_ops import InferenceSession
+    from detrt.ops.ort import InferenceSession
 
     F, I = TensorProto.FLOAT, TensorProto.INT32
     MSDA_IN = ["value", "spatial_shapes", "level_start_index", "sampling_locations", "attention_weights"]

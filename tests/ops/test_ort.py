@@ -1,4 +1,4 @@
-"""The plugin-form ops on ONNX Runtime's CPU (detrt.runtime.ort_ops): a one-node model per op against
+"""The plugin-form ops on ONNX Runtime's CPU (detrt.ops.ort): a one-node model per op against
 the PyTorch reference."""
 
 import subprocess
@@ -22,7 +22,7 @@ from detrt.ops.msda import ms_deform_attn_reference  # noqa: E402
 
 
 def session(node, inputs, outputs):
-    from detrt.runtime.ort_ops import InferenceSession
+    from detrt.ops.ort import InferenceSession
 
     graph = helper.make_graph([node], "one_node", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("detrt", 1)],
@@ -85,6 +85,6 @@ def test_dcgneighbors_node_matches_reference():
             assert got == want or len(got) == len(want) == k, (bi, i, got, want)  # ties at the k-th place
 
 
-def test_ort_ops_is_torch_free():
-    code = "import sys, detrt.runtime.ort_ops as o; o.InferenceSession; assert 'torch' not in sys.modules"
+def test_ort_is_torch_free():
+    code = "import sys, detrt.ops.ort as o; o.InferenceSession; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from detrt.runtime.preprocess import Preprocessor, resize_transform
+from detrt.data.preprocess import Preprocessor, resize_transform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

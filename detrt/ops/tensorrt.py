@@ -1,0 +1,102 @@
+"""The TensorRT face of the two ops: find and load the plugin library (plugins/tensorrt), check that TensorRT
+sees its creators, and the one place that asks whether TensorRT and a CUDA GPU are usable here.
+
+    lib = find_plugin_library()                # $DETRT_PLUGINS, else libdetrt_plugins.so beside the package
+    handle = load_plugin_library(lib)          # keep it: the creators live as long as the library is loaded
+    ok, why = tensorrt_here()                  # TensorRT, cuda-python and a CUDA GPU: (True, what) or (False, why)
+
+Torch-free. tensorrt and cuda-python (detrt[trt]) are optional, so they are imported inside the functions.
+"""
+
+import ctypes
+import glob
+import os
+from pathlib import Path
+
+from detrt.errors import InputError
+from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_MSDA_OP, NVIDIA_NAMESPACE
+
+PLUGIN_GLOBS = ("libdetrt*plugin*.so", "detrt*plugin*.dll")
+
+
+def find_plugin_library():
+    """$DETRT_PLUGINS, else a libdetrt*plugin*.so shipped in the package or the build tree, else None."""
+    env = os.environ.get("DETRT_PLUGINS")
+    if env:
+        return Path(env)
+    pkg = Path(__file__).resolve().parents[1]
+    for root in (pkg, pkg / "lib", pkg.parent / "build"):
+        for pattern in PLUGIN_GLOBS:
+            hits = sorted(glob.glob(str(root / "**" / pattern), recursive=True))
+            if hits:
+                return Path(hits[0])
+    return None
+
+
+def load_plugin_library(path):
+    """dlopen the plugin library globally so TensorRT finds its creators; InputError with dlerror."""
+    try:
+        return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise InputError(f"{path}: the TensorRT plugin library does not load: {e}") from None
+
+
+def plugin_creators(trt):
+    """(our op creators missing from TensorRT's registry as 'namespace::name', NVIDIA's MSDA creator present)."""
+    trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.WARNING), "")
+    found = {(c.name, c.plugin_namespace) for c in trt.get_plugin_registry().all_creators}
+    missing = [f"{DETRT_DOMAIN}::{op}" for op in DETRT_OPS if (op, DETRT_DOMAIN) not in found]
+    return missing, (NVIDIA_MSDA_OP, NVIDIA_NAMESPACE) in found
+
+
+def tensorrt_available():
+    """(True, version) when tensorrt and cuda-python import, else (False, why)."""
+    try:
+        import tensorrt
+
+        from cuda.bindings import runtime  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install raising OSError on dlopen
+        return False, f"{type(e).__name__}: {e}"
+    return True, tensorrt.__version__
+
+
+def import_tensorrt():
+    """The tensorrt module; InputError saying what to install where it is absent."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise InputError(f"TensorRT is not installed here ({e}); on a GPU machine install detrt[trt] (Jetson: "
+                         f"JetPack's python3-libnvinfer), or build the CPU artifact with --backend onnxruntime"
+                         ) from None
+    return trt
+
+
+def gpu_properties(device=0):
+    """(name, compute capability 'M.m') of a CUDA device through cuda-python."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError as e:
+        raise InputError(f"cuda-python is not installed ({e}); install detrt[trt]") from None
+    err, props = cudart.cudaGetDeviceProperties(device)
+    if int(err) != 0:
+        raise InputError(f"no usable CUDA device {device} (cudaGetDeviceProperties: {err})")
+    name = props.name.split(b"\0")[0].decode() if isinstance(props.name, bytes) else str(props.name)
+    return name, f"{props.major}.{props.minor}"
+
+
+def gpu_here():
+    """(True, 'NAME (sm M.m)') when cuda-python sees CUDA device 0, else (False, why)."""
+    try:
+        name, cc = gpu_properties()
+    except Exception as e:  # noqa: BLE001 - cuda-python absent, no device, driver mismatch, ...
+        return False, f"no usable GPU ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return True, f"{name} (sm {cc})"
+
+
+def tensorrt_here():
+    """(True, 'TensorRT V on NAME (sm M.m)') when TensorRT and a CUDA GPU are usable here, else (False, why)."""
+    ok, why = tensorrt_available()
+    if not ok:
+        return False, f"TensorRT/cuda-python do not import ({why})"
+    gpu, what = gpu_here()
+    return (True, f"TensorRT {why} on {what}") if gpu else (False, what)
