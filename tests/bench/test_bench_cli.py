@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from probe_models import gradient_frames, make_topk_model  # noqa: E402
 
 from detrt.bench.report import format_table, update_results_md  # noqa: E402
-from detrt.bench.session import run_bench  # noqa: E402
+from detrt.bench.run import run_bench  # noqa: E402
 from detrt.cli import main  # noqa: E402
 from detrt.errors import InputError  # noqa: E402
 from detrt.manifest import load_manifest  # noqa: E402

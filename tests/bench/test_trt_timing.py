@@ -92,7 +92,7 @@ def test_bench_measures_engines_with_and_without_cuda_graphs(engine, timed_fakes
     from probe_models import gradient_frames
 
     from detrt.bench.report import format_table
-    from detrt.bench.session import run_bench
+    from detrt.bench.run import run_bench
 
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from detrt.models import build_criterion, build_model
-from detrt.training.engine import NonFiniteLoss, train_step
 from detrt.training.optim import build_optimizer, build_scheduler, lr_factor, param_groups
+from detrt.training.step import NonFiniteLoss, train_step
 
 from .conftest import tiny_config
 
