@@ -9,7 +9,7 @@ from detrt.cli import main
 from detrt.compile import trt_build
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
-from test_export import write_checkpoint
+from tests.helpers.checkpoints import write_checkpoint
 
 
 def run_cli(capsys, *argv):

@@ -8,7 +8,7 @@ import pytest
 
 from detrt.errors import InputError
 from detrt.runtime.backend import choose_backend, open_backend, tensorrt_available
-from probe_models import make_raw_model, make_topk_model
+from tests.helpers.probe_models import make_raw_model, make_topk_model
 
 
 @pytest.fixture

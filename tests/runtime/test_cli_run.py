@@ -3,7 +3,7 @@
 import json
 
 from detrt.cli import main
-from probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 
 def test_run_writes_everything_and_prints_the_summary(tmp_path, capsys):

@@ -13,9 +13,7 @@ from detrt.models import build_criterion, build_model
 from detrt.training.loop import TrainOptions, fit
 from detrt.training.optim import build_optimizer
 from detrt.training.step import train_step
-
-from .conftest import tiny_config
-from .test_train_step import fixed_batch
+from tests.helpers.tiny_training import fixed_batch, tiny_config
 
 
 def fresh(seed=0):

@@ -12,9 +12,7 @@ from detrt.training import checkpoint as ckpt
 from detrt.training.dataset import Augment
 from detrt.training.loop import TrainOptions, fit
 from detrt.training.step import NonFiniteLoss
-
-from .conftest import tiny_config, write_dataset
-from .test_train_step import NaNCriterion
+from tests.helpers.tiny_training import NaNCriterion, tiny_config, write_dataset
 
 
 def options(tiny_data, out, **kw):
