@@ -1,5 +1,6 @@
 """GPU validation: the CUDA kernels (plugins/cuda) and the TensorRT plugins (libdetrt_plugins.so) against the
-CPU kernels (detrt.ops.cpu) on random inputs.
+CPU kernels (detrt.ops.cpu) on random inputs. benchmarks/gpu_validate.py runs it; so does
+tests/plugins/test_gpu_validate.py (marked gpu).
 
     python benchmarks/gpu_validate.py                      # builds build/gpu with CMake if the libraries are missing
     python benchmarks/gpu_validate.py --cuda-lib PATH/libdetrt_cuda.so --plugin-lib PATH/libdetrt_plugins.so
@@ -20,14 +21,14 @@ import json
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD_DIR = ROOT / "build" / "gpu"
+from detrt.atomic import atomic_open
+from detrt.ops import cpu
+
 TOLERANCE = {"float32": 1e-5, "float16": 1e-3}
 DTYPE_CODE = {"float32": 0, "float16": 1}  # detrtCudaApi.cpp
 
@@ -49,8 +50,6 @@ DCG_CASES = [
 
 def unavailable_reason():
     """Why GPU validation cannot run here (None when it can)."""
-    from detrt.ops import cpu
-
     if not cpu.available():
         return cpu.unavailable_reason()
     try:
@@ -118,19 +117,21 @@ def load_cuda_lib(path):
     return lib
 
 
-def find_or_build(cuda_lib, plugin_lib, tensorrt_root):
-    """Paths of libdetrt_cuda.so and libdetrt_plugins.so (None where absent), building build/gpu if needed."""
-    cuda_lib = Path(cuda_lib) if cuda_lib else BUILD_DIR / "plugins" / "cuda" / "libdetrt_cuda.so"
-    plugin_lib = Path(plugin_lib) if plugin_lib else BUILD_DIR / "plugins" / "tensorrt" / "libdetrt_plugins.so"
+def find_or_build(cuda_lib, plugin_lib, tensorrt_root, root):
+    """Paths of libdetrt_cuda.so and libdetrt_plugins.so (None where absent), building root/build/gpu from the
+    source tree `root` if needed."""
+    build_dir = root / "build" / "gpu"
+    cuda_lib = Path(cuda_lib) if cuda_lib else build_dir / "plugins" / "cuda" / "libdetrt_cuda.so"
+    plugin_lib = Path(plugin_lib) if plugin_lib else build_dir / "plugins" / "tensorrt" / "libdetrt_plugins.so"
     if not cuda_lib.exists() and shutil.which("cmake") and shutil.which("nvcc"):
-        print(f"building the CUDA libraries in {BUILD_DIR} ...", flush=True)
-        configure = ["cmake", "-S", str(ROOT), "-B", str(BUILD_DIR), "-DDETRT_BUILD_CUDA=ON"]
+        print(f"building the CUDA libraries in {build_dir} ...", flush=True)
+        configure = ["cmake", "-S", str(root), "-B", str(build_dir), "-DDETRT_BUILD_CUDA=ON"]
         configure.append("-DDETRT_BUILD_PYTHON=OFF")
         if tensorrt_root:
             configure.append(f"-DTensorRT_ROOT={tensorrt_root}")
         subprocess.run(configure, check=True)
-        subprocess.run(["cmake", "--build", str(BUILD_DIR), "-j", "--target", "detrt_cuda"], check=True)
-        subprocess.run(["cmake", "--build", str(BUILD_DIR), "-j"], check=False)  # the plugin lib where TensorRT is
+        subprocess.run(["cmake", "--build", str(build_dir), "-j", "--target", "detrt_cuda"], check=True)
+        subprocess.run(["cmake", "--build", str(build_dir), "-j"], check=False)  # the plugin lib where TensorRT is
     return (cuda_lib if cuda_lib.exists() else None), (plugin_lib if plugin_lib.exists() else None)
 
 
@@ -189,16 +190,12 @@ def gpu_dcg(lib, dev, boxes, scores, k, thr, low, dtype):
 
 def compare_dcg(got_indices, got_valid, boxes, scores, k, thr, low):
     """Mismatching (b, i) rows between a GPU result and the CPU kernel on the same (float32-exact) inputs."""
-    from detrt.ops import cpu
-
     want_indices, want_valid = cpu.dcg_neighbors(boxes.astype(np.float32), scores.astype(np.float32), k, thr, low)
     rows = (got_indices != want_indices).any(-1) | ((got_valid != 0) != want_valid).any(-1)
     return int(rows.sum()), int(want_valid.sum())
 
 
 def run_cuda(lib, seed):
-    from detrt.ops import cpu
-
     dev, rng, results = DeviceBuffers(), np.random.default_rng(seed), []
     try:
         for name, n, shapes, m, d, lq, p in MSDA_CASES:
@@ -227,8 +224,6 @@ def run_cuda(lib, seed):
 def run_tensorrt(plugin_lib, seed):
     """One-node engines through libdetrt_plugins.so, compared with the CPU kernels."""
     import tensorrt as trt
-
-    from detrt.ops import cpu
 
     logger = trt.Logger(trt.Logger.WARNING)
     registry = trt.get_plugin_registry()
@@ -295,20 +290,21 @@ def run_tensorrt(plugin_lib, seed):
     return results, trt.__version__
 
 
-def main(argv=None):
+def main(argv, root):
+    """`benchmarks/gpu_validate.py ARGV` run on the source tree `root`; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cuda-lib", help="libdetrt_cuda.so (default: build/gpu, built with CMake if missing)")
     parser.add_argument("--plugin-lib", help="libdetrt_plugins.so (default: build/gpu)")
     parser.add_argument("--tensorrt-root", help="TensorRT_ROOT for the CMake build of the plugin library")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "gpu_validate.json"))
+    parser.add_argument("--json", default=str(root / "benchmarks" / "results" / "gpu_validate.json"))
     args = parser.parse_args(argv)
 
     reason = unavailable_reason()
     if reason:
         print(f"gpu_validate: skipped: {reason}")
         return 0
-    cuda_lib, plugin_lib = find_or_build(args.cuda_lib, args.plugin_lib, args.tensorrt_root)
+    cuda_lib, plugin_lib = find_or_build(args.cuda_lib, args.plugin_lib, args.tensorrt_root, root)
     if cuda_lib is None:
         print("gpu_validate: skipped: libdetrt_cuda.so not found and not buildable (needs cmake and nvcc)")
         return 0
@@ -338,8 +334,6 @@ def main(argv=None):
     )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from detrt.atomic import atomic_open
-
     with atomic_open(out, "w") as f:
         json.dump(report, f, indent=1)
     for r in results:
@@ -349,7 +343,3 @@ def main(argv=None):
     failed = [r for r in results if not r["ok"]]
     print(f"gpu_validate: {len(results) - len(failed)}/{len(results)} passed; results in {out}")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

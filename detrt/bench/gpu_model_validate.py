@@ -1,4 +1,5 @@
 """GPU validation of the whole model: TensorRT engines (fp32/fp16/int8) against ONNX Runtime on the CPU.
+benchmarks/gpu_model_validate.py runs it.
 
     python benchmarks/gpu_model_validate.py [--checkpoint DIR] [--plugins libdetrt_plugins.so] [--json OUT]
 
@@ -14,13 +15,15 @@ TensorRT, cuda-python or a GPU is absent it prints why and exits 0.
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from detrt.data.synthetic import synth_image
+from detrt.runtime.backend import open_backend
+from detrt.runtime.preprocess import Preprocessor
 
 
 def skip_reason():
@@ -49,9 +52,6 @@ def tiny_model():
 
 
 def frames(cfg, count=4):
-    from detrt.data.synthetic import synth_image
-    from detrt.runtime.preprocess import Preprocessor
-
     images = [synth_image(seed=11, index=i)[0] for i in range(count)]
     return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]
 
@@ -63,12 +63,13 @@ def box_iou_diag(a, b):
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def main():
+def main(argv, root):
+    """`benchmarks/gpu_model_validate.py ARGV` with results under the source tree `root`; the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="training checkpoint (default: random dhdetr_r18_tiny)")
     ap.add_argument("--plugins", help="libdetrt_plugins.so (default: found by detrt)")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "gpu_model_validate.json"))
-    args = ap.parse_args()
+    ap.add_argument("--json", default=str(root / "benchmarks" / "results" / "gpu_model_validate.json"))
+    args = ap.parse_args(argv)
     why = skip_reason()
     if why:
         print(f"gpu_model_validate: skipped: {why}")
@@ -76,9 +77,8 @@ def main():
     import onnxruntime as ort
 
     from detrt.compile.export import export_model_to, finite_max_abs_diff
-    from detrt.models.checkpoint import model_from_checkpoint
     from detrt.compile.trt_build import build
-    from detrt.runtime.backend import open_backend
+    from detrt.models.checkpoint import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint) if args.checkpoint else tiny_model()
     x = frames(cfg)
@@ -87,10 +87,6 @@ def main():
         tmp = Path(tmp)
         calib = tmp / "calib"
         calib.mkdir()
-        import cv2
-
-        from detrt.data.synthetic import synth_image
-
         for i in range(8):
             cv2.imwrite(str(calib / f"{i}.png"), synth_image(seed=12, index=i)[0])
         for post in (False, True):
@@ -118,7 +114,3 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"results": results, "passed": ok}, indent=2) + "\n")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
