@@ -28,12 +28,12 @@ ROLES = {"eager": "PyTorch eager (FP32)", "fp32": "ORT FP32 (portable)", "int8":
 
 
 def detect_all(spec, records, threads, batch):
-    """Run one artifact over the records' images -> ({image_id: Detections for evaluate}, seconds)."""
+    """Run one artifact over the records' images -> ({image_id: OdgtDetections for evaluate}, seconds)."""
     import cv2
     from tqdm import tqdm
 
-    from detrt.bench.session import open_artifact
-    from detrt.data.crowdhuman import Detections
+    from detrt.bench.run import open_artifact
+    from detrt.data.crowdhuman import OdgtDetections
     from detrt.runtime.detector import Detector
 
     backend, _ = open_artifact(spec, threads=threads, max_batch=batch)
@@ -49,7 +49,7 @@ def detect_all(spec, records, threads, batch):
             seconds += time.perf_counter() - t0
             for r, d, img in zip(chunk, dets, images):
                 keep = d.labels == person
-                out[r.image_id] = Detections(r.image_id, d.boxes[keep].astype(np.float64),
+                out[r.image_id] = OdgtDetections(r.image_id, d.boxes[keep].astype(np.float64),
                                              d.scores[keep].astype(np.float64), img.shape[1], img.shape[0])
     return out, seconds
 

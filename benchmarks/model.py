@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/model.py --checkpoint runs/tiny --duration 10s
     .venv/bin/python benchmarks/model.py --gpu     # + TensorRT FP32/FP16/INT8, NVIDIA's MSDA plugin vs ours
 
-All artifacts are measured in one `detrt bench` run (detrt.bench.session.run_bench), interleaved, on the
+All artifacts are measured in one `detrt bench` run (detrt.bench.run.run_bench), interleaved, on the
 same synthetic crowd frames, at batch 1 and the artifacts' max batch; ratios are against PyTorch eager.
 With --gpu and a GPU with TensorRT, a second run measures engines built by `detrt build` (plugin form):
 FP32, FP16, INT8 with our MSDA plugin, and FP16 with NVIDIA's MultiscaleDeformableAttnPlugin_TRT; ratios
@@ -85,7 +85,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
 
     from detrt.bench.measure import parse_duration
-    from detrt.bench.session import run_bench
+    from detrt.bench.run import run_bench
 
     load = common.load_average()
     ckpt, what = common.model_source(args.checkpoint)

@@ -35,7 +35,7 @@ def rss_mb(field):
 def measure_memory(onnx_path, frames, threads):
     """In a fresh process: load one artifact, run 3 batches of real frames; print its memory as one JSON line."""
     from detrt.bench.frames import input_batches, read_frames
-    from detrt.bench.session import open_artifact
+    from detrt.bench.run import open_artifact
 
     images = read_frames(frames, 3)
     base = rss_mb("VmRSS")
@@ -84,7 +84,7 @@ def main(argv=None):
     from detrt.bench.device import device_facts
     from detrt.bench.report import roofline_text
     from detrt.bench.roofline import count_graph, measure_peak, roofline
-    from detrt.bench.session import run_bench
+    from detrt.bench.run import run_bench
 
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
     load = common.load_average()

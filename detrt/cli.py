@@ -216,7 +216,7 @@ def bench(args):
     from detrt.atomic import check_outputs
     from detrt.bench import measure
     from detrt.bench.report import check_plot_available, format_table, plot, write_json
-    from detrt.bench.session import run_bench
+    from detrt.bench.run import run_bench
 
     batches = measure.parse_batches(args.batch)
     warmup = measure.parse_duration(args.warmup, "--warmUp", bare="ms")
@@ -273,8 +273,8 @@ def train(args):
       torchrun --nproc_per_node 2 -m detrt.cli train --config ... (one process per GPU; gloo on CPU)
     A NaN/inf loss stops with exit status 1, naming the step, the loss components and the last good checkpoint.
     """
-    from detrt.training.engine import NonFiniteLoss
     from detrt.training.loop import TrainOptions, fit
+    from detrt.training.step import NonFiniteLoss
 
     opts = TrainOptions(args.config, args.data, args.images, args.val_data, args.val_images, args.epochs,
                         args.batch_size, args.lr, args.output, args.resume, args.seed, args.eval_every, args.workers,

@@ -4,21 +4,17 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from detrt.cli import main
 from detrt.demo import run_demo
 from detrt.models import build_model
+from tests.helpers.checkpoints import write_checkpoint
 
 
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
-    model = build_model("dhdetr_r18_tiny")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "checkpoint.safetensors"))
-    (d / "checkpoint.json").write_text(json.dumps({"config": "dhdetr_r18_tiny"}))
-    return d
+    return write_checkpoint(build_model("dhdetr_r18_tiny"), tmp_path_factory.mktemp("ckpt"))
 
 
 def test_demo_writes_every_output_and_scores_them(tmp_path, random_checkpoint):

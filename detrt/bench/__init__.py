@@ -6,6 +6,8 @@ One concept per module:
 - roofline.py: FLOPs and bytes counted from the ONNX graph against this machine's measured peak;
 - frames.py: real frames (video, images, or a synthetic crowd video) preprocessed per artifact;
 - torch_backend.py: PyTorch eager as a backend (the [train] extra), the pre-deployment baseline;
-- session.py: one run: open artifacts, check batches, measure interleaved, collect results;
-- report.py: terminal table, JSON, plot, RESULTS.md sections.
+- run.py: one benchmark run: open artifacts, check batches, measure interleaved, collect results;
+- report.py: terminal table, JSON, plot, RESULTS.md sections;
+- gpu_validate.py, gpu_model_validate.py: on a GPU, the CUDA kernels and TensorRT plugins against the CPU
+  kernels, and whole-model engines against ONNX Runtime (run by the benchmarks/ scripts of those names).
 """

@@ -38,8 +38,9 @@ class GroundTruth:
 
 
 @dataclass
-class Detections:
-    """One image's detections: xyxy pixel boxes and their scores, in any order."""
+class OdgtDetections:
+    """One image's detections as an .odgt line holds them: xyxy pixel boxes and their scores, in any order.
+    (The runtime's results are detrt.runtime.postprocess.Detections; `detrt run --odgt` converts.)"""
 
     image_id: str
     boxes: np.ndarray  # [K, 4] float64 xyxy
@@ -140,7 +141,7 @@ def parse_gt(obj, where="", drop_degenerate=False):
 
 
 def parse_dt(obj, where=""):
-    """One detection JSON object -> Detections. Zero-size boxes are accepted (they can only be false positives)."""
+    """One detection JSON object -> OdgtDetections. Zero-size boxes are accepted (only false positives)."""
     width, height = _size(where, obj)
     boxes, scores = [], []
     for i, b in enumerate(_list(where, obj, "dtboxes")):
@@ -154,7 +155,7 @@ def parse_dt(obj, where=""):
             raise _size_error(f"{where}: dtboxes[{i}].box", (x, y, w, h))
         boxes.append((x, y, x + w, y + h))
         scores.append(float(s))
-    return Detections(obj["ID"], _array(boxes), np.asarray(scores, dtype=np.float64), width, height)
+    return OdgtDetections(obj["ID"], _array(boxes), np.asarray(scores, dtype=np.float64), width, height)
 
 
 def _read(path, parse):
@@ -202,7 +203,7 @@ def read_gt(path, images_dir=None, drop_degenerate=False):
 
 
 def read_dt(path):
-    """Read a detection .odgt -> list[Detections] in file order."""
+    """Read a detection .odgt -> list[OdgtDetections] in file order."""
     return _read(path, parse_dt)
 
 
@@ -227,7 +228,7 @@ def gt_to_json(record):
 
 
 def dt_to_json(det):
-    """Detections -> its .odgt object; boxes keep full precision (eval must see what the model said)."""
+    """OdgtDetections -> its .odgt object; boxes keep full precision (eval must see what the model said)."""
     obj = _sized(det.image_id, det.width, det.height)
     obj["dtboxes"] = [{"box": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(s), "tag": 1}
                       for (x0, y0, x1, y1), s in zip(np.asarray(det.boxes).reshape(-1, 4), det.scores)]

@@ -1,1 +1,1 @@
-"""Evaluation: CrowdHuman AP, MR-2 and JI; COCO-style AP for multi-class models."""
+"""Evaluation: CrowdHuman AP, MR-2, JI and the duplicate rate; COCO-style AP for multi-class models."""

@@ -26,7 +26,7 @@ MR_REFS = np.array([0.0100, 0.0178, 0.03160, 0.0562, 0.1000, 0.1778, 0.3162, 0.5
 JI_THRESHOLDS = [1e-1 * i for i in range(10)]
 
 
-def clip_boxes(boxes, width, height):
+def clip_boxes_crowddet(boxes, width, height):
     """Clip xyxy boxes as CrowdDet does: x0 to [0, W-1], y0 to [0, H-1], x1 to [0, W], y1 to [0, H]."""
     b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     b[:, 0] = np.minimum(np.maximum(b[:, 0], 0), width - 1)
@@ -134,13 +134,14 @@ def _pair(gt, dt, sizes, gt_path):
     else:
         order = np.argsort(-dt.scores, kind="stable")
         boxes, scores = dt.boxes[order], dt.scores[order]
-    return clip_boxes(gt.boxes, w, h), clip_boxes(gt.ignore, w, h), clip_boxes(boxes, w, h), scores
+    return (clip_boxes_crowddet(gt.boxes, w, h), clip_boxes_crowddet(gt.ignore, w, h),
+            clip_boxes_crowddet(boxes, w, h), scores)
 
 
 def evaluate(gt, dt, sizes=None, gt_path="ground truth", dt_path="detections"):
     """AP, MR-2 and JI of detections against ground truth.
 
-    gt: list[GroundTruth] (detrt.data.crowdhuman.read_gt); dt: list[Detections] or {image_id: Detections};
+    gt: list[GroundTruth] (detrt.data.crowdhuman.read_gt); dt: list[OdgtDetections] or {image_id: OdgtDetections};
     images missing from dt have no detections. sizes: optional {image_id: (width, height)} for records
     without a size. gt_path, dt_path: names for error messages. Returns a dict: AP, MR2, JI (CrowdDet
     variant), JI_dhdetr, ji_by_threshold, counts.

@@ -145,7 +145,7 @@ class OdgtSink(_LineSink):
         self.id_format = id_format
 
     def _line(self, frame, detections, fps):
-        from detrt.data.crowdhuman import Detections as OdgtDetections, dt_to_json
+        from detrt.data.crowdhuman import OdgtDetections, dt_to_json
 
         ident = frame.name if frame.name is not None else self.id_format.format(index=frame.index)
         h, w = frame.image.shape[:2]

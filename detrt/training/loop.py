@@ -31,8 +31,8 @@ from detrt.models.checkpoint import read_meta
 from detrt.training import checkpoint as ckpt
 from detrt.training.dataset import Augment, CrowdHumanDataset, collate
 from detrt.training.distributed import any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
-from detrt.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from detrt.training.optim import build_optimizer, build_scheduler
+from detrt.training.step import NonFiniteLoss, evaluate, train_one_epoch
 
 
 @dataclass

@@ -20,7 +20,7 @@ def evaluate_checkpoint(path, val_data, val_images, batch_size=4, workers=0, pro
     from detrt.data.crowdhuman import read_gt
     from detrt.models import build_postprocess
     from detrt.training.dataset import CrowdHumanDataset, collate
-    from detrt.training.engine import evaluate
+    from detrt.training.step import evaluate
 
     model, cfg = model_from_checkpoint(path)
     records = read_gt(val_data, val_images)

@@ -17,7 +17,7 @@ def box_area(boxes):
     return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
 
 
-def clip_boxes(boxes, width, height):
+def clip_boxes_to_image(boxes, width, height):
     """xyxy boxes clipped to [0, width] x [0, height] (full-body boxes may reach past the border)."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     out[:, 0::2] = out[:, 0::2].clip(0, width)
@@ -45,10 +45,10 @@ def crop(image, target, region, min_visible=0.3):
     """
     x0, y0, x1, y1 = (int(v) for v in region)
     h, w = image.shape[:2]
-    before = box_area(clip_boxes(target["boxes"], w, h))
+    before = box_area(clip_boxes_to_image(target["boxes"], w, h))
     shift = np.array([x0, y0, x0, y0], dtype=np.float64)
-    boxes = clip_boxes(target["boxes"] - shift, x1 - x0, y1 - y0)
-    ignore = clip_boxes(target["ignore"] - shift, x1 - x0, y1 - y0)
+    boxes = clip_boxes_to_image(target["boxes"] - shift, x1 - x0, y1 - y0)
+    ignore = clip_boxes_to_image(target["ignore"] - shift, x1 - x0, y1 - y0)
     after = box_area(boxes)
     alive = after > 0
     kept = alive & (after >= min_visible * before)
@@ -100,7 +100,7 @@ def to_model_target(target, input_hw):
     H, W = input_hw
     out = {}
     for key, name in (("boxes", "boxes"), ("ignore", "ignore_boxes")):
-        b = clip_boxes(target[key], W, H)
+        b = clip_boxes_to_image(target[key], W, H)
         b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
         cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / W, (b[:, 1] + b[:, 3]) / 2 / H,
                            (b[:, 2] - b[:, 0]) / W, (b[:, 3] - b[:, 1]) / H], -1)

@@ -1,6 +1,6 @@
 // detrt plugins/cuda/detrtCudaApi.cpp: a C ABI over the two launchers, built into libdetrt_cuda.so so that
 // Python (ctypes + cuda-python device buffers) can run the kernels without TensorRT:
-// benchmarks/gpu_validate.py compares them with the CPU kernels there.
+// detrt/bench/gpu_validate.py compares them with the CPU kernels there.
 //
 //   int detrt_cuda_ms_deform_attn(int dtype, int N, int S, int M, int D, int L, int P, int Lq,
 //       const void* value, const void* spatial_shapes, const void* level_start_index,

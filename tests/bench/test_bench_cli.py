@@ -1,23 +1,19 @@
 """`detrt bench` end to end on tiny probe models: interleaved results, ratios, real frames, bad input (exit 2)."""
 
 import json
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-from probe_models import gradient_frames, make_topk_model  # noqa: E402
-
-from detrt.bench.report import format_table, update_results_md  # noqa: E402
-from detrt.bench.session import run_bench  # noqa: E402
-from detrt.cli import main  # noqa: E402
-from detrt.data.preprocess import Preprocessor  # noqa: E402
-from detrt.errors import InputError  # noqa: E402
-from detrt.manifest import load_manifest  # noqa: E402
-from detrt.runtime.ort_backend import OrtBackend  # noqa: E402
+from detrt.bench.report import format_table, update_results_md
+from detrt.bench.run import run_bench
+from detrt.cli import main
+from detrt.data.preprocess import Preprocessor
+from detrt.errors import InputError
+from detrt.manifest import load_manifest
+from detrt.runtime.ort_backend import OrtBackend
+from tests.helpers.probe_models import gradient_frames, make_topk_model
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from detrt.bench.session import open_artifact  # noqa: E402
+from detrt.bench.run import open_artifact  # noqa: E402
 from detrt.bench.torch_backend import TorchBackend, is_checkpoint  # noqa: E402
 from detrt.errors import InputError  # noqa: E402
 

@@ -5,19 +5,14 @@ the stream has executed, weighted: H2D copy 1, inference 10, each D2H copy 100. 
 say exactly which operations each pair of events enclosed. Real GPU timing is unverified here.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-import fake_trt  # noqa: E402
-from probe_models import make_topk_model  # noqa: E402
-
-from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file  # noqa: E402
-from detrt.runtime import trt_backend  # noqa: E402
-from detrt.runtime.backend import open_backend  # noqa: E402
+from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from detrt.runtime import trt_backend
+from detrt.runtime.backend import open_backend
+from tests.helpers import fake_trt
+from tests.helpers.probe_models import gradient_frames, make_topk_model
 
 
 @pytest.fixture
@@ -89,10 +84,9 @@ def test_timing_off_records_nothing(engine, timed_fakes):
 
 def test_bench_measures_engines_with_and_without_cuda_graphs(engine, timed_fakes, tmp_path):
     import cv2
-    from probe_models import gradient_frames
 
     from detrt.bench.report import format_table
-    from detrt.bench.session import run_bench
+    from detrt.bench.run import run_bench
 
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -4,10 +4,8 @@ Export takes a few seconds per graph, so the four exports (portable/plugin x pos
 session-scoped and shared by test_export.py and test_precision.py.
 """
 
-import onnx
 import pytest
 import torch
-from onnx import helper
 
 from detrt.compile.export import onnx_from_model
 
@@ -45,19 +43,3 @@ def exported(tiny):
         for post in (True, False):
             out[form, post] = onnx_from_model(tiny, tiny.config.input_size, form=form, postprocess=post)
     return out
-
-
-def run_with_outputs(model, feeds, names):
-    """Run `model` on ONNX Runtime returning the tensors `names` (intermediate tensors included)."""
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
-    del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
-    return ort.InferenceSession(probe.SerializeToString()).run(None, feeds)
-
-
-def memory_tensor(model):
-    """Name of the encoder's output (its last LayerNormalization before the decoder): a continuous probe."""
-    names = [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization" and "/encoder" in n.name]
-    return names[-1]

@@ -12,7 +12,7 @@ from detrt.compile import trt_build
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
 from detrt.ops.tensorrt import find_plugin_library, import_tensorrt, tensorrt_here
-from test_export import write_checkpoint
+from tests.helpers.checkpoints import write_checkpoint
 
 
 def run_cli(capsys, *argv):

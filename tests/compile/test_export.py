@@ -1,7 +1,5 @@
 """Export (detrt/compile/export.py): forms, parity with PyTorch on ONNX Runtime's CPU, checkpoints, bad input."""
 
-import json
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,6 +10,7 @@ from detrt.compile import export
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
 from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
+from tests.helpers.checkpoints import write_checkpoint
 
 LOGITS_TOL, BOXES_TOL = 1e-4, 1e-5
 
@@ -124,15 +123,6 @@ def test_nvidia_msda_plugin_form(tiny):
     assert counts[("trt", NVIDIA_MSDA_OP)] == tiny.config.enc_layers + tiny.config.dec_layers
     assert ("detrt", "MSDeformAttn") not in counts and counts[("detrt", "DCGNeighbors")] == tiny.config.dcg_layers
     export.check_onnx(model, "nvidia")
-
-
-def write_checkpoint(model, directory, config="dhdetr_r18_tiny"):
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "checkpoint.safetensors"))
-    (directory / "checkpoint.json").write_text(json.dumps({"config": config, "epoch": 1}))
-    return directory
 
 
 def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, torch_outputs):

@@ -12,7 +12,7 @@ from detrt.assets import bundled_model_path
 from detrt.compile.export import export_checkpoint
 from detrt.compile.precision import int8_accuracy_gates
 from detrt.compile.trt_build import build
-from detrt.data.crowdhuman import Detections, read_gt
+from detrt.data.crowdhuman import OdgtDetections, read_gt
 from detrt.data.synthetic import write_images
 from detrt.data.synthetic_video import write_video
 from detrt.runtime.detector import Detector
@@ -23,7 +23,7 @@ def detect(model, records):
     with Detector(model, backend="onnxruntime", threshold=0.0) as det:
         step = det.backend.max_batch
         dets = [d for i in range(0, len(images), step) for d in det.detect_batch(images[i:i + step])]
-    return {r.image_id: Detections(r.image_id, d.boxes.astype(np.float64), d.scores.astype(np.float64),
+    return {r.image_id: OdgtDetections(r.image_id, d.boxes.astype(np.float64), d.scores.astype(np.float64),
                                    img.shape[1], img.shape[0]) for r, img, d in zip(records, images, dets)}
 
 

@@ -36,7 +36,7 @@ def test_round_trips(tmp_path):
     np.testing.assert_allclose(back.ignore, g.ignore)
     assert (back.width, back.height) == (64, 48)
     boxes = np.array([[0.123456789, 1, 2.5, 3.75], [10, 10, 10, 30]])  # a zero-width detection is allowed
-    d = ch.Detections("im,1", boxes, np.array([0.987654321, 0.1]), 64, 48)
+    d = ch.OdgtDetections("im,1", boxes, np.array([0.987654321, 0.1]), 64, 48)
     ch.write_dt(tmp_path / "dt.odgt", [d])
     (dback,) = ch.read_dt(tmp_path / "dt.odgt")
     np.testing.assert_allclose(dback.boxes, boxes, rtol=0, atol=1e-12)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from detrt.cli import main
-from detrt.data.crowdhuman import Detections, GroundTruth, write_dt, write_gt
+from detrt.data.crowdhuman import GroundTruth, OdgtDetections, write_dt, write_gt
 from detrt.errors import InputError
 from detrt.eval import assignment
-from detrt.eval.crowdhuman import EPS, clip_boxes, evaluate, evaluate_files
+from detrt.eval.crowdhuman import EPS, clip_boxes_crowddet, evaluate, evaluate_files
 
 
 def gt(image_id, boxes, ignore=(), w=200, h=200):
@@ -17,7 +17,7 @@ def gt(image_id, boxes, ignore=(), w=200, h=200):
 
 
 def dt(image_id, boxes, scores):
-    return Detections(image_id, np.array(boxes, float).reshape(-1, 4), np.array(scores, float))
+    return OdgtDetections(image_id, np.array(boxes, float).reshape(-1, 4), np.array(scores, float))
 
 
 PERSONS = [[10, 10, 40, 100], [60, 10, 90, 100], [100, 50, 140, 150], [150, 20, 190, 110]]
@@ -92,7 +92,7 @@ def test_score_ties_follow_file_order_like_crowddet():
 
 
 def test_clipping():
-    b = clip_boxes([[-10, -5, 250, 300], [190, 190, 260, 260]], 200, 150)
+    b = clip_boxes_crowddet([[-10, -5, 250, 300], [190, 190, 260, 260]], 200, 150)
     np.testing.assert_array_equal(b, [[0, 0, 200, 150], [190, 149, 200, 150]])
 
 

@@ -9,7 +9,7 @@ import pytest
 from detrt.errors import InputError
 from detrt.ops.tensorrt import tensorrt_available
 from detrt.runtime.backend import choose_backend, open_backend
-from probe_models import make_raw_model, make_topk_model
+from tests.helpers.probe_models import make_raw_model, make_topk_model
 
 
 @pytest.fixture

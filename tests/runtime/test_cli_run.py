@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from detrt.cli import main
-from probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 
 def test_run_writes_everything_and_prints_the_summary(tmp_path, capsys):
@@ -104,8 +104,8 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
 # A `detrt run` in a subprocess whose model takes 50 ms per frame, so a signal lands mid-run.
 SLOW_RUN = """
 import sys
-sys.path.insert(0, {here!r})
-from probe_models import SlowBackend
+sys.path.insert(0, {root!r})
+from tests.helpers.probe_models import SlowBackend
 from detrt import cli
 from detrt.runtime import pipeline
 real = pipeline.open_backend
@@ -118,7 +118,7 @@ def _slow_run(tmp_path, frames=200):
     make_topk_model(tmp_path / "m.onnx")
     clip = write_video(tmp_path / "c.mp4", gradient_frames(frames))
     jsonl, out = tmp_path / "d.jsonl", tmp_path / "o.mp4"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(here=str(Path(__file__).parent)), "run",
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(root=str(Path(__file__).parents[2])), "run",
                              str(clip), "--model", str(tmp_path / "m.onnx"), "--batch", "1", "--jsonl", str(jsonl),
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})

@@ -7,7 +7,7 @@ from detrt.data.synthetic_video import write_video
 from detrt.eval.crowdhuman import evaluate_files
 from detrt.runtime.pipeline import run
 from detrt.runtime.sinks import JsonlSink, OdgtSink, VideoSink
-from probe_models import make_topk_model
+from tests.helpers.probe_models import make_topk_model
 
 
 def test_video_run_scores_against_its_ground_truth(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "runtime.md"
 

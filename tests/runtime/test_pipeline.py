@@ -16,8 +16,8 @@ from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink
 from detrt.runtime.sources import IterSource, VideoSource
-from probe_models import (FakeCapture, SlowBackend, expected_m, gradient_frames, make_raw_model, make_topk_model,
-                          write_video)
+from tests.helpers.probe_models import (FakeCapture, SlowBackend, expected_m, gradient_frames, make_raw_model,
+                                        make_topk_model, write_video)
 
 GAIN, BIAS = 4.0, (0.5, -0.5, -3.0)
 

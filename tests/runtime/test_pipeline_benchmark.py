@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from probe_models import make_topk_model
+from tests.helpers.probe_models import make_topk_model
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pipeline.py"
 

@@ -11,7 +11,7 @@ import pytest
 
 from detrt.runtime.pipeline import run
 from detrt.runtime.sources import IterSource
-from probe_models import make_topk_model
+from tests.helpers.probe_models import make_topk_model
 
 N, WARMUP = 10_000, 1_000
 

@@ -9,7 +9,7 @@ import pytest
 
 from detrt.errors import InputError
 from detrt.runtime.sources import (ImageSource, IterSource, VideoSource, csi_pipeline, has_gstreamer, open_source)
-from probe_models import FakeCapture, gradient_frames, unstamp, write_video
+from tests.helpers.probe_models import FakeCapture, gradient_frames, unstamp, write_video
 
 
 def test_video_file_every_frame_in_order(tmp_path):

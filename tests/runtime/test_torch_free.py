@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 CHILD = textwrap.dedent("""
     import importlib, importlib.abc, pkgutil, sys

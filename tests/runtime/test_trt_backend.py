@@ -1,6 +1,6 @@
 """TrtBackend: on a GPU with TensorRT (skipped here), and through CPU stand-ins everywhere.
 
-The stand-ins (fake_trt.py) expose only TensorRT / cuda-python names checked against NVIDIA's
+The stand-ins (tests/helpers/fake_trt.py) expose only TensorRT / cuda-python names checked against NVIDIA's
 bindings, queue stream work until a synchronization point, and run the "engine" (an ONNX file) with
 ONNX Runtime, so the buffer slots, double buffering, events and CUDA-graph replay are exercised.
 """
@@ -10,14 +10,14 @@ import json
 import numpy as np
 import pytest
 
-import fake_trt
 from detrt.errors import InputError
 from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
 from detrt.ops.tensorrt import tensorrt_here
 from detrt.runtime import trt_backend
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
-from probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers import fake_trt
+from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 
 @pytest.fixture

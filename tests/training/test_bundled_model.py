@@ -10,7 +10,7 @@ from detrt.data.crowdhuman import parse_gt
 from detrt.data.preprocess import Preprocessor
 from detrt.data.synthetic import synth_image
 from detrt.eval.crowdhuman import evaluate
-from detrt.training.engine import predict
+from detrt.training.step import predict
 
 
 def test_bundled_checkpoint_is_small_and_documented():

@@ -11,8 +11,7 @@ from detrt.errors import InputError
 from detrt.models import build_model
 from detrt.training import checkpoint as ckpt
 from detrt.training.optim import build_optimizer, build_scheduler
-
-from .conftest import tiny_config
+from tests.helpers.tiny_training import tiny_config
 
 
 def trained_model(name="dhdetr_r18_tiny", seed=0):

@@ -11,8 +11,7 @@ from detrt.data.crowdhuman import read_gt
 from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
 from detrt.training.dataset import Augment, CrowdHumanDataset, collate
-
-from .conftest import tiny_config
+from tests.helpers.tiny_training import tiny_config
 
 CFG = tiny_config()
 

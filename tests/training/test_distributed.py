@@ -10,12 +10,10 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from detrt.models import build_criterion, build_model
-from detrt.training.engine import train_step
 from detrt.training.loop import TrainOptions, fit
 from detrt.training.optim import build_optimizer
-
-from .conftest import tiny_config
-from .test_train_step import fixed_batch
+from detrt.training.step import train_step
+from tests.helpers.tiny_training import fixed_batch, tiny_config
 
 
 def fresh(seed=0):

@@ -10,11 +10,9 @@ from detrt.cli import main
 from detrt.models.checkpoint import model_from_checkpoint, read_meta
 from detrt.training import checkpoint as ckpt
 from detrt.training.dataset import Augment
-from detrt.training.engine import NonFiniteLoss
 from detrt.training.loop import TrainOptions, fit
-
-from .conftest import tiny_config, write_dataset
-from .test_train_step import NaNCriterion
+from detrt.training.step import NonFiniteLoss
+from tests.helpers.tiny_training import NaNCriterion, tiny_config, write_dataset
 
 
 def options(tiny_data, out, **kw):

@@ -7,20 +7,9 @@ import pytest
 import torch
 
 from detrt.models import build_criterion, build_model
-from detrt.training.engine import NonFiniteLoss, train_step
 from detrt.training.optim import build_optimizer, build_scheduler, lr_factor, param_groups
-
-from .conftest import tiny_config
-
-
-def fixed_batch():
-    g = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 3, 64, 96, generator=g)
-    targets = [{"boxes": torch.tensor([[0.3, 0.5, 0.2, 0.6], [0.7, 0.5, 0.25, 0.7]]),
-                "labels": torch.zeros(2, dtype=torch.int64), "ignore_boxes": torch.zeros(0, 4)},
-               {"boxes": torch.tensor([[0.5, 0.5, 0.3, 0.8]]), "labels": torch.zeros(1, dtype=torch.int64),
-                "ignore_boxes": torch.tensor([[0.1, 0.1, 0.1, 0.1]])}]
-    return images, targets
+from detrt.training.step import NonFiniteLoss, train_step
+from tests.helpers.tiny_training import NaNCriterion, fixed_batch, tiny_config
 
 
 def comparable_loss(losses, criterion, cfg):
@@ -30,18 +19,6 @@ def comparable_loss(losses, criterion, cfg):
     suffixes = {"" if i == len(kinds) - 1 else f"_{i}" for i, kind in enumerate(kinds) if kind == "dcg"}
     dcg_keys = {base + s for base in ("loss_ce", "loss_bbox", "loss_giou") for s in suffixes}
     return sum(losses[k] * w for k, w in criterion.weight_dict.items() if k not in dcg_keys)
-
-
-class NaNCriterion:
-    """A criterion whose `key` term is NaN (what a blown-up box regression gives)."""
-
-    def __init__(self, criterion, key):
-        self.criterion, self.key, self.total = criterion, key, criterion.total
-
-    def __call__(self, outputs, targets):
-        losses = self.criterion(outputs, targets)
-        losses[self.key] = losses[self.key] * float("nan")
-        return losses
 
 
 @pytest.mark.parametrize("name", ["dhdetr_r18_tiny", "deformable_detr_r18_tiny"])

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from detrt.data.preprocess import Preprocessor
-from detrt.training.transforms import clip_boxes, crop, hflip, letterbox, scaled_transform, to_model_target
+from detrt.training.transforms import (clip_boxes_to_image, crop, hflip, letterbox, scaled_transform,
+                                       to_model_target)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -92,5 +93,5 @@ def test_to_model_target_is_cxcywh_normalized_to_the_padded_input():
     assert out["labels"].tolist() == [0, 0]
 
 
-def test_clip_boxes():
-    np.testing.assert_array_equal(clip_boxes([[-5, -5, 50, 500]], 40, 30), [[0, 0, 40, 30]])
+def test_clip_boxes_to_image():
+    np.testing.assert_array_equal(clip_boxes_to_image([[-5, -5, 50, 500]], 40, 30), [[0, 0, 40, 30]])

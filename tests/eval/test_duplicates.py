@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from detrt.data.crowdhuman import Detections, GroundTruth
-from detrt.training.duplicates import duplicate_rate, image_duplicates
+from detrt.data.crowdhuman import GroundTruth, OdgtDetections
+from detrt.eval.duplicates import duplicate_rate, image_duplicates
 
 A = [100, 100, 140, 200]  # two persons side by side, overlapping (IoU 0.33)
 B = [120, 100, 160, 200]
@@ -33,8 +33,8 @@ def test_duplicate_rate_over_images_clips_to_the_image():
     gt = [GroundTruth("a", np.array([A], float), np.zeros((0, 4)), 200, 150),
           GroundTruth("b", np.array([B], float), np.zeros((0, 4)), 200, 150)]
     # clipped to the 150 px high image both boxes of "a" become [100, 100, 140, 150] and one is a duplicate
-    dt = [Detections("a", np.array([A, [100, 100, 140, 400]], float), np.array([0.9, 0.5])),
-          Detections("b", np.array([B], float), np.array([0.9]))]
+    dt = [OdgtDetections("a", np.array([A, [100, 100, 140, 400]], float), np.array([0.9, 0.5])),
+          OdgtDetections("b", np.array([B], float), np.array([0.9]))]
     r = duplicate_rate(gt, dt)
     assert r == {"duplicate_rate": 1 / 3, "duplicates": 1, "confident_detections": 3, "duplicates_per_image": 0.5}
     assert duplicate_rate(gt, [])["duplicate_rate"] == 0.0

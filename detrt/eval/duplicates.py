@@ -13,7 +13,7 @@ duplicate_rate = duplicates / confident detections (ignore-region ones not count
 
 import numpy as np
 
-from detrt.eval.crowdhuman import clip_boxes, iou_eps, match_caltech
+from detrt.eval.crowdhuman import clip_boxes_crowddet, iou_eps, match_caltech
 
 
 def image_duplicates(dt_boxes, dt_scores, gt_boxes, ignore, score_threshold=0.3, iou_threshold=0.7):
@@ -31,7 +31,7 @@ def image_duplicates(dt_boxes, dt_scores, gt_boxes, ignore, score_threshold=0.3,
 
 
 def duplicate_rate(gt, dt, score_threshold=0.3, iou_threshold=0.7):
-    """gt: list[GroundTruth] with sizes; dt: list[Detections] or {image_id: Detections}.
+    """gt: list[GroundTruth] with sizes; dt: list[OdgtDetections] or {image_id: OdgtDetections}.
 
     Returns {"duplicate_rate": duplicates / confident detections (0 when there are none),
     "duplicates": int, "confident_detections": int, "duplicates_per_image": float}.
@@ -43,9 +43,10 @@ def duplicate_rate(gt, dt, score_threshold=0.3, iou_threshold=0.7):
         if d is None or len(d.scores) == 0:
             continue
         w, h = g.width, g.height
-        boxes = clip_boxes(d.boxes, w, h) if w and h else np.asarray(d.boxes, np.float64).reshape(-1, 4)
-        gt_boxes = clip_boxes(g.boxes, w, h) if w and h else g.boxes
-        ignore = clip_boxes(g.ignore, w, h) if w and h else g.ignore
+        if w and h:
+            boxes, gt_boxes, ignore = (clip_boxes_crowddet(b, w, h) for b in (d.boxes, g.boxes, g.ignore))
+        else:
+            boxes, gt_boxes, ignore = np.asarray(d.boxes, np.float64).reshape(-1, 4), g.boxes, g.ignore
         n, m = image_duplicates(boxes, np.asarray(d.scores), gt_boxes, ignore, score_threshold, iou_threshold)
         dup, total = dup + n, total + m
     return {"duplicate_rate": dup / total if total else 0.0, "duplicates": dup, "confident_detections": total,

@@ -11,10 +11,10 @@ import math
 import numpy as np
 import torch
 
-from detrt.data.crowdhuman import Detections
+from detrt.data.crowdhuman import OdgtDetections
 from detrt.eval.crowdhuman import evaluate as crowdhuman_metrics
+from detrt.eval.duplicates import duplicate_rate
 from detrt.progress import progress_bar
-from detrt.training.duplicates import duplicate_rate
 
 SHOWN = (("loss_ce", "ce"), ("loss_bbox", "l1"), ("loss_giou", "giou"), ("loss_ce_enc", "ce_enc"))
 
@@ -109,7 +109,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, step, clip_m
 
 @torch.no_grad()
 def predict(model, postprocess, loader, progress=True):
-    """Detections (source-image pixels, every query with a score > 0) for each image of an eval loader."""
+    """OdgtDetections (source-image pixels, every query scoring > 0) for each image of an eval loader."""
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -122,8 +122,8 @@ def predict(model, postprocess, loader, progress=True):
             keep = scores > 0  # queries a DCG layer dropped have logit -inf
             boxes = meta["transform"].to_source(det["boxes"][i].float().cpu().numpy()[keep])
             sh, sw = meta["size"]
-            out.append(Detections(meta["image_id"], boxes.astype(np.float64), scores[keep].astype(np.float64),
-                                  width=sw, height=sh))
+            out.append(OdgtDetections(meta["image_id"], boxes.astype(np.float64),
+                                      scores[keep].astype(np.float64), width=sw, height=sh))
     return out
 
 
