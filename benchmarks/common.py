@@ -10,7 +10,7 @@ head is spread so scores clear DCG's floor (at init every logit is masked, which
 speed figures from it are representative of the architecture, accuracy figures are not.
 
 Artifacts are made the way users make them, through the compile stage: `export_checkpoint` (portable and
-plugin form) then `detrt.compile.trt_build.build(..., backend="onnxruntime")` (ORT's offline-optimized
+plugin form) then `detrt.compile.build.build(..., backend="onnxruntime")` (ORT's offline-optimized
 CPU artifact; INT8 calibrated on frames of the synthetic video). They are cached under .cache/bench/,
 keyed by the checkpoint's sha256 and the input size, so the scripts of one `make bench` share them.
 """
@@ -103,7 +103,7 @@ def _key(checkpoint):
 def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "int8", "plugin"), fp16=False):
     """Paths of the artifacts of `checkpoint`, made once (cached): eager, fp32, int8, plugin[, fp16]."""
     from detrt.compile.export import export_checkpoint
-    from detrt.compile.trt_build import build
+    from detrt.compile.build import build
 
     d = CACHE / f"artifacts-{_key(checkpoint)}-b{max_batch}"
     d.mkdir(parents=True, exist_ok=True)
@@ -138,15 +138,12 @@ def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "in
 
 
 def _fp16_artifact(src, dst):
-    import onnx
+    from detrt.compile.build import build_graph
+    from detrt.compile.onnx_io import load_onnx, save_onnx
+    from detrt.manifest import load_manifest
 
-    from detrt.compile.trt_build import apply_precision
-    from detrt.manifest import load_manifest, save_manifest, sha256_file
-
-    manifest = load_manifest(src)
-    onnx.save(apply_precision(onnx.load(str(src)), manifest, "fp16"), str(dst))
-    manifest.onnx_sha256, manifest.precision, manifest.parent = sha256_file(dst), "fp16", str(src)
-    save_manifest(manifest, dst)
+    model = build_graph(load_onnx(src), "fp16")
+    save_onnx(model, dst, load_manifest(src).derive(precision="fp16", parent=str(src)))
 
 
 def load_average():

@@ -29,7 +29,7 @@ ROLES = {"eager": "PyTorch eager", "fp32": "ORT FP32 (portable)", "int8": "ORT I
 
 def gpu_engines(export_plugin, export_nvidia, calib, workdir):
     """Engines built with detrt build from the plugin-form export (ours), and FP16 with NVIDIA's MSDA plugin."""
-    from detrt.compile.trt_build import build
+    from detrt.compile.build import build
 
     out = {}
     for name, src, precision, msda in (("trt_fp32", export_plugin, "fp32", "detrt"),

@@ -380,7 +380,7 @@ def build(args):
     from pathlib import Path
 
     from detrt.atomic import check_outputs
-    from detrt.compile.trt_build import build as build_artifact
+    from detrt.compile.build import build as build_artifact
 
     graph = Path(args.output).with_suffix(".plugin.onnx") if args.backend == "tensorrt" else None  # kept beside
     check_outputs([args.output, graph], [args.input, args.calib, args.plugins])

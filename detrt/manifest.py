@@ -1,9 +1,9 @@
 """The manifest: the JSON beside every exported model or engine (docs/artifacts.md).
 
-`model.onnx` has `model.onnx.json`, `model.engine` has `model.engine.json`. Compile writes it with
-`save_manifest`; the runtime reads it with `load_manifest` and refuses an artifact that does not match
-it (`check_artifact`, `check_engine_environment`), saying what to rebuild. Torch-free: the runtime
-imports this module.
+`model.onnx` has `model.onnx.json`, `model.engine` has `model.engine.json`. Compile writes the two together
+with `save_artifact` (`Manifest.for_config` at export, `Manifest.derive` after); the runtime reads it
+with `load_manifest` and refuses an artifact that does not match it (`check_artifact`,
+`check_engine_environment`), saying what to rebuild. Torch-free: the runtime imports this module.
 
 Conventions the fields carry:
 - `input_size` is (H, W), multiples of 32; `images` is float32 [B, 3, H, W], RGB,
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from detrt.atomic import atomic_open
+from detrt.atomic import atomic_open, atomic_path
 from detrt.errors import InputError
 
 FORMAT_VERSION = 1
@@ -69,6 +69,20 @@ class Manifest:
             from detrt import __version__
 
             self.toolkit_version = __version__
+
+    @classmethod
+    def for_config(cls, cfg, **fields):
+        """The manifest of a model made from DetrConfig `cfg` (export); `fields` set the rest."""
+        base = dict(family="dh-detr" if cfg.dcg_layers else "deformable-detr", config=cfg.name,
+                    class_names=list(cfg.class_names), input_size=tuple(cfg.input_size), onnx_sha256=None,
+                    mean=tuple(cfg.mean), std=tuple(cfg.std))
+        return cls(**{**base, **fields})
+
+    def derive(self, **changes):
+        """The manifest of an artifact made from this one's (surgery, build): `changes` are what the step
+        changed (form, precision, parent, engine fields); the sha256 is set when the artifact is written
+        (save_artifact), toolkit_version is this detrt's."""
+        return Manifest.from_dict({**self.to_dict(), "toolkit_version": "", **changes})
 
     @property
     def is_engine(self):
@@ -231,6 +245,23 @@ def save_manifest(manifest, artifact):
         json.dump(manifest.to_dict(), f, indent=2)
         f.write("\n")
     return path
+
+
+def save_artifact(artifact, write, manifest=None, digest="onnx_sha256"):
+    """Write an artifact and the manifest beside it; return the manifest.
+
+    write(tmp) writes the artifact's bytes to a temporary path beside `artifact`; the manifest's `digest`
+    field (onnx_sha256, or engine_sha256 for an engine) becomes the sha256 of those bytes. Both are written
+    to temporary files first, then the manifest is renamed into place before the artifact: a crash between
+    the two renames leaves a manifest that does not match the artifact beside it (refused, with the rebuild
+    command), never an artifact without its manifest. manifest None writes the artifact alone.
+    """
+    with atomic_path(artifact) as tmp:
+        write(tmp)
+        if manifest is not None:
+            setattr(manifest, digest, sha256_file(tmp))
+            save_manifest(manifest, artifact)
+    return manifest
 
 
 def check_artifact(artifact, manifest=None):

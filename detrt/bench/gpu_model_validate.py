@@ -9,7 +9,7 @@ portable FP32 model on ONNX Runtime's CPU on the same synthetic crowd frames, an
 max |diff| of raw logits / boxes and the fraction of top-100 detections whose box matches the CPU's
 (IoU > 0.9). Bounds: fp32 logits <= 1e-3, boxes <= 1e-4; fp16 and int8 are reported, not gated, since a
 random model's discrete query selection flips under rounding (see tests/compile/test_precision.py).
-Engines are built by detrt.compile.trt_build and run by detrt.runtime's TensorRT backend. Where
+Engines are built by detrt.compile.build and run by detrt.runtime's TensorRT backend. Where
 TensorRT, cuda-python or a GPU is absent it prints why and exits 0.
 """
 
@@ -66,7 +66,7 @@ def main(argv, root):
     import onnxruntime as ort
 
     from detrt.compile.export import export_model_to, finite_max_abs_diff
-    from detrt.compile.trt_build import build
+    from detrt.compile.build import build
     from detrt.models.checkpoint import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint) if args.checkpoint else tiny_model()

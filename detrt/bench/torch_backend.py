@@ -48,16 +48,15 @@ class TorchBackend(Backend):
 
     def __init__(self, model, cfg, artifact, max_batch=8, input_size=None, threads=None, device="cpu", topk=None):
         torch = _import_torch()
-        from detrt.compile.export import ExportWrapper, family_of
+        from detrt.compile.export import ExportWrapper
 
         self.torch = torch
         input_size = tuple(input_size or cfg.input_size)
         weights = Path(artifact)
         digest = sha256_file(weights) if weights.is_file() else "0" * 64
-        manifest = Manifest(family=family_of(cfg), config=cfg.name, class_names=list(cfg.class_names),
-                            input_size=input_size, onnx_sha256=digest, mean=tuple(cfg.mean), std=tuple(cfg.std),
-                            output_format="topk", precision="fp32", form="portable", max_batch=int(max_batch),
-                            parent=str(artifact))
+        manifest = Manifest.for_config(cfg, input_size=input_size, onnx_sha256=digest, output_format="topk",
+                                       precision="fp32", form="portable", max_batch=int(max_batch),
+                                       parent=str(artifact))
         manifest.validate(f"{artifact}")
         super().__init__(artifact, manifest)
         if threads:

@@ -25,14 +25,13 @@ import warnings
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
-from detrt.atomic import atomic_path
 from detrt.compile import surgery
+from detrt.compile.onnx_io import save_onnx
 from detrt.errors import InputError
-from detrt.manifest import Manifest, save_manifest, sha256_file
+from detrt.manifest import Manifest
 from detrt.models.checkpoint import model_from_checkpoint
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
 
@@ -136,9 +135,7 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
                           input_names=["images"], output_names=names,
                           dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
                           custom_opsets={DETRT_DOMAIN: OPSET_VERSION}, do_constant_folding=True)
-    graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
-    graph, _ = surgery.run_passes(graph, surgery.passes_for(form, msda_plugin))
-    model_proto = surgery.export_model(graph)
+    model_proto = surgery.rewrite(onnx.load_from_string(buffer.getvalue()), surgery.passes_for(form, msda_plugin))
     model_proto.producer_name = "detrt"
     return model_proto
 
@@ -149,18 +146,6 @@ def check_onnx(model_proto, where):
         onnx.checker.check_model(model_proto, full_check=True)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{where}: exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
-
-
-def save_onnx(model_proto, path):
-    """Write atomically; return the sha256 of the bytes written."""
-    with atomic_path(path) as tmp:
-        onnx.save(model_proto, tmp)
-        digest = sha256_file(tmp)
-    return digest
-
-
-def family_of(cfg):
-    return "dh-detr" if cfg.dcg_layers else "deformable-detr"
 
 
 def export_checkpoint(checkpoint, output, form="portable", input_size=None, postprocess=True, opset=DEFAULT_OPSET,
@@ -180,12 +165,9 @@ def export_model_to(model, cfg, output, form="portable", input_size=None, postpr
     proto = onnx_from_model(model, input_size, form=form, postprocess=postprocess, topk=topk or cfg.num_select,
                             opset=opset, msda_plugin=msda_plugin)
     check_onnx(proto, output)
-    digest = save_onnx(proto, output)
-    manifest = Manifest(family=family_of(cfg), config=cfg.name, class_names=list(cfg.class_names),
-                        input_size=input_size, onnx_sha256=digest, mean=tuple(cfg.mean), std=tuple(cfg.std),
-                        output_format="topk" if postprocess else "raw", precision="fp32", form=form,
-                        opset=opset, max_batch=max_batch, parent=parent)
-    save_manifest(manifest, output)
+    manifest = save_onnx(proto, output, Manifest.for_config(
+        cfg, input_size=input_size, output_format="topk" if postprocess else "raw", precision="fp32", form=form,
+        opset=opset, max_batch=max_batch, parent=parent))
     if log:
         nodes = len(proto.graph.node)
         log(f"exported {cfg.name} ({form}, {input_size[0]}x{input_size[1]}, opset {opset}, {nodes} nodes) "

@@ -1,7 +1,7 @@
 """Precision in the graph: FP16 as explicit Casts, INT8 as explicit Q/DQ (TensorRT 11 has no other way).
 
-    fp16 = to_fp16(model)                     # FP32 islands: LayerNorm, Softmax, sampling math, heads
-    int8 = to_int8(model, calibration_batches(frames, manifest))
+    graph, _ = surgery.run_passes(graph, passes_for("fp16"))    # FP32 islands: LayerNorm, Softmax, ...
+    int8 = quantize(model, calibration_batches(frames, manifest))  # a file step, then passes_for("int8")
 
 TensorRT 11 removed weak typing, the FP16/INT8 builder flags and IInt8Calibrator, so the
 ONNX graph carries the types and `detrt build` builds it strongly typed on 10.x and 11.x alike.
@@ -17,8 +17,9 @@ FP32. `fp16_all=True` keeps only what cannot be half (DCG, TopK, ...).
 
 INT8: onnxruntime.quantization QDQ, symmetric activations and weights (int8, zero point 0, what
 TensorRT requires), per-channel weights, Q/DQ only on Conv, MatMul and Gemm (what TensorRT fuses);
-attention, softmax and DCG stay float. Calibration runs the portable form of the graph (ONNX Runtime's
-calibrator cannot load custom ops); a plugin-form model is quantized through it and converted back.
+attention, softmax and DCG stay float. The quantizer reads and writes files, so it runs as a file step
+before the pass list. Calibration runs the portable form of the graph (ONNX Runtime's calibrator cannot
+load custom ops); `detrt build` quantizes a plugin-form model through it and converts back (build.py).
 """
 
 import math
@@ -40,9 +41,18 @@ WEIGHT_OPS = ("MatMul", "Gemm", "Conv")  # the offset projection: sampling math 
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
 
-def fp32_islands(model, fp16_all=False):
+def passes_for(precision, fp16_all=False):
+    """The graph passes of `precision`: the FP16 conversion, or INT8's fix-ups after `quantize`."""
+    if precision == "fp16":
+        return [name_nodes, surgery.infer_shapes, to_fp16_all if fp16_all else to_fp16, surgery.cleanup,
+                surgery.toposort]
+    if precision == "int8":
+        return [float_for_unquantized_readers, surgery.cleanup]
+    return []
+
+
+def fp32_islands(graph, fp16_all=False):
     """Names of the nodes that stay FP32 in the FP16 graph (see the module docstring)."""
-    graph = gs.import_onnx(model)
     keep = {n.name for n in graph.nodes if n.op in NEVER_HALF_OPS}
     if fp16_all:
         return keep
@@ -79,17 +89,24 @@ FLOAT32_SLOTS = {"Resize": (1, 2), "Upsample": (1,)}
 HALF, FLOAT = np.dtype(np.float16), np.dtype(np.float32)
 
 
-def to_fp16(model, fp16_all=False):
-    """FP32 ModelProto -> explicitly typed FP16 ModelProto; graph inputs and outputs stay float32.
+def to_fp16(graph):
+    """FP32 graph -> explicitly typed FP16 graph; graph inputs and outputs stay float32.
 
     Every float node outside fp32_islands() computes in half; a Cast sits on every edge between a half
     and a float node (one per tensor and direction, shared by all readers); weights read only by half
-    nodes are stored in half.
+    nodes are stored in half. Needs dtypes (surgery.infer_shapes) and unique node names (name_nodes).
     """
-    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    return _to_half(graph, fp32_islands(graph))
+
+
+def to_fp16_all(graph):
+    """to_fp16 keeping FP32 only what cannot be half (DCG, TopK, ...): `--fp16-all`."""
+    return _to_half(graph, fp32_islands(graph, fp16_all=True))
+
+
+def _to_half(graph, keep):
+    if any(n.op == "QuantizeLinear" for n in graph.nodes):
         raise InputError("the model already carries Q/DQ (INT8); FP16 conversion starts from the FP32 model")
-    graph, _ = surgery.run_passes(gs.import_onnx(_named(model)), [surgery.infer_shapes])
-    keep = fp32_islands(surgery.export_model(graph), fp16_all)
     half = {id(n) for n in graph.nodes if n.name not in keep and n.op not in NEVER_HALF_OPS
             and any(_is_float(t) for t in [*n.inputs, *n.outputs])}
     outputs = {id(t) for t in graph.outputs}
@@ -105,8 +122,7 @@ def to_fp16(model, fp16_all=False):
             want = HALF if want_half and slot not in exempt else FLOAT
             if np.dtype(tensor.dtype) != want:
                 node.inputs[slot] = _cast(graph, tensor, want, casts, half)
-    graph, _ = surgery.run_passes(graph, [surgery.cleanup, surgery.toposort])
-    return surgery.export_model(graph)
+    return graph
 
 
 def _retype_half_node(graph, node, outputs):
@@ -142,15 +158,14 @@ def _cast(graph, tensor, dtype, casts, half):
     return casts[key]
 
 
-def _named(model):
-    """Give every node a unique name (islands are named by node)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+def name_nodes(graph):
+    """Give every node a unique name (FP32 islands are named by node)."""
     used = set()
-    for i, node in enumerate(model.graph.node):
+    for i, node in enumerate(graph.nodes):
         if not node.name or node.name in used:
-            node.name = f"{node.op_type}_{i}"
+            node.name = f"{node.op}_{i}"
         used.add(node.name)
-    return model
+    return graph
 
 
 class _Batches:
@@ -188,17 +203,12 @@ def _input_shape(model):
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
 
 
-def to_int8(model, batches, per_channel=True):
-    """FP32 ModelProto + calibration batches [{"images": float32 [B, 3, H, W]}] -> INT8 QDQ ModelProto.
-
-    The result has the input's form: a plugin-form model is calibrated as portable, then converted back.
-    """
+def quantize(model, batches, per_channel=True):
+    """Portable FP32 ModelProto + calibration batches [{"images": float32 [B, 3, H, W]}] -> INT8 QDQ ModelProto
+    as ONNX Runtime writes it; passes_for("int8") fixes it up."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     check_calibration(batches, model)
-    plugin = any(n.domain == DETRT_DOMAIN for n in model.graph.node)
-    if plugin:
-        model = _convert(model, "portable")
     with tempfile.TemporaryDirectory(prefix="detrt-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, src)
@@ -216,10 +226,7 @@ def to_int8(model, batches, per_channel=True):
                            "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
                            "QuantizeBias": False},  # TensorRT takes float biases (no int32 DQ)
             calibration_cache_path=None)
-        quantized = onnx.load(str(dst))
-    graph, _ = surgery.run_passes(gs.import_onnx(quantized), [float_for_unquantized_readers, surgery.cleanup])
-    quantized = surgery.export_model(graph)
-    return _convert(quantized, "plugin") if plugin else quantized
+        return onnx.load(str(dst))
 
 
 def float_for_unquantized_readers(graph):
@@ -236,11 +243,6 @@ def float_for_unquantized_readers(graph):
                     if t is rounded:
                         reader.inputs[slot] = source
     return graph
-
-
-def _convert(model, form):
-    graph, _ = surgery.run_passes(gs.import_onnx(model), surgery.passes_for(form))
-    return surgery.export_model(graph)
 
 
 def calibration_batches(source, manifest, frames=200, batch=1):

@@ -14,16 +14,21 @@ The two special ops exist in three spellings; the passes move a graph between th
   Reshape to [N, Lq, M*D] follows it).
 
 Each pass changes the graph in place and returns it; `run_passes` records what each one changed
-(`detrt surgery --print`).
+(`detrt surgery --print`). Passes from elsewhere (precision.passes_for) join the same list, so that one
+`detrt build` imports the model once, runs one list and exports once.
 """
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from detrt.compile.onnx_io import load_onnx, save_onnx
 from detrt.compile.portable_ops import dcg_function, msda_function
+from detrt.errors import InputError
+from detrt.manifest import load_manifest, manifest_path
 from detrt.ops.names import (DCG_OP, DETRT_DOMAIN, DETRT_OPS, MSDA_OP, NVIDIA_DOMAIN, NVIDIA_MSDA_OP,
                              NVIDIA_MSDA_VERSION, PLUGIN_VERSION, PORTABLE_DOMAIN)
 
@@ -33,6 +38,11 @@ IR_VERSION = 9
 
 def is_detrt(node, op=None):
     return node.domain == DETRT_DOMAIN and (node.op in DETRT_OPS if op is None else node.op == op)
+
+
+def form_of(model):
+    """"plugin" if the ModelProto has plugin nodes (detrt::, or NVIDIA's trt::), else "portable"."""
+    return "plugin" if any(n.domain in (DETRT_DOMAIN, NVIDIA_DOMAIN) for n in model.graph.node) else "portable"
 
 
 def fold_constants(graph):
@@ -189,6 +199,14 @@ def run_passes(graph, passes):
     return graph, changes
 
 
+def rewrite(model, passes):
+    """ModelProto -> ModelProto through `passes`: one import, one export (none when there are no passes)."""
+    if not passes:
+        return model
+    graph, _ = run_passes(gs.import_onnx(model), passes)
+    return export_model(graph)
+
+
 def export_model(graph, do_type_check=True):
     """gs.Graph -> onnx.ModelProto with the opset imports every node needs and a readable IR version."""
     domains = {n.domain for n in graph.nodes if n.domain not in (None, "", "ai.onnx")}
@@ -239,13 +257,6 @@ def _describe(before, after):
 
 def run_surgery(input_path, output, form="plugin", msda_plugin="detrt", show=False, log=print):
     """The `detrt surgery` verb: read, rewrite, check, write atomically; the manifest follows when present."""
-    from pathlib import Path
-
-    from detrt.atomic import atomic_path
-    from detrt.compile.trt_build import load_onnx
-    from detrt.errors import InputError
-    from detrt.manifest import Manifest, load_manifest, manifest_path, save_manifest, sha256_file
-
     model = load_onnx(input_path)
     try:
         graph, changes = run_passes(gs.import_onnx(model), passes_for(form, msda_plugin))
@@ -257,13 +268,10 @@ def run_surgery(input_path, output, form="plugin", msda_plugin="detrt", show=Fal
         width = max(len(name) for name, _ in changes)
         for name, what in changes:
             log(f"{name:<{width}}  {what}")
-    with atomic_path(output) as tmp:
-        onnx.save(out, str(tmp))
-        digest = sha256_file(tmp)
+    manifest = None
     if manifest_path(input_path).is_file():
-        m = load_manifest(input_path)
-        fields = {**m.to_dict(), "onnx_sha256": digest, "form": form, "parent": str(input_path)}
-        save_manifest(Manifest.from_dict(fields), output)
+        manifest = load_manifest(input_path).derive(form=form, parent=str(input_path))
     elif log:
         log(f"note: no manifest beside {input_path}; {Path(output).name} has none either")
+    save_onnx(out, output, manifest)
     return out

@@ -16,7 +16,6 @@ from detrt.atomic import AtomicVideo
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import person_pose, person_style
 from detrt.data.synthetic import make_figure, render, sample_person, sample_scene, _masks
-from detrt.errors import InputError
 from detrt.progress import progress_bar
 
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from detrt.cli import main
-from detrt.compile import trt_build
+from detrt.compile import build, tensorrt
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
 from detrt.ops.tensorrt import find_plugin_library, import_tensorrt, tensorrt_here
@@ -133,25 +133,25 @@ def test_unsupported_op_is_named_with_its_node():
     graph = onnx.helper.make_graph([node], "g", [], [])
     model = onnx.helper.make_model(graph)
     with pytest.raises(InputError, match="enc0_msda.*trt::MultiscaleDeformableAttnPlugin_TRT"):
-        trt_build.check_ops(model, "onnxruntime")
+        build.check_ops(model, "onnxruntime")
     grid = onnx.helper.make_node("GridSample", ["x", "g"], ["y"], name="gs0")
     with pytest.raises(InputError, match="gs0.*NVIDIA/TensorRT#4813"):
-        trt_build.check_ops(onnx.helper.make_model(onnx.helper.make_graph([grid], "g", [], [])), "tensorrt")
+        build.check_ops(onnx.helper.make_model(onnx.helper.make_graph([grid], "g", [], [])), "tensorrt")
 
 
 def test_profile_shapes_and_cache_key(exported_files):
     m = load_manifest(exported_files / "model.onnx")
     h, w = m.input_size
-    shapes = trt_build.profile_shapes(m, None, "images:2x3x%dx%d" % (h, w), "images:4x3x%dx%d" % (h, w))
+    shapes = tensorrt.profile_shapes(m, None, "images:2x3x%dx%d" % (h, w), "images:4x3x%dx%d" % (h, w))
     assert shapes == [(1, 3, h, w), (2, 3, h, w), (4, 3, h, w)]
     with pytest.raises(InputError, match="takes"):
-        trt_build.profile_shapes(m, "images:1x3x32x32")
+        tensorrt.profile_shapes(m, "images:1x3x32x32")
     with pytest.raises(InputError, match="BxCxHxW"):
-        trt_build.parse_shape("1x3x4", "--minShapes")
-    a = trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
-    assert a != trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.9", "b" * 64)
-    assert a != trt_build.engine_cache_key("a" * 64, "fp16", "11.1.0", "8.7", "b" * 64)
-    assert a == trt_build.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
+        tensorrt.parse_shape("1x3x4", "--minShapes")
+    a = tensorrt.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
+    assert a != tensorrt.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.9", "b" * 64)
+    assert a != tensorrt.engine_cache_key("a" * 64, "fp16", "11.1.0", "8.7", "b" * 64)
+    assert a == tensorrt.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
 
 
 def test_doctor_runs_and_names_the_backend(exported_files, capsys):
@@ -170,5 +170,5 @@ def test_tensorrt_engine_build(exported_files, tmp_path):
     if find_plugin_library() is None:
         pytest.skip("libdetrt_plugins.so not built here")
     out = tmp_path / "model.engine"
-    m = trt_build.build(exported_files / "model.onnx", out, precision="fp16", log=None)
+    m = build.build(exported_files / "model.onnx", out, precision="fp16", log=None)
     assert m.engine_sha256 == sha256_file(out) and m.tensorrt_version

@@ -11,7 +11,7 @@ import numpy as np
 from detrt.assets import bundled_model_path
 from detrt.compile.export import export_checkpoint
 from detrt.compile.precision import int8_accuracy_gates
-from detrt.compile.trt_build import build
+from detrt.compile.build import build
 from detrt.data.crowdhuman import OdgtDetections, read_gt
 from detrt.data.synthetic import write_images
 from detrt.data.synthetic_video import write_video

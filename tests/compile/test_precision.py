@@ -1,4 +1,5 @@
-"""Precision in the graph (detrt/compile/precision.py): FP16 Casts with FP32 islands, INT8 QDQ, calibration data.
+"""Precision in the graph (detrt/compile/precision.py, build_graph in build.py): FP16 Casts with FP32 islands,
+INT8 QDQ, calibration data.
 
 The tiny model is randomly initialized, so its two-stage query selection and DCG masks are discrete
 choices among near ties: half or int8 rounding flips some of them and the final outputs move by whole
@@ -12,7 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
-from detrt.compile import precision
+from detrt.compile import precision, surgery
+from detrt.compile.build import build_graph
 from detrt.errors import InputError
 
 FP16_MEMORY_TOL = 2e-2  # LayerNorm output (unit scale) after 3 encoder layers in half; measured ~5e-3
@@ -40,7 +42,7 @@ def fp32(exported):
 
 @pytest.fixture(scope="module")
 def fp16(fp32):
-    return precision.to_fp16(fp32)
+    return surgery.rewrite(fp32, precision.passes_for("fp16"))
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +52,24 @@ def calib(frames):
 
 @pytest.fixture(scope="module")
 def int8(fp32, calib):
-    return precision.to_int8(fp32, calib)
+    return build_graph(fp32, "int8", batches=calib)
 
 
 def test_fp32_islands_cover_norms_softmax_sampling_math_and_heads(fp32):
-    keep = precision.fp32_islands(fp32)
+    graph = gs.import_onnx(fp32)
+    keep = precision.fp32_islands(graph)
     nodes = {n.name: n for n in fp32.graph.node}
     for n in fp32.graph.node:
         if n.op_type in ("LayerNormalization", "Softmax"):
             assert n.name in keep
     # the final box head (MatMul) and the sampling-location arithmetic stay float; the value projection does not
-    graph = gs.import_onnx(fp32)
     box_out = next(t for t in graph.outputs if t.name == "pred_boxes")
     assert box_out.inputs[0].name in keep
     msda = [n for n in graph.nodes if n.op == "MSDeformAttn"]
     assert all(m.inputs[3].inputs[0].name in keep for m in msda)
     assert all(m.inputs[0].inputs[0].name not in keep for m in msda)
     assert sum(nodes[k].op_type in ("Conv",) for k in keep) == 0
-    assert len(precision.fp32_islands(fp32, fp16_all=True)) < len(keep)
+    assert len(precision.fp32_islands(graph, fp16_all=True)) < len(keep)
 
 
 def test_fp16_graph_is_typed_and_runs(fp16, fp32, frames):
@@ -115,7 +117,7 @@ def test_int8_runs_and_stays_close(int8, fp32, frames):
 
 
 def test_int8_of_plugin_form_stays_plugin_form(exported, calib):
-    q = precision.to_int8(exported["plugin", False], calib[:1])
+    q = build_graph(exported["plugin", False], "int8", batches=calib[:1])
     domains = {n.domain for n in q.graph.node}
     assert "detrt" in domains and "detrt.portable" not in domains
     assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
@@ -123,9 +125,9 @@ def test_int8_of_plugin_form_stays_plugin_form(exported, calib):
 
 def test_bad_calibration_data_is_one_clear_error(fp32, frames):
     with pytest.raises(InputError, match="no calibration frames"):
-        precision.to_int8(fp32, [])
+        precision.quantize(fp32, [])
     with pytest.raises(InputError, match=r"batch 0 is float32 \[1, 3, 64, 64\]"):
-        precision.to_int8(fp32, [{"images": np.zeros((1, 3, 64, 64), np.float32)}])
+        precision.quantize(fp32, [{"images": np.zeros((1, 3, 64, 64), np.float32)}])
 
 
 def test_calibration_batches_from_video_and_images(tmp_path, exported):
@@ -150,3 +152,39 @@ def test_calibration_batches_from_video_and_images(tmp_path, exported):
         precision.calibration_batches(tmp_path / "*.jpg", manifest)
     with pytest.raises(InputError, match="not found"):
         precision.calibration_batches(tmp_path / "missing.mp4", manifest)
+
+
+def test_name_nodes_names_the_unnamed_and_the_repeated():
+    nodes = [onnx.helper.make_node("Relu", ["x"], ["a"], name="act"), onnx.helper.make_node("Relu", ["a"], ["b"]),
+             onnx.helper.make_node("Relu", ["b"], ["c"], name="act")]
+    io = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1]) for n in ("x", "c")]
+    graph = gs.import_onnx(onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", io[:1], io[1:])))
+    assert [n.name for n in precision.name_nodes(graph).nodes] == ["act", "Relu_1", "Relu_2"]
+
+
+def test_build_graph_imports_once_and_exports_once(fp32, monkeypatch):
+    """FP16 and the TensorRT form in one pass list: no ModelProto round trip between them (shape inference,
+    which needs a ModelProto, aside)."""
+    counts = {"import": 0, "export": 0}
+    real_import, real_export, real_infer = gs.import_onnx, gs.export_onnx, surgery.infer_shapes
+    inside_inference = []
+
+    def infer_shapes(graph):
+        inside_inference.append(True)
+        try:
+            return real_infer(graph)
+        finally:
+            inside_inference.pop()
+
+    def counted(kind, real):
+        def call(*args, **kwargs):
+            counts[kind] += not inside_inference
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(gs, "import_onnx", counted("import", real_import))
+    monkeypatch.setattr(gs, "export_onnx", counted("export", real_export))
+    monkeypatch.setattr(surgery, "infer_shapes", infer_shapes)
+    model = build_graph(fp32, "fp16", "plugin")
+    assert counts == {"import": 1, "export": 1}
+    assert "detrt" in {n.domain for n in model.graph.node} and any(n.op_type == "Cast" for n in model.graph.node)

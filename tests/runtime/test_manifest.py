@@ -7,7 +7,7 @@ import pytest
 
 from detrt.errors import InputError
 from detrt.manifest import (Manifest, check_artifact, check_engine_environment, load_manifest, manifest_path,
-                            save_manifest, sha256_file)
+                            save_artifact, save_manifest, sha256_file)
 
 SHA = "a" * 64
 
@@ -30,6 +30,53 @@ def test_round_trip(tmp_path):
     assert back.outputs == ("pred_logits", "pred_boxes") and back.input_size == (640, 960)
     assert json.loads(path.read_text())["input_size"] == [640, 960]
     assert check_artifact(art) == m
+
+
+def test_save_artifact_writes_manifest_first_with_the_artifacts_sha256(tmp_path, monkeypatch):
+    import os
+
+    art = tmp_path / "model.engine"
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real_replace(src, dst)))
+    m = _manifest(tensorrt_version="10.3.0", compute_capability="8.7")
+    saved = save_artifact(art, lambda tmp: tmp.write_bytes(b"engine bytes"), m, digest="engine_sha256")
+    assert renamed == ["model.engine.json", "model.engine"]  # a crash between the two leaves no bare artifact
+    assert saved.engine_sha256 == sha256_file(art) == hashlib.sha256(b"engine bytes").hexdigest()
+    assert saved.onnx_sha256 == SHA and check_artifact(art) == saved
+
+
+def test_save_artifact_failure_leaves_nothing(tmp_path):
+    art = tmp_path / "model.onnx"
+    with pytest.raises(InputError, match="field 'precision'"):  # the manifest is refused after the bytes are written
+        save_artifact(art, lambda tmp: tmp.write_bytes(b"onnx"), _manifest(precision="fp8"))
+    with pytest.raises(OSError):
+        save_artifact(art, lambda tmp: (_ for _ in ()).throw(OSError("writer failed")), _manifest())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_derive_changes_only_what_the_step_changed():
+    parent = _manifest(toolkit_version="0.0.1", max_batch=4)
+    child = parent.derive(precision="int8", form="plugin", parent="model.onnx")
+    assert (child.precision, child.form, child.parent, child.max_batch) == ("int8", "plugin", "model.onnx", 4)
+    assert child.class_names == parent.class_names and child.input_size == parent.input_size
+    from detrt import __version__
+
+    assert child.toolkit_version == __version__ and parent.precision == "fp32"  # the parent is left as it was
+    with pytest.raises(InputError, match="field 'form'"):
+        parent.derive(form="tensorrt")
+
+
+def test_for_config_reads_the_model_config():
+    from detrt.models.configs import get_config
+
+    cfg = get_config("dhdetr_r18_tiny")
+    m = Manifest.for_config(cfg, onnx_sha256=SHA, form="plugin", max_batch=2)
+    assert (m.family, m.config, m.input_size, m.form, m.max_batch) == ("dh-detr", cfg.name, tuple(cfg.input_size),
+                                                                        "plugin", 2)
+    assert m.class_names == list(cfg.class_names) and m.mean == tuple(cfg.mean)
+    m.validate()
+    assert Manifest.for_config(get_config("deformable_detr_r18_tiny"), onnx_sha256=SHA).family == "deformable-detr"
 
 
 def test_sha256_file(tmp_path):
