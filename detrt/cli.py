@@ -59,8 +59,6 @@ def run(args):
     from detrt.runtime.pipeline import run as run_pipeline
     from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 
-    if args.threshold < 0 or args.threshold > 1:
-        raise InputError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     sinks = []
@@ -212,8 +210,6 @@ def bench(args):
     batches = measure.parse_batches(args.batch)
     warmup = measure.parse_duration(args.warmup, "--warmUp")
     duration = measure.parse_duration(args.duration, "--duration")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
     if args.plot:
         check_plot_available()
     report = run_bench(args.artifacts, batches, warmup, duration, frames=args.frames, threads=args.threads,
@@ -394,6 +390,30 @@ def demo(args):
     run_demo(args.out, args.frames, args.seed, args.checkpoint, args.threads)
 
 
+# Flags only TensorRT reads (argparse names them as spelled): with --backend onnxruntime they are refused,
+# since ignoring them would hand back something other than what was asked for.
+TENSORRT_ONLY = ("plugins", "useCudaGraph", "minShapes", "optShapes", "maxShapes", "workspace", "timingCacheFile",
+                 "dla")
+
+
+def check_shared_flags(args):
+    """The flags several verbs take, checked the same way for each before any work starts."""
+    if getattr(args, "threshold", None) is not None:
+        from detrt.runtime.postprocess import check_threshold
+
+        check_threshold(args.threshold, "--threshold")
+    if getattr(args, "threads", None) is not None:
+        from detrt.runtime.backend import check_threads
+
+        check_threads(args.threads, "--threads")
+    if getattr(args, "backend", None) == "onnxruntime":
+        values = {name: getattr(args, name, None) for name in TENSORRT_ONLY}
+        given = [f"--{name}" for name, value in values.items() if value is not None and value is not False]
+        if given:
+            raise InputError(f"{', '.join(given)}: TensorRT only, not used by --backend onnxruntime "
+                             f"(drop {'them' if len(given) > 1 else 'it'}, or use --backend tensorrt)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="detrt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -411,6 +431,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     extra = next(e for fn, _, e in VERBS if fn is args._fn)
     try:
+        check_shared_flags(args)
         return args._fn(args) or 0
     except InputError as e:
         print(f"detrt {args.verb}: error: {e}", file=sys.stderr)

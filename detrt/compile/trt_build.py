@@ -33,7 +33,7 @@ from detrt.atomic import atomic_path
 from detrt.compile import surgery
 from detrt.compile.portable_ops import PORTABLE_DOMAIN
 from detrt.errors import InputError
-from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from detrt.manifest import ENGINE_SUFFIXES, Manifest, load_manifest, save_manifest, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TRT_ISSUE = "NVIDIA/TensorRT#4813"
@@ -103,6 +103,16 @@ def engine_cache_key(onnx_sha256, precision, tensorrt_version, compute_capabilit
     """sha256 over what makes an engine reusable (extra: profile shapes, DLA core, workspace)."""
     parts = [onnx_sha256, precision, tensorrt_version, compute_capability, plugin_sha256 or "-", *map(str, extra)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def check_output_name(output, backend):
+    """Refuse an output named for the other backend's artifact: `detrt run` picks the backend by the suffix."""
+    suffix = Path(output).suffix.lower()
+    if backend == "onnxruntime" and suffix != ".onnx":
+        raise InputError(f"{output}: --backend onnxruntime writes an ONNX model; name the output .onnx")
+    if backend == "tensorrt" and suffix not in ENGINE_SUFFIXES:
+        raise InputError(f"{output}: --backend tensorrt writes an engine; name the output "
+                         f"{' or '.join(ENGINE_SUFFIXES)}")
 
 
 def cache_dir():
@@ -256,6 +266,7 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
           max_shape=None, workspace=None, timing_cache=None, dla=None, calib=None, calib_frames=200, fp16_all=False,
           msda_plugin="detrt", log=print):
     """The `detrt build` verb. Returns the manifest written beside `output`."""
+    check_output_name(output, backend)
     manifest = load_manifest(onnx_path)
     model = load_onnx(onnx_path)
     if backend == "onnxruntime":
