@@ -288,7 +288,7 @@ def _export_flags(p):
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
     p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                    help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (17)")
     p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
                    help="plugin form: MSDA as detrt::MSDeformAttn or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
 

@@ -15,6 +15,10 @@ def _version(module):
 
 def report(model=None, plugins=None):
     """[(topic, finding)] for this machine; `model`: an artifact for the backend choice."""
+    if model is not None:
+        from detrt.manifest import check_artifact
+
+        check_artifact(model)  # missing, or not the bytes its manifest describes: bad input, not a finding
     lines = [("python", f"{platform.python_version()} on {platform.machine()} {platform.system()}")]
     lines += _tensorrt_lines()
     lines += _gpu_lines()
