@@ -131,8 +131,8 @@ def synth(args):
 
     width, height = _parse_pair("--size", args.size, "x")
     lo, hi = _parse_pair("--persons", args.persons, "-")
-    if width < 64 or height < 64:
-        raise InputError(f"--size must be at least 64x64, got {args.size}")
+    if not (64 <= width <= 8192 and 64 <= height <= 8192):  # 8192x8192 BGR is 200 MB a frame
+        raise InputError(f"--size must be from 64x64 to 8192x8192, got {args.size}")
     if not 0 <= lo <= hi:
         raise InputError(f"--persons must be MIN-MAX with 0 <= MIN <= MAX, got {args.persons}")
     if not 0 <= args.overlap <= 1:
