@@ -29,6 +29,14 @@ def _umask():
     return mask
 
 
+def make_dirs(path):
+    """mkdir -p `path`; InputError naming it when that fails (a file in the way, no permission)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{path}: cannot create the output directory ({e.strerror or e})") from None
+
+
 def no_space(path):
     return InputError(f"{path}: cannot write here (no space left on device)")
 

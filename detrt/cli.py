@@ -61,8 +61,6 @@ def run(args):
     from detrt.runtime.pipeline import run as run_pipeline
     from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 
-    if args.threshold < 0 or args.threshold > 1:
-        raise InputError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
@@ -138,8 +136,8 @@ def synth(args):
 
     width, height = _parse_pair("--size", args.size, "x")
     lo, hi = _parse_pair("--persons", args.persons, "-")
-    if width < 64 or height < 64:
-        raise InputError(f"--size must be at least 64x64, got {args.size}")
+    if not (64 <= width <= 8192 and 64 <= height <= 8192):  # 8192x8192 BGR is 200 MB a frame
+        raise InputError(f"--size must be from 64x64 to 8192x8192, got {args.size}")
     if not 0 <= lo <= hi:
         raise InputError(f"--persons must be MIN-MAX with 0 <= MIN <= MAX, got {args.persons}")
     if not 0 <= args.overlap <= 1:
@@ -221,8 +219,6 @@ def bench(args):
     batches = measure.parse_batches(args.batch)
     warmup = measure.parse_duration(args.warmup, "--warmUp", bare="ms")
     duration = measure.parse_duration(args.duration, "--duration")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
     check_outputs([args.json, args.plot], [*args.artifacts, args.frames])
     if args.plot:
         check_plot_available()
@@ -302,7 +298,7 @@ def _export_flags(p):
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
     p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                    help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20")
     p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
                    help="plugin form: MSDA as detrt::MSDeformAttn or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
 
@@ -448,6 +444,30 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{action.help or ''} (default: %(default)s)"
 
 
+# Flags only TensorRT reads (argparse names them as spelled): with --backend onnxruntime they are refused,
+# since ignoring them would hand back something other than what was asked for.
+TENSORRT_ONLY = ("plugins", "useCudaGraph", "minShapes", "optShapes", "maxShapes", "workspace", "timingCacheFile",
+                 "dla")
+
+
+def check_shared_flags(args):
+    """The flags several verbs take, checked the same way for each before any work starts."""
+    if getattr(args, "threshold", None) is not None:
+        from detrt.runtime.postprocess import check_threshold
+
+        check_threshold(args.threshold, "--threshold")
+    if getattr(args, "threads", None) is not None:
+        from detrt.runtime.backend import check_threads
+
+        check_threads(args.threads, "--threads")
+    if getattr(args, "backend", None) == "onnxruntime":
+        values = {name: getattr(args, name, None) for name in TENSORRT_ONLY}
+        given = [f"--{name}" for name, value in values.items() if value is not None and value is not False]
+        if given:
+            raise InputError(f"{', '.join(given)}: TensorRT only, not used by --backend onnxruntime "
+                             f"(drop {'them' if len(given) > 1 else 'it'}, or use --backend tensorrt)")
+
+
 def build_parser():
     from detrt import __version__
 
@@ -468,6 +488,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     extra = next(e for fn, _, e in VERBS if fn is args._fn)
     try:
+        check_shared_flags(args)
         return args._fn(args) or 0
     except InputError as e:
         print(f"detrt {args.verb}: error: {e}", file=sys.stderr)

@@ -8,6 +8,8 @@ detections against the ground truth. Exporting needs torch; everything after it 
 
 from pathlib import Path
 
+from detrt.atomic import make_dirs
+
 
 def run_demo(out="out/demo", frames=150, seed=7, checkpoint=None, threads=None, log=print):
     """Run the demo into `out`; return (run Summary, metrics dict)."""
@@ -18,6 +20,7 @@ def run_demo(out="out/demo", frames=150, seed=7, checkpoint=None, threads=None, 
     from detrt.runtime.sinks import JsonlSink, OdgtSink, VideoSink
 
     out = Path(out)
+    make_dirs(out)  # before any work: a file in the way fails here, in one line
     clip = out / "clip"
     log(f"[1/4] rendering {frames} frames of a synthetic walking crowd (seed {seed}) -> {clip}/video.mp4")
     write_video(clip, frames, seed, progress=False)  # a few seconds; the detection bar follows

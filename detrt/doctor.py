@@ -11,6 +11,7 @@ from pathlib import Path
 
 from detrt.bench.device import device_facts
 from detrt.errors import InputError
+from detrt.manifest import check_artifact
 from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_MSDA_OP
 from detrt.ops.tensorrt import (find_plugin_library, gpu_here, import_tensorrt, load_plugin_library, plugin_creators,
@@ -26,6 +27,8 @@ OPS = f"{DETRT_DOMAIN}::{MSDA_OP} and {DETRT_DOMAIN}::{DCG_OP}"
 def report(model=None, plugins=None, verbs=()):
     """[(topic, finding)] for this machine. model: an artifact for the backend choice; plugins: the plugin
     library to check; verbs: (name, extra) of each CLI verb, extra None or e.g. "train,compile"."""
+    if model is not None:
+        check_artifact(model)  # missing, or not the bytes its manifest describes: bad input, not a finding
     facts = device_facts()
     trt_ok, trt_why = tensorrt_available()
     lines = [("python", f"{platform.python_version()} on {platform.machine()} {platform.system()}"),

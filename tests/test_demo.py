@@ -31,6 +31,16 @@ def test_demo_rejects_zero_frames(capsys):
     assert "--frames must be >= 1" in capsys.readouterr().err
 
 
+def test_demo_checks_threads_and_its_output_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--threads", "-1", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["detrt demo: error: --threads must be >= 1, got -1"] and not (tmp_path / "d").exists()
+    (tmp_path / "file").write_text("in the way")
+    assert main(["demo", "--out", str(tmp_path / "file" / "demo"), "--frames", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"detrt demo: error: {tmp_path / 'file' / 'demo'}: cannot write here ({tmp_path / 'file'} is a file)"]
+
+
 def test_bundled_model_detects_a_synthetic_crowd(tmp_path):
     # `make demo`'s path with the shipped weights: a regression in export, runtime or the weights shows here.
     # The full 150-frame demo video scored AP 74.4 / MR-2 73.9 when the model was bundled.

@@ -9,12 +9,14 @@ exported once (build_graph). INT8 adds ONNX Runtime's quantization before the li
 The artifacts are written by tensorrt.py (the engine) and onnxruntime.py (the CPU artifact).
 """
 
+from pathlib import Path
+
 from detrt.compile import precision as prec
 from detrt.compile import surgery, tensorrt
 from detrt.compile.onnx_io import load_onnx
 from detrt.compile.onnxruntime import ort_artifact
 from detrt.errors import InputError
-from detrt.manifest import load_manifest
+from detrt.manifest import ENGINE_SUFFIXES, load_manifest
 from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_DOMAIN, PORTABLE_DOMAIN
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -60,10 +62,21 @@ def build_graph(model, precision, form=None, batches=None, fp16_all=False, msda_
     return surgery.rewrite(model, passes)
 
 
+def check_output_name(output, backend):
+    """Refuse an output named for the other backend's artifact: `detrt run` picks the backend by the suffix."""
+    suffix = Path(output).suffix.lower()
+    if backend == "onnxruntime" and suffix != ".onnx":
+        raise InputError(f"{output}: --backend onnxruntime writes an ONNX model; name the output .onnx")
+    if backend == "tensorrt" and suffix not in ENGINE_SUFFIXES:
+        raise InputError(f"{output}: --backend tensorrt writes an engine; name the output "
+                         f"{' or '.join(ENGINE_SUFFIXES)}")
+
+
 def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None, min_shape=None, opt_shape=None,
           max_shape=None, workspace=None, timing_cache=None, dla=None, calib=None, calib_frames=200, fp16_all=False,
           msda_plugin="detrt", log=print):
     """The `detrt build` verb. Returns the manifest written beside `output`."""
+    check_output_name(output, backend)
     manifest = load_manifest(onnx_path)
     model = load_onnx(onnx_path)
     if backend not in ("tensorrt", "onnxruntime"):

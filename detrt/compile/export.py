@@ -36,6 +36,7 @@ from detrt.models.checkpoint import model_from_checkpoint
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
+MAX_OPSET = 20  # the newest the TorchScript exporter (dynamo=False) writes, in torch 2.5 to 2.13
 DEFAULT_OPSET = 17
 INT64, BOOL = 7, 9  # onnx.TensorProto.INT64 / BOOL, for Cast's `to`
 
@@ -118,8 +119,9 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
     form "plugin": MSDA and DCG neighbours as single detrt:: nodes (msda_plugin "nvidia": MSDA as
     NVIDIA's trt::MultiscaleDeformableAttnPlugin_TRT); form "portable": standard ops only.
     """
-    if opset < MIN_OPSET:
-        raise InputError(f"--opset {opset}: must be >= {MIN_OPSET} (LayerNormalization as one node)")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InputError(f"--opset {opset}: supported are {MIN_OPSET} to {MAX_OPSET} (from {MIN_OPSET}: "
+                         f"LayerNormalization as one node; up to {MAX_OPSET}: what torch's exporter writes)")
     h, w = input_size
     if h % 32 or w % 32 or h <= 0 or w <= 0:
         raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")

@@ -54,12 +54,17 @@ def iter_odgt(path):
     """Yield (line number, JSON object) for each non-blank line; InputError for a missing/empty/bad file."""
     path = Path(path)
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")  # decoded line by line, so a byte that is not UTF-8 is named with its line
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     seen = False
     with f:
-        for n, text in enumerate(f, 1):
+        for n, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                 f"an .odgt file is JSON lines") from None
             if not text.strip():
                 continue
             try:

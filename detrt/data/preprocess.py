@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from detrt.errors import InputError
+
 
 @dataclass(frozen=True)
 class Transform:
@@ -86,8 +88,12 @@ class Preprocessor:
 
     def into(self, frame, out):
         """Write one frame into `out` [3, H, W] (a view into a batch); return its Transform."""
+        if not isinstance(frame, np.ndarray):  # e.g. None from a cv2.imread that failed
+            raise InputError(f"expected a BGR uint8 HxWx3 frame (a numpy array), got {type(frame).__name__}")
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected a BGR uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
+            raise InputError(f"expected a BGR uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
+        if frame.size == 0:
+            raise InputError(f"expected a BGR uint8 HxWx3 frame, got an empty one {frame.shape}")
         t = resize_transform(frame.shape[:2], self.input_hw, self.mode)
         if (t.new_h, t.new_w) == frame.shape[:2]:
             resized = frame

@@ -81,20 +81,25 @@ def _key_groups(keys, limit=6):
     return ", ".join(shown) + (f", ... ({len(keys)} keys in all)" if len(groups) > limit else "")
 
 
+def read_safetensors(path):
+    """{name: torch tensor} of a safetensors file; InputError naming it when it is cut short or not one."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors has its own error types for bad files
+        raise InputError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+
+
 def load_weights(path, model):
     """Load a checkpoint's weights into `model` (a plain module with `.config`); returns checkpoint.json.
 
     InputError when the weights do not fit, naming the config fields that differ and the state-dict keys
     that are missing, unexpected or of another shape.
     """
-    from safetensors.torch import load_file
-
     weights, _ = checkpoint_files(path)
     info = read_meta(path)
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors has its own error types for bad files
-        raise InputError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    state = read_safetensors(weights)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

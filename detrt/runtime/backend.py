@@ -97,6 +97,16 @@ def default_threads():
     return max(1, min(cores, 8))
 
 
+def check_threads(threads, name="threads"):
+    """None (default_threads() decides) or a count >= 1; InputError otherwise (ONNX Runtime takes 0 or a
+    negative count as its own default, every core, silently)."""
+    if threads is None:
+        return None
+    if not threads >= 1:
+        raise InputError(f"{name} must be >= 1, got {threads}")
+    return int(threads)
+
+
 def choose_backend(artifact, requested="auto"):
     """(backend name, one-line reason) for an artifact; raises InputError when the pair cannot work.
 

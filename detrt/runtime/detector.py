@@ -39,7 +39,7 @@ class Detector:
 
     @threshold.setter
     def threshold(self, value):
-        self.postprocess.threshold = float(value)
+        self.postprocess.threshold = value
 
     @property
     def network_fps(self):

@@ -12,7 +12,7 @@ ONNX Runtime's spin-waiting workers would take their time.
 import numpy as np
 
 from detrt.errors import InputError
-from detrt.runtime.backend import Backend, default_threads
+from detrt.runtime.backend import Backend, check_threads, default_threads
 
 
 def _plugin_session_class(artifact):
@@ -34,7 +34,7 @@ class OrtBackend(Backend):
         super().__init__(artifact, manifest)
         import onnxruntime as ort
 
-        self.threads = int(threads) if threads else default_threads()
+        self.threads = check_threads(threads) or default_threads()
         plugin = manifest.form == "plugin"
         try:
             self.session = self._session(ort, plugin)

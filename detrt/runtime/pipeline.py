@@ -29,7 +29,7 @@ from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
 from detrt.progress import progress_bar
 from detrt.runtime.backend import open_backend
-from detrt.runtime.postprocess import Postprocessor
+from detrt.runtime.postprocess import Postprocessor, check_threshold
 from detrt.runtime.sinks import Sink, open_sink
 from detrt.runtime.sources import open_source
 from detrt.runtime.stats import Stats
@@ -50,8 +50,9 @@ class Pipeline:
         if batch is not None and not 1 <= batch <= backend.max_batch:
             raise InputError(f"--batch {batch}: must be 1..{backend.max_batch} (the artifact's max batch)")
         self.batch = 1 if live else (batch or backend.max_batch)
-        floors = [s.threshold for s in self.sinks if s.threshold is not None]
-        self.threshold = threshold
+        floors = [check_threshold(s.threshold, f"{type(s).__name__} threshold")
+                  for s in self.sinks if s.threshold is not None]
+        self.threshold = check_threshold(threshold)
         self.preprocess = Preprocessor.from_manifest(backend.manifest)
         self.postprocess = Postprocessor.from_manifest(backend.manifest, min([threshold, *floors]), topk)
         self.stats = Stats()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detrt.box_ops import box_cxcywh_to_xyxy
+from detrt.errors import InputError
 
 
 @dataclass
@@ -50,6 +51,17 @@ class Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(class_names))
 
 
+def check_threshold(value, name="threshold"):
+    """`value` as a float score threshold in [0, 1]; InputError otherwise (NaN would keep nothing, silently)."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"{name} must be in [0, 1], got {value}")
+    return threshold
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x.astype(np.float32)))
 
@@ -63,8 +75,16 @@ class Postprocessor:
         self.output_format = output_format
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.class_names = tuple(class_names)
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.topk = topk
+
+    @property
+    def threshold(self):
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value):
+        self._threshold = check_threshold(value)
 
     @classmethod
     def from_manifest(cls, manifest, threshold=0.5, topk=None):

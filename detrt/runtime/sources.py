@@ -9,10 +9,12 @@
     'nvarguscamerasrc ! ... ! appsink'  a GStreamer pipeline string (OpenCV built with GStreamer)
 
 Files and image folders deliver every frame; a frame that does not decode is skipped and counted
-(`corrupt`). Live sources (cameras, streams) are read by a thread that keeps only the newest frame:
-a frame not taken before the next arrives is dropped and counted (`dropped`), so inference always
-sees the present. When a live stream breaks the thread reconnects with exponential back-off
-(`reconnects`), and ends the stream cleanly after `reconnect_timeout` seconds without a frame.
+(`corrupt`), and so are the frames a truncated file's container promises but no longer holds, and a
+truncated JPEG (which OpenCV would decode with its missing rows gray). Live sources (cameras,
+streams) are read by a thread that keeps only the newest frame: a frame not taken before the next
+arrives is dropped and counted (`dropped`), so inference always sees the present. When a live
+stream breaks the thread reconnects with exponential back-off (`reconnects`), and ends the stream
+cleanly after `reconnect_timeout` seconds without a frame.
 `Frame.index` numbers frames as the source produced them, so drops and corrupt frames leave gaps.
 """
 
@@ -128,7 +130,7 @@ class VideoSource(Source):
             raise InputError(f"{self.uri}: cannot open ({e})") from None
         if cap is None or (hasattr(cap, "isOpened") and not cap.isOpened()):
             raise InputError(f"{self.uri}: cannot open (OpenCV could not read it: wrong path, URL or device, "
-                             f"or an unsupported codec)")
+                             f"an unsupported codec, or a truncated file)")
         return cap
 
     # -- files: read on demand, every frame --
@@ -150,6 +152,8 @@ class VideoSource(Source):
             # A failed read is the end, unless frames remain (by the container's count): then skip it.
             remaining = self.frame_count is not None and self._index < self.frame_count
             if not remaining or bad >= self.max_bad:
+                if self.frame_count is not None:  # a truncated file: the frames it promised are corrupt
+                    self.corrupt += max(0, self.frame_count - (self._index - bad))
                 self._ended = True
                 return None
 
@@ -224,6 +228,19 @@ def _release(cap):
             pass
 
 
+def read_image(path):
+    """BGR image of an image file, or None when it does not decode or is a truncated JPEG."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    # Markers cannot occur inside a JPEG's entropy-coded data (0xFF is stuffed), so a whole JPEG has its
+    # end-of-image marker after its last start-of-scan; OpenCV decodes a cut one, only warning on stderr.
+    if not data or (data.startswith(b"\xff\xd8") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")):
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
 class ImageSource(Source):
     """Image files in order; an unreadable image is skipped and counted."""
 
@@ -238,7 +255,7 @@ class ImageSource(Source):
             path = self.paths[self._index]
             index = self._index
             self._index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_image(path)
             if _valid(image):
                 return Frame(index, image, time.monotonic(), name=path.stem)
             self.corrupt += 1

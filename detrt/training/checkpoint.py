@@ -143,15 +143,27 @@ def load_weights(path, model):
     return model_checkpoint.load_weights(path, unwrap(model))
 
 
-def load_train_state(path, optimizer, scheduler):
-    """Restore optimizer, scheduler and RNG states of a checkpoint directory; returns train_state.json."""
-    from safetensors.torch import load_file
-
+def read_state_meta(path):
+    """train_state.json of a checkpoint directory, checked to hold what resuming reads."""
     path = Path(path)
     if not (path / STATE).is_file() or not (path / STATE_META).is_file():
         raise InputError(f"{path}: no {STATE}/{STATE_META} to resume from (a bundled or fp16 copy?)")
-    tensors = load_file(str(path / STATE))
-    state_meta = json.loads((path / STATE_META).read_text())
+    try:
+        state_meta = json.loads((path / STATE_META).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path / STATE_META}: not valid JSON, truncated? ({e})") from None
+    missing = [k for k in ("optimizer", "rng", "step", "epoch", "batch_in_epoch")
+               if not isinstance(state_meta, dict) or k not in state_meta]
+    if missing:
+        raise InputError(f"{path / STATE_META}: resume state lacks {', '.join(missing)}")
+    return state_meta
+
+
+def load_train_state(path, optimizer, scheduler):
+    """Restore optimizer, scheduler and RNG states of a checkpoint directory; returns train_state.json."""
+    path = Path(path)
+    state_meta = read_state_meta(path)
+    tensors = model_checkpoint.read_safetensors(path / STATE)
     try:
         optimizer.load_state_dict(optimizer_state_dict(tensors, state_meta))
     except (ValueError, KeyError) as e:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from detrt.errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -40,6 +42,10 @@ def init_distributed(device=None):
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise InputError(f"--device cuda: no usable CUDA GPU here (torch {torch.__version__}, {build}); "
+                         f"use --device cpu")
     if device == "cuda":
         torch.cuda.set_device(local)
         device = f"cuda:{local}"

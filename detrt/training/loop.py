@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from detrt.atomic import make_dirs
 from detrt.errors import InputError
 from detrt.models.checkpoint import read_meta
 from detrt.training import checkpoint as ckpt
@@ -102,6 +103,29 @@ def _loader(dataset, sampler, batch_size, workers, seed):
                       persistent_workers=False)
 
 
+def check_options(opts):
+    """Refuse values torch would reject with a traceback, or that would train silently wrong, naming the flag."""
+    if opts.lr is not None and not 0 < opts.lr < float("inf"):
+        raise InputError(f"--lr must be a positive number, got {opts.lr}")
+    if opts.time_budget is not None and not opts.time_budget > 0:
+        raise InputError(f"--time-budget must be > 0 minutes, got {opts.time_budget}")
+    for flag, value, low in (("--epochs", opts.epochs, 1), ("--batch-size", opts.batch_size, 1),
+                             ("--eval-every", opts.eval_every, 1), ("--workers", opts.workers, 0),
+                             ("--max-steps", opts.max_steps, 1), ("--lr-drop-step", opts.lr_drop_step, 0),
+                             ("--warmup-steps", opts.warmup_steps, 0), ("--save-every", opts.save_every, 0),
+                             ("--log-every", opts.log_every, 1)):
+        if value is not None and value < low:
+            raise InputError(f"{flag} must be >= {low}, got {value}")
+
+
+def worker_error(e):
+    """The one line an InputError had in a DataLoader worker: torch raises it again in this process with the
+    worker's traceback as its message, whose last line is `detrt.errors.InputError: <the line>`."""
+    last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+    prefix = f"{InputError.__module__}.{InputError.__name__}: "
+    return InputError(last[len(prefix):]) if last.startswith(prefix) else e
+
+
 def _read_records(data, images, what):
     from detrt.data.crowdhuman import read_gt
 
@@ -143,6 +167,7 @@ def fit(opts):
     from detrt.models import build_criterion, build_model, build_postprocess, get_config
     from detrt.models.backbone import load_backbone_weights
 
+    check_options(opts)
     info = init_distributed(opts.device)
     try:
         cfg = get_config(opts.config)
@@ -156,9 +181,6 @@ def fit(opts):
                              "--output")
         batch_size = opts.batch_size or cfg.batch_size
         epochs = opts.epochs or cfg.epochs
-        for name, value in (("batch size", batch_size), ("epochs", epochs), ("eval every", opts.eval_every)):
-            if value < 1:
-                raise InputError(f"{name} must be >= 1, got {value}")
         _set_determinism(info.device)
         seed_everything(opts.seed)
 
@@ -179,8 +201,7 @@ def fit(opts):
             resumed = read_meta(opts.resume)
         drop_step = opts.lr_drop_step
         if drop_step is None and opts.resume:
-            drop_step = json.loads((Path(opts.resume) / ckpt.STATE_META).read_text()).get("drop_step") \
-                if (Path(opts.resume) / ckpt.STATE_META).is_file() else None
+            drop_step = ckpt.read_state_meta(opts.resume).get("drop_step")
         if drop_step is None:
             drop_step = (round(opts.max_steps * cfg.lr_drop / cfg.epochs) if opts.max_steps
                          else cfg.lr_drop * steps_per_epoch)
@@ -293,6 +314,8 @@ def fit(opts):
             log.write(event="end", **summary)
             log.close()
         return summary
+    except InputError as e:
+        raise worker_error(e) from None
     finally:
         cleanup(info)
 
@@ -303,8 +326,5 @@ def _nan_big(x):
 
 def _mkdir(out, info):
     if info.is_main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"{out}: cannot create the output directory ({e.strerror or e})") from None
+        make_dirs(out)
     barrier(info)

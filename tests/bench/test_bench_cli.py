@@ -88,6 +88,7 @@ def test_cli_bad_input_exits_2_with_one_line(models, frames_dir, tmp_path, capsy
     save_manifest(m, broken)
     assert "broken.onnx" in one_line_error(capsys, ["bench", str(broken), "--frames", str(frames_dir)])
     assert "--duration" in one_line_error(capsys, ["bench", a, "--duration", "soon"])
+    assert "--threads must be >= 1, got -1" in one_line_error(capsys, ["bench", a, "--threads", "-1"])
     assert "matches no images" in one_line_error(capsys, ["bench", a, "--frames", str(tmp_path / "empty*.png")])
 
 

@@ -154,6 +154,53 @@ def test_profile_shapes_and_cache_key(exported_files):
     assert a == tensorrt.engine_cache_key("a" * 64, "fp16", "10.3.0", "8.7", "b" * 64)
 
 
+def test_export_opset_out_of_range_is_one_line(tiny, tmp_path, capsys):
+    ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
+    rc, _, err = run_cli(capsys, "export", ckpt, "-o", tmp_path / "m.onnx", "--opset", "99")
+    assert rc == 2 and err.strip().splitlines() == [
+        "detrt export: error: --opset 99: supported are 17 to 20 (from 17: LayerNormalization as one node; "
+        "up to 20: what torch's exporter writes)"]
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_build_refuses_an_output_named_for_the_other_backend(exported_files, tmp_path, capsys):
+    model = exported_files / "model.onnx"
+    rc, _, err = run_cli(capsys, "build", model, "--backend", "onnxruntime", "-o", tmp_path / "x.engine")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "x.engine: --backend onnxruntime writes an ONNX model; name the output .onnx" in err
+    rc, _, err = run_cli(capsys, "build", model, "-o", tmp_path / "x.onnx")
+    assert rc == 2 and "x.onnx: --backend tensorrt writes an engine; name the output .engine" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_build_refuses_tensorrt_only_flags_with_onnxruntime(exported_files, tmp_path, capsys):
+    trt_only = {"--minShapes": "images:1x3x320x512", "--optShapes": "images:1x3x320x512",
+                "--maxShapes": "images:4x3x320x512", "--workspace": "64", "--timingCacheFile": "t.cache",
+                "--dla": "0", "--plugins": "lib.so"}
+    for flag, value in trt_only.items():
+        rc, _, err = run_cli(capsys, "build", exported_files / "model.onnx", "--backend", "onnxruntime", flag, value,
+                             "-o", tmp_path / "x.onnx")
+        assert rc == 2 and err.strip().splitlines() == [
+            f"detrt build: error: {flag}: TensorRT only, not used by --backend onnxruntime "
+            "(drop it, or use --backend tensorrt)"], flag
+    assert not list(tmp_path.iterdir())
+
+
+def test_doctor_refuses_a_model_that_is_missing_or_not_an_artifact(exported_files, tmp_path, capsys):
+    rc, out, err = run_cli(capsys, "doctor", "--model", tmp_path / "missing.onnx")
+    assert rc == 2 and err.strip().splitlines() == [f"detrt doctor: error: {tmp_path / 'missing.onnx'}: no such "
+                                                    "model file"]
+    assert "is an ONNX model" not in out
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    rc, out, err = run_cli(capsys, "doctor", "--model", text)
+    assert rc == 2 and "notes.onnx.json: manifest not found" in err and "is an ONNX model" not in out
+    (tmp_path / "notes.onnx.json").write_text((exported_files / "model.onnx.json").read_text())
+    rc, out, err = run_cli(capsys, "doctor", "--model", text)
+    assert rc == 2 and "notes.onnx: sha256" in err and "does not match its manifest" in err
+    assert len(err.strip().splitlines()) == 1 and "is an ONNX model" not in out
+
+
 def test_doctor_runs_and_names_the_backend(exported_files, capsys):
     rc, text, _ = run_cli(capsys, "doctor", "--model", exported_files / "model.onnx")
     assert rc == 0

@@ -155,5 +155,12 @@ def test_checkpoint_of_another_config_names_the_keys(tiny, tmp_path):
 def test_bad_sizes_and_opset_are_refused(tiny):
     with pytest.raises(InputError, match="multiples of 32"):
         export.onnx_from_model(tiny, (250, 384))
-    with pytest.raises(InputError, match="opset"):
-        export.onnx_from_model(tiny, (256, 384), opset=16)
+    for opset in (16, 99):
+        with pytest.raises(InputError, match=f"--opset {opset}: supported are 17 to 20"):
+            export.onnx_from_model(tiny, (256, 384), opset=opset)
+
+
+def test_max_opset_is_what_torch_exports():
+    from torch.onnx import _constants
+
+    assert export.MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET

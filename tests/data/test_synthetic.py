@@ -126,7 +126,8 @@ def test_cli_synth(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "3 images" in text and "persons/image" in text and "IoU > 0.5" in text
     for argv, expect in [(["--size", "big"], "--size"), (["--persons", "9-2"], "--persons"),
-                         (["--overlap", "2"], "--overlap"), (["--num", "0"], "nothing to generate")]:
+                         (["--overlap", "2"], "--overlap"), (["--num", "0"], "nothing to generate"),
+                         (["--size", "20000x20000"], "--size must be from 64x64 to 8192x8192, got 20000x20000")]:
         assert main(["synth", str(tmp_path / "t"), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert expect in err and "\n" not in err

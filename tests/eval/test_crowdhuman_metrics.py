@@ -229,6 +229,10 @@ def test_cli_eval(tmp_path, capsys):
     assert err.count("\n") == 0 and f"{d}:1:" in err and "score" in err
     assert main(["eval", "--gt", str(tmp_path / "none.odgt"), "--dt", str(d)]) == 2
     assert "none.odgt" in capsys.readouterr().err
+    d.write_bytes(b'{"ID": "a", "dtboxes": []}\n{"ID": "b\xe9", "dtboxes": []}\n')  # Latin-1, not UTF-8
+    assert main(["eval", "--gt", str(g), "--dt", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"detrt eval: error: {d}:2: not UTF-8 text (byte 0xe9 at column 10); an .odgt file is JSON lines"
     write_dt(d, [dt("a", PERSONS, [0.9, 0.8, 0.7, 0.6])])
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -41,6 +41,18 @@ def test_progress_bar_on_a_terminal(tmp_path, terminal_stderr):
     assert "\r" in err.getvalue() and "10/10" in err.getvalue()
 
 
+def test_truncated_jpeg_is_a_corrupt_frame_in_the_summary(tmp_path, capsys):
+    import cv2
+
+    make_topk_model(tmp_path / "m.onnx")
+    for i, f in enumerate(gradient_frames(3)):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), f)
+    data = (tmp_path / "1.jpg").read_bytes()
+    (tmp_path / "1.jpg").write_bytes(data[:len(data) // 2])
+    assert main(["run", str(tmp_path / "*.jpg"), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert "frames 2  dropped 0  corrupt 1" in capsys.readouterr().out
+
+
 def test_errors_are_one_line_exit_2(tmp_path, capsys):
     make_topk_model(tmp_path / "m.onnx")
     clip = write_video(tmp_path / "c.mp4", gradient_frames(3))
@@ -50,6 +62,10 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
         (["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--threshold", "2"], "--threshold must be in"),
         (["run", str(clip), "out.txt", "--model", str(tmp_path / "m.onnx")], "unknown output type"),
         (["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--backend", "tensorrt"], "detrt build"),
+        (["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--threshold", "nan"], "got nan"),
+        (["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--threads", "-1"], "--threads must be >= 1"),
+        (["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--backend", "onnxruntime", "--useCudaGraph",
+          "--plugins", "lib.so"], "--plugins, --useCudaGraph: TensorRT only, not used by --backend onnxruntime"),
     ]
     for argv, words in cases:
         assert main(argv) == 2, argv

@@ -34,10 +34,23 @@ def test_corrupt_frame_in_the_middle_is_skipped_and_counted():
     assert src.corrupt == 1 and not src.is_streaming
 
 
-def test_trailing_failures_are_the_end_not_corruption():
-    cap = FakeCapture(n=6, frame_count=9)  # the container claims more frames than there are
+def test_frames_the_container_promises_but_lacks_are_corrupt():
+    cap = FakeCapture(n=6, frame_count=9)  # a truncated file: the container claims more frames than there are
+    src = VideoSource(lambda: cap, "fake.mp4", live=False)
+    assert len(list(src)) == 6 and src.corrupt == 3
+    cap = FakeCapture(n=6, frame_count=6)  # a whole file: the failed read after the last frame is the end
     src = VideoSource(lambda: cap, "fake.mp4", live=False)
     assert len(list(src)) == 6 and src.corrupt == 0
+
+
+def test_truncated_avi_counts_the_lost_frames(tmp_path):
+    clip = write_video(tmp_path / "clip.avi", gradient_frames(10), fps=10)
+    data = clip.read_bytes()
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    clip.write_bytes(data[:starts[6]])  # frames 0-5 whole, the rest and the index cut off
+    with open_source(clip) as src:
+        got = list(src)
+    assert [f.index for f in got] == [0, 1, 2, 3, 4, 5] and src.corrupt == 4
 
 
 def test_garbled_jpeg_in_an_mjpeg_file(tmp_path):
@@ -53,6 +66,15 @@ def test_garbled_jpeg_in_an_mjpeg_file(tmp_path):
     with open_source(clip) as src:
         got = list(src)
     assert [f.index for f in got] == [0, 1, 2, 3, 4, 6, 7, 8, 9] and src.corrupt == 1
+
+
+def test_truncated_jpeg_is_corrupt_not_half_gray(tmp_path):
+    for i, f in enumerate(gradient_frames(3)):
+        cv2.imwrite(str(tmp_path / f"img{i}.jpg"), f)
+    whole = (tmp_path / "img1.jpg").read_bytes()
+    (tmp_path / "img1.jpg").write_bytes(whole[:len(whole) * 2 // 3])  # OpenCV alone decodes it, gray below
+    src = open_source(tmp_path)
+    assert [f.name for f in src] == ["img0", "img2"] and src.corrupt == 1
 
 
 def test_image_folder_glob_and_unreadable_image(tmp_path):

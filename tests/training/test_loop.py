@@ -2,6 +2,8 @@
 checkpoints load with export's loader, bad input is one line and exit status 2."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -114,3 +116,60 @@ def test_time_budget_stops_and_saves(tiny_data, tmp_path):
     assert summary["step"] < 3000
     state = json.loads((tmp_path / "o" / "last" / ckpt.STATE_META).read_text())
     assert state["step"] == summary["step"] and 3 * state["epoch"] + state["batch_in_epoch"] == summary["step"]
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--lr", "-1", "--lr must be a positive number, got -1.0"),
+    ("--lr", "nan", "--lr must be a positive number, got nan"),
+    ("--workers", "-1", "--workers must be >= 0, got -1"),
+    ("--max-steps", "0", "--max-steps must be >= 1, got 0"),
+])
+def test_bad_option_values_are_one_line_before_any_work(tiny_data, tmp_path, capsys, flag, value, words):
+    gt, images = tiny_data
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", "--data", str(gt), "--images", str(images),
+                         "--output", str(tmp_path / "o"), flag, value], capsys)
+    assert code == 2 and err.strip().splitlines() == [f"detrt train: error: {words}"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_device_cuda_without_a_gpu_is_one_line(tiny_data, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is usable here: --device cuda is valid")
+    gt, images = tiny_data
+    code, err = run_cli(["--config", "dhdetr_r18_tiny", "--data", str(gt), "--images", str(images),
+                         "--output", str(tmp_path / "o"), "--device", "cuda"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--device cuda: no usable CUDA GPU here" in err and "use --device cpu" in err
+
+
+def test_data_error_in_a_loader_worker_is_the_same_one_line(tmp_path):
+    # in fresh processes, as a user runs it (a DataLoader worker forked from this test process could inherit
+    # the locks of thread pools that earlier tests started)
+    gt, images = write_dataset(tmp_path / "d", num=2, grayscale_every=0)
+    for image in images.iterdir():
+        image.write_bytes(b"not an image")
+    errors = []
+    for workers in ("0", "1"):
+        argv = ["--config", "dhdetr_r18_tiny", "--data", str(gt), "--images", str(images), "--batch-size", "2",
+                "--output", str(tmp_path / f"o{workers}"), "--workers", workers]
+        done = subprocess.run([sys.executable, "-m", "detrt.cli", "train", *argv], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, done.stderr
+        errors.append(done.stderr.strip().splitlines()[-1])  # after the progress bar's line
+    assert errors[0] == errors[1]
+    assert errors[1].startswith(f"detrt train: error: {images}") and errors[1].endswith(": cannot read image")
+    assert "Traceback" not in done.stderr
+
+
+def test_truncated_resume_state_is_named(tiny_data, tmp_path):
+    fit(options(tiny_data, tmp_path / "o", max_steps=1))
+    last = tmp_path / "o" / "last"
+    for name in (ckpt.STATE, ckpt.STATE_META):
+        whole = (last / name).read_bytes()
+        (last / name).write_bytes(whole[:len(whole) // 2])
+        with pytest.raises(detrt.errors.InputError) as e:
+            fit(options(tiny_data, tmp_path / "o", max_steps=2, resume=str(last)))
+        assert str(e.value).startswith(f"{last / name}: not ") and "\n" not in str(e.value), name
+        (last / name).write_bytes(whole)
