@@ -14,8 +14,8 @@ from detrt.errors import InputError
 from detrt.manifest import check_artifact
 from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_MSDA_OP
-from detrt.ops.tensorrt import (find_plugin_library, gpu_here, import_tensorrt, load_plugin_library, plugin_creators,
-                                tensorrt_available)
+from detrt.ops.tensorrt import (check_plugin_library, find_plugin_library, gpu_here, import_tensorrt, plugin_creators,
+                                register_plugins, tensorrt_available)
 from detrt.runtime.backend import choose_backend
 
 # The modules each pip extra brings (pyproject.toml), to tell which verbs can run here.
@@ -66,14 +66,16 @@ def _plugin_lines(plugins, trt_ok):
         return [("plugins", "libdetrt_plugins.so not found (built only where TensorRT is; "
                             "--plugins or $DETRT_PLUGINS)")]
     try:
-        load_plugin_library(lib)
+        if not trt_ok:
+            check_plugin_library(lib)
+            return [("plugins", f"{lib} loads (TensorRT absent: creators not checked)")]
+        trt = import_tensorrt()
+        register_plugins(trt, lib)
     except InputError as e:
         return [("plugins", str(e))]
-    if not trt_ok:
-        return [("plugins", f"{lib} loads (TensorRT absent: creators not checked)")]
-    missing, nvidia = plugin_creators(import_tensorrt())
-    return [("plugins", f"{lib} loads; " + (f"missing creators: {', '.join(missing)}" if missing
-                                               else f"{OPS} registered")
+    missing, nvidia = plugin_creators(trt)
+    return [("plugins", f"{lib} registered; " + (f"missing creators: {', '.join(missing)}" if missing
+                                                    else f"{OPS} found")
              + f"; NVIDIA {NVIDIA_MSDA_OP} {'present' if nvidia else 'absent'}")]
 
 

@@ -10,9 +10,10 @@ Checks (normwise relative error max|gpu - cpu| / max|cpu|):
   both the half2 and the scalar path), shapes with 1x1 levels and locations outside [0, 1];
   dcg_neighbors, float32 and float16 inputs: indices and valid must EQUAL the CPU kernel's slot for slot
   (same IoU rounding and tie order by construction), on crowded boxes with duplicated boxes and scores.
-With TensorRT importable and the plugin library present, one-node engines per plugin are built (strongly
-typed) and compared the same way. Without a GPU, cuda-python or the CPU extension it prints why and exits 0;
-a failed comparison exits 1. Results: --json (default benchmarks/results/gpu_validate.json).
+With TensorRT importable, one-node engines per plugin are built (strongly typed) through the plugin library
+and compared the same way; a plugin library that is missing there is a failure. Without a GPU, cuda-python or
+the CPU extension it prints why and exits 0; a failed comparison exits 1. All work runs on one created stream,
+never the legacy default stream. Results: --json (default benchmarks/results/gpu_validate.json).
 """
 
 import argparse
@@ -29,7 +30,7 @@ import numpy as np
 from detrt.atomic import atomic_open
 from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PLUGIN_VERSION
-from detrt.ops.tensorrt import gpu_here, gpu_properties, tensorrt_available
+from detrt.ops.tensorrt import gpu_here, gpu_properties, register_plugins, tensorrt_available
 
 TOLERANCE = {"float32": 1e-5, "float16": 1e-3}
 DTYPE_CODE = {"float32": 0, "float16": 1}  # detrtCudaApi.cpp
@@ -59,13 +60,15 @@ def unavailable_reason():
 
 
 class DeviceBuffers:
-    """Device allocations through cuda.bindings.runtime, freed together."""
+    """Device allocations through cuda.bindings.runtime, freed together, and the stream all work runs on."""
 
     def __init__(self):
         from cuda.bindings import runtime as cudart
 
         self.rt = cudart
-        self.ptrs = []
+        self.ptrs, self.uploaded = [], []
+        self.stream = self._check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.handle = int(self.stream)  # the cudaStream_t's value, for the kernels' C ABI (ctypes)
 
     def _check(self, result, what):
         err, *rest = result
@@ -75,9 +78,11 @@ class DeviceBuffers:
 
     def upload(self, array):
         array = np.ascontiguousarray(array)
+        self.uploaded.append(array)  # the source of an asynchronous copy lives until the stream is synchronized
         ptr = self.empty(array.nbytes)
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.rt.cudaMemcpy(ptr, array.ctypes.data, array.nbytes, kind), "cudaMemcpy H2D")
+        self._check(self.rt.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream),
+                    "cudaMemcpyAsync H2D")
         return ptr
 
     def empty(self, nbytes):
@@ -87,18 +92,25 @@ class DeviceBuffers:
 
     def download(self, ptr, shape, dtype):
         out = np.empty(shape, dtype=dtype)
-        self.synchronize()
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, kind), "cudaMemcpy D2H")
+        self._check(self.rt.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind, self.stream),
+                    "cudaMemcpyAsync D2H")
+        self.synchronize()
         return out
 
     def synchronize(self):
-        self._check(self.rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize (a kernel failed)")
+        self._check(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize (a kernel failed)")
+        self.uploaded.clear()
 
     def free(self):
+        self.synchronize()
         for ptr in self.ptrs:
             self.rt.cudaFree(ptr)
         self.ptrs.clear()
+
+    def close(self):
+        self.free()
+        self.rt.cudaStreamDestroy(self.stream)
 
 
 def load_cuda_lib(path):
@@ -167,7 +179,7 @@ def gpu_msda(lib, dev, inputs, dtype):
     _, lq, _, num_levels, p, _ = loc.shape
     out = dev.empty(n * lq * m * d * np.dtype(dtype).itemsize)
     ptrs = [dev.upload(a) for a in (value, shapes, starts, loc, attn)]
-    status = lib.detrt_cuda_ms_deform_attn(DTYPE_CODE[dtype], n, s, m, d, num_levels, p, lq, *ptrs, out, None)
+    status = lib.detrt_cuda_ms_deform_attn(DTYPE_CODE[dtype], n, s, m, d, num_levels, p, lq, *ptrs, out, dev.handle)
     if status != 0:
         raise RuntimeError(f"detrt_cuda_ms_deform_attn: {lib.detrt_cuda_error_string(status).decode()}")
     return dev.download(out, (n, lq, m * d), dtype)
@@ -177,7 +189,7 @@ def gpu_dcg(lib, dev, boxes, scores, k, thr, low, dtype):
     b, n, _ = boxes.shape
     indices, valid = dev.empty(b * n * k * 4), dev.empty(b * n * k * 4)
     status = lib.detrt_cuda_dcg_neighbors(
-        DTYPE_CODE[dtype], b, n, k, thr, low, dev.upload(boxes), dev.upload(scores), indices, valid, None
+        DTYPE_CODE[dtype], b, n, k, thr, low, dev.upload(boxes), dev.upload(scores), indices, valid, dev.handle
     )
     if status != 0:
         raise RuntimeError(f"detrt_cuda_dcg_neighbors: {lib.detrt_cuda_error_string(status).decode()}")
@@ -213,7 +225,7 @@ def run_cuda(lib, seed):
                                     valid_slots=nvalid, ok=bad == 0))
                 dev.free()
     finally:
-        dev.free()
+        dev.close()
     return results
 
 
@@ -222,9 +234,8 @@ def run_tensorrt(plugin_lib, seed):
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
+    register_plugins(trt, plugin_lib)
     registry = trt.get_plugin_registry()
-    if registry.load_library(str(plugin_lib)) is None:
-        raise RuntimeError(f"IPluginRegistry.load_library({plugin_lib}) failed")
     trt_dtype = {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32}
     dev, rng, results = DeviceBuffers(), np.random.default_rng(seed + 1), []
 
@@ -253,7 +264,7 @@ def run_tensorrt(plugin_lib, seed):
         for name, (shape, dtype) in outputs.items():
             out_ptrs[name] = dev.empty(int(np.prod(shape)) * np.dtype(dtype).itemsize)
             context.set_tensor_address(name, out_ptrs[name])
-        if not context.execute_async_v3(0):
+        if not context.execute_async_v3(dev.stream):
             raise RuntimeError(f"{plugin_name}: execute_async_v3 failed")
         return {name: dev.download(out_ptrs[name], shape, dtype) for name, (shape, dtype) in outputs.items()}
 
@@ -283,7 +294,7 @@ def run_tensorrt(plugin_lib, seed):
                                     mismatched_rows=bad, valid_slots=nvalid, ok=bad == 0))
                 dev.free()
     finally:
-        dev.free()
+        dev.close()
     return results, trt.__version__
 
 
@@ -306,16 +317,16 @@ def main(argv, root):
         print("gpu_validate: skipped: libdetrt_cuda.so not found and not buildable (needs cmake and nvcc)")
         return 0
     results = run_cuda(load_cuda_lib(cuda_lib), args.seed)
-    trt_version = None
+    trt_version, problems = None, []
     trt_ok, trt_why = tensorrt_available()
     if not trt_ok:
         print(f"gpu_validate: TensorRT part skipped: tensorrt does not import ({trt_why})")
+    elif plugin_lib is None:  # where TensorRT is, the plugins are part of what must be validated
+        problems.append("TensorRT imports but libdetrt_plugins.so was not found or built (--plugin-lib PATH, or "
+                        "--tensorrt-root DIR to build it)")
     else:
-        if plugin_lib is None:
-            print("gpu_validate: TensorRT part skipped: libdetrt_plugins.so not found (build with -DTensorRT_ROOT=)")
-        else:
-            trt_results, trt_version = run_tensorrt(plugin_lib, args.seed)
-            results += trt_results
+        trt_results, trt_version = run_tensorrt(plugin_lib, args.seed)
+        results += trt_results
 
     report = dict(
         date=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -324,6 +335,7 @@ def main(argv, root):
         tensorrt=trt_version,
         tolerance=TOLERANCE,
         results=results,
+        problems=problems,
     )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -335,4 +347,6 @@ def main(argv, root):
         print(f"{status} {r['backend']:9s} {r['op']:15s} {r['case']:16s} {r['dtype']:8s} {detail}")
     failed = [r for r in results if not r["ok"]]
     print(f"gpu_validate: {len(results) - len(failed)}/{len(results)} passed; results in {out}")
-    return 1 if failed else 0
+    for problem in problems:
+        print(f"gpu_validate: FAIL: {problem}")
+    return 1 if failed or problems else 0

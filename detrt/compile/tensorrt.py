@@ -19,7 +19,7 @@ from detrt.atomic import atomic_path
 from detrt.compile.onnx_io import save_onnx
 from detrt.errors import InputError
 from detrt.manifest import save_artifact, sha256_file
-from detrt.ops.tensorrt import find_plugin_library, gpu_properties, import_tensorrt, load_plugin_library
+from detrt.ops.tensorrt import find_plugin_library, gpu_properties, import_tensorrt, register_plugins
 
 
 def parse_shape(text, flag):
@@ -55,11 +55,11 @@ def cache_dir():
     return Path(os.environ.get("DETRT_CACHE", Path.home() / ".cache" / "detrt")) / "engines"
 
 
-def engine_from_onnx(onnx_path, shapes, workspace_mib=None, timing_cache=None, dla_core=None, log=print):
-    """Parse with the plugins loaded (by the caller) and build a strongly typed engine -> serialized bytes."""
+def engine_from_onnx(onnx_path, shapes, precision, workspace_mib=None, timing_cache=None, dla_core=None, log=print):
+    """Parse with the plugins registered (by the caller, register_plugins) and build a strongly typed engine
+    -> serialized bytes."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
-    trt.init_libnvinfer_plugins(logger, "")  # NVIDIA's built-in plugins (MultiscaleDeformableAttnPlugin_TRT)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -69,16 +69,14 @@ def engine_from_onnx(onnx_path, shapes, workspace_mib=None, timing_cache=None, d
         where = f" at node {first.node_name()} ({first.node_operator()})" if first is not None else ""
         raise InputError(f"{onnx_path}: TensorRT cannot parse it{where}: {first.desc() if first else 'unknown error'}")
     config = builder.create_builder_config()
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: FP32 matmuls and convolutions would round to TF32
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     profile = builder.create_optimization_profile()
     profile.set_shape("images", *shapes)
     config.add_optimization_profile(profile)
-    cache = None
-    if timing_cache:
-        blob = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, False)
+    cache = _timing_cache(config, timing_cache) if timing_cache else None
     if dla_core is not None:
         if builder.num_DLA_cores <= dla_core:
             raise InputError(f"--dla {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
@@ -96,6 +94,19 @@ def engine_from_onnx(onnx_path, shapes, workspace_mib=None, timing_cache=None, d
     if log:
         log(f"built in {time.perf_counter() - start:.0f} s")
     return bytes(engine)
+
+
+def _timing_cache(config, path):
+    """The timing cache in `path` (a new one where the file is absent) attached to the builder config."""
+    blob = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None:
+        raise InputError(f"--timingCache {path}: TensorRT cannot read it as a timing cache (see the log above); "
+                         f"delete it to start a new one")
+    if not config.set_timing_cache(cache, False):  # False: refuse a cache timed on another GPU or TensorRT
+        raise InputError(f"--timingCache {path}: TensorRT refused it (made on another GPU or TensorRT version?); "
+                         f"delete it to start a new one")
+    return cache
 
 
 def _progress_monitor(trt):
@@ -136,7 +147,7 @@ class Target:
             raise InputError(f"{lib or 'libdetrt_plugins.so'}: plugin library not found (--plugins PATH or "
                              f"$DETRT_PLUGINS)")
         self.plugins = lib
-        self._handle = load_plugin_library(lib)  # kept loaded while building
+        register_plugins(self.trt, lib)  # before any parse: the parser looks each plugin node up in the registry
         self.gpu_name, self.capability = gpu_properties()
 
 
@@ -158,7 +169,7 @@ def engine_artifact(model, manifest, output, target, workspace=None, timing_cach
             log(f"engine cache hit {cached}")
         engine = cached.read_bytes()
     else:
-        engine = engine_from_onnx(built_onnx, target.shapes, workspace, timing_cache, dla, log)
+        engine = engine_from_onnx(built_onnx, target.shapes, graph.precision, workspace, timing_cache, dla, log)
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp:
             Path(tmp).write_bytes(engine)

@@ -1,9 +1,13 @@
-"""The TensorRT face of the two ops: find and load the plugin library (plugins/tensorrt), check that TensorRT
-sees its creators, and the one place that asks whether TensorRT and a CUDA GPU are usable here.
+"""The TensorRT face of the two ops: find the plugin library (plugins/tensorrt) and register its creators with
+TensorRT, check that TensorRT sees them, and the one place that asks whether TensorRT and a CUDA GPU are usable here.
 
     lib = find_plugin_library()                # $DETRT_PLUGINS, else libdetrt_plugins.so beside the package
-    handle = load_plugin_library(lib)          # keep it: the creators live as long as the library is loaded
+    register_plugins(trt, lib)                 # NVIDIA's and detrt's creators in TensorRT's registry, once per process
     ok, why = tensorrt_here()                  # TensorRT, cuda-python and a CUDA GPU: (True, what) or (False, why)
+
+The library does not register itself when opened (plugins/README.md), so a dlopen alone leaves the ONNX parser and
+the engine deserializer without its creators: registration goes through IPluginRegistry.load_library, which
+dlopens it and registers what its getCreators returns.
 
 Torch-free. tensorrt and cuda-python (detrt[trt]) are optional, so they are imported inside the functions.
 """
@@ -33,17 +37,47 @@ def find_plugin_library():
     return None
 
 
-def load_plugin_library(path):
-    """dlopen the plugin library globally so TensorRT finds its creators; InputError with dlerror."""
+# What this process registered with TensorRT: "libnvinfer_plugin" -> the logger it was initialized with (TensorRT
+# keeps a pointer to it), each plugin library's resolved path -> its registry handle. TensorRT's registry refuses a
+# second load_library of a library (it returns None: "creators are registered already"), and the handle must live as
+# long as engines may use the creators: so each library is loaded once and kept for the process's life.
+_registered = {}
+
+
+def check_plugin_library(path):
+    """dlopen the library (without TensorRT: to check that it and its dependencies load); InputError with dlerror."""
     try:
-        return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(path))
     except OSError as e:
         raise InputError(f"{path}: the TensorRT plugin library does not load: {e}") from None
 
 
+def register_plugins(trt, library=None):
+    """Put the plugin creators an engine may use in TensorRT's registry: NVIDIA's (libnvinfer_plugin, for
+    --msda-plugin nvidia) and, given `library`, detrt's. Idempotent per process; returns the library's handle."""
+    if "libnvinfer_plugin" not in _registered:
+        logger = trt.Logger(trt.Logger.WARNING)
+        if not trt.init_libnvinfer_plugins(logger, ""):
+            raise InputError("TensorRT's libnvinfer_plugin did not initialize (see the TensorRT log above)")
+        _registered["libnvinfer_plugin"] = logger
+    if library is None:
+        return None
+    path = Path(library).resolve()
+    if path not in _registered:
+        if not path.is_file():
+            raise InputError(f"{library}: no such plugin library (--plugins PATH or $DETRT_PLUGINS)")
+        check_plugin_library(path)  # names the missing dependency where TensorRT would only log "could not load"
+        handle = trt.get_plugin_registry().load_library(str(path))
+        if handle is None:
+            raise InputError(f"{library}: TensorRT's plugin registry refused it (see the TensorRT log above): not a "
+                             f"TensorRT plugin library, or another copy of it registered its creators already")
+        _registered[path] = handle
+    return _registered[path]
+
+
 def plugin_creators(trt):
     """(our op creators missing from TensorRT's registry as 'namespace::name', NVIDIA's MSDA creator present)."""
-    trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.WARNING), "")
+    register_plugins(trt)
     found = {(c.name, c.plugin_namespace) for c in trt.get_plugin_registry().all_creators}
     missing = [f"{DETRT_DOMAIN}::{op}" for op in DETRT_OPS if (op, DETRT_DOMAIN) not in found]
     return missing, (NVIDIA_MSDA_OP, NVIDIA_NAMESPACE) in found

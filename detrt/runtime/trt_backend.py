@@ -3,16 +3,20 @@
 One code path for TensorRT 10.x and 11.x (the Python names it uses are the same in both);
 tests/runtime/test_trt_backend.py drives it through CPU stand-ins of `tensorrt` and cuda-python.
 
-- The plugin library is dlopen'ed (detrt.ops.tensorrt) before deserializing, so its creators
-  are registered; its sha256 must equal the manifest's (else: rebuild).
-- One CUDA stream. Two slots of pinned host + device buffers sized for the profile's max batch:
+- The plugin creators are registered with TensorRT's registry (detrt.ops.tensorrt.register_plugins:
+  libnvinfer_plugin's for NVIDIA's MSDA plugin, and the plugin library's) before deserializing; the
+  library's sha256 must equal the manifest's (else: rebuild).
+- One CUDA stream. Two slots, each with its own execution context and pinned host + device buffers
+  sized for the profile's max batch (the context's tensor addresses are its slot's, set once):
   `submit` copies a batch into slot s, enqueues H2D, execute_async_v3 and D2H on the stream and
   records slot s's event; the pipeline preprocesses batch t+1 into the other slot while the GPU
   runs batch t (double buffering), then `collect` waits on the event only.
-- `cuda_graph=True`: once a (slot, batch) has run ordinarily and the last ordinary run had that
-  batch, the H2D + enqueue + D2H sequence is captured into a CUDA graph and replayed for later
-  batches of that shape (TensorRT's pattern: set shapes and addresses, enqueue once, then capture).
-  If capture fails the backend warns and runs without graphs.
+- `cuda_graph=True`: one CUDA graph per context at its current shape, as trtexec does. Once a slot's
+  context has run ordinarily at its shape (which flushes TensorRT's deferred shape updates), its
+  H2D + enqueue + D2H sequence is captured (thread-local mode, so other threads' CUDA calls are not
+  caught in the capture) and replayed for later batches of that shape. A batch of another shape
+  drops the slot's graph: a graph replayed after its context's shape changed would run with that
+  context's state for the other shape. If capture fails the backend warns and runs without graphs.
 - `timing = True` (benchmarks, detrt/bench): CUDA events around the H2D copy,
   execute_async_v3 and the D2H copies of each batch; `last_gpu_times` holds h2d_ms, compute_ms,
   d2h_ms and total_ms of the last batch taken. A replayed CUDA graph is timed as a whole (total_ms):
@@ -30,7 +34,7 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import check_engine_environment, sha256_file
-from detrt.ops.tensorrt import find_plugin_library, load_plugin_library
+from detrt.ops.tensorrt import find_plugin_library, register_plugins
 from detrt.runtime.backend import Backend
 
 
@@ -52,10 +56,11 @@ class _Cuda:
 
 
 class _Slot:
-    """Pinned host + device buffers for every I/O tensor at its max shape, and a completion event."""
+    """An execution context with pinned host + device buffers for every I/O tensor at its max shape (its tensor
+    addresses), a completion event, and the CUDA graph of the context at its current batch size."""
 
-    def __init__(self, cuda, shapes, dtypes):
-        self.cuda = cuda
+    def __init__(self, cuda, context, batch, shapes, dtypes):
+        self.cuda, self.context = cuda, context
         self.host, self.device, self._host_ptrs = {}, {}, []
         for name, shape in shapes.items():
             dtype = np.dtype(dtypes[name])
@@ -65,11 +70,23 @@ class _Slot:
             raw = (ctypes.c_ubyte * nbytes).from_address(int(hptr))
             self.host[name] = np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape)
             self.device[name] = cuda("cudaMalloc", nbytes)
+            context.set_tensor_address(name, int(self.device[name]))
         self.event = cuda("cudaEventCreate")
+        self.batch = batch  # the batch size the context's input shape is set to
+        self.ran = False  # an ordinary enqueue ran at this batch size (a capture needs one first)
+        self.graph = None  # (graph, graph exec) captured at this batch size
         self.pending = None  # the _Result whose outputs this slot's host buffers will hold
         self.marks = None  # timing: 4 events (before H2D, after H2D, after compute, after D2H), made on demand
 
+    def drop_graph(self):
+        if self.graph is not None:
+            graph, graph_exec = self.graph
+            self.cuda("cudaGraphExecDestroy", graph_exec)
+            self.cuda("cudaGraphDestroy", graph)
+            self.graph = None
+
     def free(self):
+        self.drop_graph()
         for ptr in self.device.values():
             self.cuda("cudaFree", ptr)
         for ptr in self._host_ptrs:
@@ -77,7 +94,7 @@ class _Slot:
         self.cuda("cudaEventDestroy", self.event)
         for event in self.marks or ():
             self.cuda("cudaEventDestroy", event)
-        self.host, self.device, self._host_ptrs, self.marks = {}, {}, [], None
+        self.host, self.device, self._host_ptrs, self.marks, self.context = {}, {}, [], None, None
 
 
 class _Result:
@@ -106,7 +123,7 @@ class _Result:
 
 
 class TrtBackend(Backend):
-    """A deserialized engine with one execution context, one stream and two buffer slots."""
+    """A deserialized engine with one stream and two slots, each with its execution context and buffers."""
 
     name = "tensorrt"
 
@@ -123,14 +140,12 @@ class TrtBackend(Backend):
         self.gpu_name = (name.split(b"\0")[0].decode() if isinstance(name, bytes) else str(name))
 
         lib = Path(plugins) if plugins else find_plugin_library()
-        plugin_sha = None
-        if lib is not None:
-            if not lib.is_file():
-                raise InputError(f"{lib}: no such plugin library (--plugins / $DETRT_PLUGINS)")
-            self._plugin_handle = load_plugin_library(lib)
-            plugin_sha = sha256_file(lib)
+        if lib is not None and not lib.is_file():
+            raise InputError(f"{lib}: no such plugin library (--plugins / $DETRT_PLUGINS)")
         check_engine_environment(manifest, artifact, tensorrt_version=trt.__version__,
-                                 compute_capability=self.compute_capability, plugin_sha256=plugin_sha)
+                                 compute_capability=self.compute_capability,
+                                 plugin_sha256=sha256_file(lib) if lib is not None else None)
+        register_plugins(trt, lib)  # before deserializing: the engine's plugin layers need their creators
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -138,7 +153,6 @@ class TrtBackend(Backend):
         if self.engine is None:
             raise InputError(f"{artifact}: TensorRT could not deserialize the engine (see its log above); "
                              f"{manifest.rebuild_hint(artifact)}")
-        self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         modes = {n: self.engine.get_tensor_mode(n) for n in names}
         inputs = [n for n in names if modes[n] == trt.TensorIOMode.INPUT]
@@ -152,31 +166,32 @@ class TrtBackend(Backend):
 
         max_shape = tuple(self.engine.get_tensor_profile_shape(self.input_name, 0)[2])
         self._max_batch = min(int(max_shape[0]), manifest.max_batch)
-        max_shape = (self._max_batch, *max_shape[1:])
-        self._set_batch(self._max_batch)
-        shapes = {self.input_name: max_shape}
-        shapes.update({n: tuple(self.context.get_tensor_shape(n)) for n in self.outputs})
+        contexts = [self.engine.create_execution_context() for _ in range(2)]
+        for context in contexts:
+            self._set_shape(context, self._max_batch)
+        shapes = {self.input_name: (self._max_batch, *max_shape[1:])}
+        shapes.update({n: tuple(contexts[0].get_tensor_shape(n)) for n in self.outputs})
         dtypes = {n: trt.nptype(self.engine.get_tensor_dtype(n)) for n in names}
         self._dtype_in = np.dtype(dtypes[self.input_name])
 
         self.stream = cuda("cudaStreamCreate")
-        self._stream_handle = int(self.stream)
-        self._slots = [_Slot(cuda, shapes, dtypes) for _ in range(2)]
+        self._slots = [_Slot(cuda, context, self._max_batch, shapes, dtypes) for context in contexts]
         self._next = 0
-        self._batch = self._max_batch
         self.cuda_graph = cuda_graph
-        self._graphs = {}  # (slot index, batch) -> (graph, graph exec)
-        self._seen = set()  # (slot index, batch) that ran once without a graph
-        self._last_plain = None  # batch of the last ordinary enqueue (a capture needs one at the same shape)
         self.timing = False  # benchmarks: CUDA events per batch (see the module docstring)
         self.last_gpu_times = None
 
-    def _set_batch(self, batch):
+    def _set_shape(self, context, batch):
         shape = (batch, 3, *self.manifest.input_size)
-        if not self.context.set_input_shape(self.input_name, shape):
+        if not context.set_input_shape(self.input_name, shape):
             raise InputError(f"{self.artifact}: the engine rejects input shape {list(shape)} "
                              f"(outside its optimization profile)")
-        self._batch = batch
+
+    def _set_batch(self, slot, batch):
+        """Set the slot's context to `batch`; its graph, captured at the old shape, is dropped."""
+        self._set_shape(slot.context, batch)
+        slot.drop_graph()
+        slot.batch, slot.ran = batch, False
 
     def _enqueue(self, slot, batch, marks=None):
         """H2D, inference and D2H for `batch` rows of `slot`, on the stream (captured or not).
@@ -189,7 +204,7 @@ class TrtBackend(Backend):
         self._mark(marks, 0)
         self.cuda("cudaMemcpyAsync", slot.device[self.input_name], x.ctypes.data, x.nbytes, h2d, self.stream)
         self._mark(marks, 1)
-        if not self.context.execute_async_v3(self._stream_handle):
+        if not slot.context.execute_async_v3(self.stream):  # the cudaStream_t handle, as NVIDIA's samples pass it
             raise RuntimeError(f"{self.artifact}: execute_async_v3 failed (see the TensorRT log)")
         self._mark(marks, 2)
         for n in self.outputs:
@@ -201,10 +216,10 @@ class TrtBackend(Backend):
         if marks:
             self.cuda("cudaEventRecord", marks[i], self.stream)
 
-    def _launch(self, key, marks):
-        """Replay the CUDA graph of `key`, timed as a whole when marks are given."""
+    def _launch(self, slot, marks):
+        """Replay the slot's CUDA graph, timed as a whole when marks are given."""
         self._mark(marks, 0)
-        self.cuda("cudaGraphLaunch", self._graphs[key][1], self.stream)
+        self.cuda("cudaGraphLaunch", slot.graph[1], self.stream)
         self._mark(marks, 3)
 
     def _gpu_times(self, slot, kind):
@@ -218,45 +233,42 @@ class TrtBackend(Backend):
     def submit(self, feed):
         images = self.check_input(feed)
         batch = images.shape[0]
-        index = self._next
+        slot = self._slots[self._next]
         self._next ^= 1
-        slot = self._slots[index]
         if slot.pending is not None:  # its previous batch was not collected: copy it out before overwriting
             slot.pending.take()
         np.copyto(slot.host[self.input_name][:batch], images, casting="same_kind")
-        if batch != self._batch:
-            self._set_batch(batch)
-        for name, ptr in slot.device.items():
-            self.context.set_tensor_address(name, int(ptr))
-        key = (index, batch)
+        if batch != slot.batch:
+            self._set_batch(slot, batch)
         if self.timing and slot.marks is None:
             slot.marks = [self.cuda("cudaEventCreate") for _ in range(4)]
         marks = slot.marks if self.timing else None
-        if key not in self._graphs and self.cuda_graph and key in self._seen and self._last_plain == batch:
-            self._capture(slot, key)  # after an ordinary run at these shapes and addresses
-        if key in self._graphs:
-            self._launch(key, marks)
+        if slot.graph is None and self.cuda_graph and slot.ran:
+            self._capture(slot, batch)  # after an ordinary run of this context at this shape
+        if slot.graph is not None:
+            self._launch(slot, marks)
         else:
             self._enqueue(slot, batch, marks)
-            self._seen.add(key)
-            self._last_plain = batch
+            slot.ran = True
         self.cuda("cudaEventRecord", slot.event, self.stream)
         result = _Result(self, slot, batch)
-        result.timed = ("graph" if key in self._graphs else "split") if marks else None
+        result.timed = ("graph" if slot.graph is not None else "split") if marks else None
         slot.pending = result
         return result
 
-    def _capture(self, slot, key):
-        """Capture H2D + enqueue + D2H for this (slot, batch); on failure fall back to plain enqueues."""
+    def _capture(self, slot, batch):
+        """Capture the slot's H2D + enqueue + D2H at `batch`; on failure fall back to plain enqueues."""
         rt = self.cuda.rt
         graph = None
         try:
-            self.cuda("cudaStreamBeginCapture", self.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
+            # Thread-local: a global-mode capture would also fail CUDA calls that other threads make meanwhile.
+            self.cuda("cudaStreamBeginCapture", self.stream,
+                      rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
             try:
-                self._enqueue(slot, key[1])
+                self._enqueue(slot, batch)
             finally:
                 graph = self.cuda("cudaStreamEndCapture", self.stream)
-            self._graphs[key] = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
+            slot.graph = (graph, self.cuda("cudaGraphInstantiate", graph, 0))
         except RuntimeError as e:  # e.g. an engine that is not stream-capturable
             if graph is not None:
                 self.cuda("cudaGraphDestroy", graph)
@@ -267,13 +279,8 @@ class TrtBackend(Backend):
         if getattr(self, "_slots", None) is None:
             return
         self.cuda("cudaStreamSynchronize", self.stream)
-        for graph, graph_exec in self._graphs.values():
-            self.cuda("cudaGraphExecDestroy", graph_exec)
-            self.cuda("cudaGraphDestroy", graph)
-        self._graphs = {}
         for slot in self._slots:
             slot.free()
         self._slots = None
         self.cuda("cudaStreamDestroy", self.stream)
-        self.context = None
         self.engine = None

@@ -17,7 +17,7 @@ from detrt.runtime import trt_backend
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from tests.helpers import fake_trt
-from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import gradient_frames, make_raw_model, make_topk_model, write_video
 
 
 @pytest.fixture
@@ -59,6 +59,27 @@ def test_matches_onnxruntime(engine, fakes, cuda_graph):
     graphs = [e for e in rt.log if e[0] == "graph"]
     assert bool(graphs) == cuda_graph
     assert not rt.live_allocations  # every buffer freed on close
+
+
+def test_cuda_graphs_follow_shape_changes(engine, fakes):
+    """One graph per context at its shape: a batch of another size drops the graph (the stand-in refuses a
+    replay after its context's shape changed), the context runs once ordinarily, then a new graph is captured
+    (thread-local mode) and replayed."""
+    trt, rt = fakes
+    rng = np.random.default_rng(1)
+    sizes = [4] * 6 + [2] * 6 + [4] * 6 + [3, 1] * 4
+    with open_backend(engine.with_suffix(".onnx")) as ref, open_backend(engine, cuda_graph=True) as be:
+        for b in sizes:
+            x = rng.normal(size=(b, 3, 64, 96)).astype(np.float32)
+            got, want = be.infer(x), ref.infer(x)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k])
+        assert be.cuda_graph  # no capture failed
+    # Each slot (context) gets every other batch. Per slot, a run of 6 is 3 batches: ordinary, capture +
+    # replay, replay; [3, 1] * 4 keeps slot 0 at 3 and slot 1 at 1: ordinary, capture + replay, 2 replays.
+    captures = [e[1] for e in rt.log if e[0] == "capture"]
+    assert captures == [rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal] * (3 * 2 + 2)
+    assert sum(e[0] == "graph" for e in rt.log) == 3 * 2 * 2 + 2 * 3
 
 
 def test_double_buffering_keeps_two_batches_in_flight(engine, fakes):
@@ -114,6 +135,71 @@ def test_undeserializable_engine(engine, fakes):
         open_backend(engine)
 
 
+@pytest.fixture
+def plugin_engine(tmp_path):
+    """A plugin-form probe (a detrt::DCGNeighbors node, as surgery leaves it for TensorRT) as an engine."""
+    import onnx
+
+    onnx_path = tmp_path / "plugin.onnx"
+    make_raw_model(onnx_path, plugin=True)
+    model = onnx.load(str(onnx_path))
+    for node in model.graph.node:
+        if node.domain == "detrt":
+            node.attribute.extend([onnx.helper.make_attribute("plugin_namespace", "detrt"),
+                                   onnx.helper.make_attribute("plugin_version", "1")])
+    eng = tmp_path / "plugin.engine"
+    eng.write_bytes(model.SerializeToString())
+    m = load_manifest(onnx_path).to_dict()
+    m.update(engine_sha256=sha256_file(eng), tensorrt_version="10.3.0", compute_capability="8.7",
+             parent=str(onnx_path))
+    save_manifest(Manifest.from_dict(m), eng)
+    return eng
+
+
+def test_plugins_are_registered_before_deserializing(plugin_engine, fakes, tmp_path):
+    """The library does not register itself when opened: the backend registers it with TensorRT's registry,
+    once per process (a second load_library of it returns None), so an engine with detrt plugin layers loads,
+    twice in one process, and runs like ONNX Runtime with the CPU kernels."""
+    trt, rt = fakes
+    lib = fake_trt.plugin_library(trt, tmp_path)
+    x = np.random.default_rng(2).normal(size=(3, 3, 64, 96)).astype(np.float32)
+    with open_backend(plugin_engine.with_suffix(".onnx")) as ref:
+        want = ref.infer(x)
+    for _ in range(2):
+        with open_backend(plugin_engine, plugins=lib) as be:
+            got = be.infer(x)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    registry = trt.get_plugin_registry()
+    assert registry.get_creator("DCGNeighbors", "1", "detrt") is not None
+    assert registry.load_library(str(lib)) is None  # TensorRT's answer to a second load
+
+
+def test_engine_with_plugins_needs_them_registered(plugin_engine, fakes):
+    with pytest.raises(InputError, match="could not deserialize the engine"):
+        open_backend(plugin_engine)  # no plugin library: nothing registers DCGNeighbors
+    trt, _ = fakes
+    assert "Cannot find plugin: DCGNeighbors, version: 1, namespace: detrt" in trt.log[-1]
+
+
+def test_engine_with_nvidia_msda_plugin_loads(plugin_engine, fakes):
+    """--msda-plugin nvidia engines need libnvinfer_plugin's creators: the backend initializes it first."""
+    import onnx
+
+    model = onnx.load(str(plugin_engine))
+    node = next(n for n in model.graph.node if n.domain == "detrt")
+    node.domain, node.op_type = "trt", "MultiscaleDeformableAttnPlugin_TRT"
+    del node.attribute[:]
+    node.attribute.extend([onnx.helper.make_attribute("plugin_namespace", ""),
+                           onnx.helper.make_attribute("plugin_version", "1")])
+    plugin_engine.write_bytes(model.SerializeToString())
+    m = load_manifest(plugin_engine)
+    m.engine_sha256 = sha256_file(plugin_engine)
+    save_manifest(m, plugin_engine)
+    with open_backend(plugin_engine) as be:  # the stand-in only deserializes it: it cannot run NVIDIA's kernel
+        assert be.engine is not None
+
+
 def test_plugin_library_problems(engine, fakes, tmp_path):
     with pytest.raises(InputError, match="no such plugin library"):
         open_backend(engine, plugins=tmp_path / "libnope.so")
@@ -121,6 +207,11 @@ def test_plugin_library_problems(engine, fakes, tmp_path):
     bad.write_bytes(b"not an ELF file")
     with pytest.raises(InputError, match="plugin library does not load"):
         open_backend(engine, plugins=bad)
+    trt, _ = fakes
+    (tmp_path / "other").mkdir()
+    other = fake_trt.plugin_library(trt, tmp_path / "other", creators=None)  # loads, but TensorRT refuses it
+    with pytest.raises(InputError, match="plugin registry refused it"):
+        open_backend(engine, plugins=other)
 
 
 def test_engine_built_with_plugins_needs_them(engine, fakes):
