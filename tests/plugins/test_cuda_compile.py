@@ -2,6 +2,7 @@
 
 - Each plugins/cuda/*.cu compiles with nvcc (-Werror) to one object holding SASS for every target architecture
   (sm_75 80 86 87 89 90, plus sm_100 110 120 with nvcc >= 13) and compute_90 PTX; skipped only if nvcc is absent.
+  ptxas reports a 0-byte stack frame for every MSDA kernel on every architecture (its taps stay in registers).
 - The kernels include plugins/common's cores (nvcc's own dependency list proves which files) and call them, and
   the DCG kernel contains no contracted multiply-add, so its IoU rounds like the CPU kernel's.
 - libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU.
@@ -35,7 +36,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found: the CUDA s
 
 # What each kernel must take from plugins/common, and arithmetic it must not spell itself.
 CORE_USE = {
-    "msDeformAttn.cu": ("msda_core.h", ["msda::point_corners("], ["floor", "0.5", "ceil"]),
+    "msDeformAttn.cu": ("msda_core.h", ["msda::point_corners<I>("], ["floor", "0.5", "ceil"]),
     "dcgNeighbors.cu": (
         "dcg_core.h",
         ["dcg::box_from_cxcywh(", "dcg::iou(", "dcg::is_neighbor(", "dcg::topk_insert(", "dcg::topk_write("],
@@ -80,18 +81,31 @@ NVCC_FLAGS = ["-std=c++17", "-I", COMMON, "-Xcompiler", "-fPIC,-Wall,-Wextra", "
 
 
 @pytest.fixture(scope="module")
-def cuda_objects(tmp_path_factory):
-    """Every .cu compiled once for all architectures: {name: object path}, with the seconds each took."""
+def cuda_build(tmp_path_factory):
+    """Every .cu compiled once for all architectures: ({name: object path}, {name: ptxas -v report})."""
     if NVCC is None:
         pytest.skip("nvcc not found: the CUDA sources cannot be compiled here")
-    out, objects, seconds = tmp_path_factory.mktemp("cuda"), {}, {}
+    out, objects, reports, seconds = tmp_path_factory.mktemp("cuda"), {}, {}, {}
     flags = gencode_flags(target_archs())
     for cu in CU_FILES:
         t0 = time.perf_counter()
-        run([NVCC, *NVCC_FLAGS, *flags, "-c", cu, "-o", out / f"{cu.stem}.o"])
+        result = run([NVCC, *NVCC_FLAGS, *flags, "-Xptxas", "-v", "-c", cu, "-o", out / f"{cu.stem}.o"])
         objects[cu.name], seconds[cu.name] = out / f"{cu.stem}.o", time.perf_counter() - t0
+        reports[cu.name] = result.stdout + result.stderr
     print(f"\nnvcc {nvcc_major()}: archs {' '.join(target_archs())} + compute_90 PTX; seconds {seconds}")
-    return objects
+    return objects, reports
+
+
+@pytest.fixture(scope="module")
+def cuda_objects(cuda_build):
+    return cuda_build[0]
+
+
+def kernel_resources(report):
+    """{(kernel, arch): (registers, stack bytes)} from a `ptxas -v` report."""
+    entries = re.findall(r"Compiling entry function '(\w+)' for '(sm_\d+)'\n.*?\n\s+(\d+) bytes stack frame.*?\n"
+                         r".*?Used (\d+) registers", report)
+    return {(name, arch): (int(regs), int(stack)) for name, arch, stack, regs in entries}
 
 
 def test_cuda_sources_exist():
@@ -121,6 +135,19 @@ def test_kernel_is_built_on_the_common_core(name):
         assert call in code, f"{name} must call {call[:-1]} from plugins/common/{core}"
     for token in forbidden:
         assert token not in code, f"{name} spells '{token}': that arithmetic belongs in plugins/common/{core}"
+
+
+@needs_nvcc
+def test_msda_kernels_keep_their_taps_in_registers(cuda_build):
+    """Every MSDA kernel, on every architecture, has a 0-byte stack frame: the four bilinear taps of a point
+    (msda::Corners) are indexed only by constants, so no array of them goes to local memory."""
+    resources = kernel_resources(cuda_build[1]["msDeformAttn.cu"])
+    archs = {arch for _, arch in resources}
+    assert archs == {f"sm_{a}" for a in target_archs()}, archs
+    kernels = {name for name, _ in resources}
+    assert len(kernels) == 6, kernels  # float32 and float16 (scalar, half2) x 32- and 64-bit offsets
+    framed = {key: v for key, v in resources.items() if v[1] != 0}
+    assert not framed, f"stack frames (registers, bytes): {framed}"
 
 
 @needs_nvcc
