@@ -39,7 +39,8 @@ CORE_USE = {
     "msDeformAttn.cu": ("msda_core.h", ["msda::point_corners<I>("], ["floor", "0.5", "ceil"]),
     "dcgNeighbors.cu": (
         "dcg_core.h",
-        ["dcg::box_from_cxcywh(", "dcg::iou(", "dcg::is_neighbor(", "dcg::topk_insert(", "dcg::topk_write("],
+        ["dcg::box_from_cxcywh(", "dcg::iou(", "dcg::is_neighbor(", "dcg::topk_insert(", "dcg::topk_merge(",
+         "dcg::topk_write("],
         ["0.5", "fminf", "fmaxf", "area"],
     ),
 }
