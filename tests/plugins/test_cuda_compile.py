@@ -5,7 +5,8 @@
   ptxas reports a 0-byte stack frame for every MSDA kernel on every architecture (its taps stay in registers).
 - The kernels include plugins/common's cores (nvcc's own dependency list proves which files) and call them, and
   the DCG kernel contains no contracted multiply-add, so its IoU rounds like the CPU kernel's.
-- libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU.
+- libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU. Built by CMake,
+  it carries cudart statically (no libcudart.so needed), as libdetrt_plugins.so does.
 - With DETRT_TRT_INCLUDE=dir[:dir...] (TensorRT `include/` folders; else an installed TensorRT's headers if
   found), the glue compiles against each with -Wall -Wextra -Werror and tests/plugins/trt_glue_check.cpp
   exercises the plugins' host side (creators, attributes, serialization, formats, shape checks); otherwise
@@ -182,6 +183,23 @@ def test_c_abi_library_links_and_validates_arguments(cuda_objects, tmp_path):
     assert lib.detrt_cuda_ms_deform_attn(0, 1, 4, 1, 2, 1, 1, 3, *[null] * 7) == invalid  # null pointers
     assert lib.detrt_cuda_ms_deform_attn(1, 0, 4, 1, 2, 1, 1, 3, *[null] * 7) == 0  # empty: nothing to launch
     assert lib.detrt_cuda_error_string(invalid) == b"invalid argument"
+
+
+@needs_nvcc
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not found")
+def test_cmake_build_links_cudart_statically(tmp_path):
+    """libdetrt_cuda.so from the CMake build (one architecture) needs no libcudart.so: like libdetrt_plugins.so
+    (the same kernel target) it loads where only TensorRT's pip wheels, which ship no cudart, are installed."""
+    build = tmp_path / "build"
+    env = {**os.environ, "PATH": f"{Path(NVCC).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run(["cmake", "-S", ROOT, "-B", build, "-DDETRT_BUILD_CUDA=ON", "-DDETRT_BUILD_PYTHON=OFF",
+         "-DDETRT_BUILD_TENSORRT=OFF", "-DCMAKE_CUDA_ARCHITECTURES=75-real", f"-DCMAKE_CUDA_COMPILER={NVCC}"], env=env)
+    run(["cmake", "--build", build, "--target", "detrt_cuda", "-j", "2"], env=env)
+    needed = run(["readelf", "-d", build / "plugins" / "cuda" / "libdetrt_cuda.so"]).stdout
+    assert "NEEDED" in needed and "libcudart" not in needed, needed
+    lib = ctypes.CDLL(str(build / "plugins" / "cuda" / "libdetrt_cuda.so"))
+    lib.detrt_cuda_error_string.restype = ctypes.c_char_p
+    assert lib.detrt_cuda_error_string(1) == b"invalid argument"  # cudart's own table, linked in
 
 
 def trt_include_dirs():
