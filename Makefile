@@ -61,3 +61,13 @@ bench: $(VENV)/.installed
 
 bench-gpu: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py --gpu
+
+# The GPU check (benchmarks/gpu_validate.py) on a GPU machine with CUDA, PyTorch and cuda-python but no package
+# registry: the CPU extension is built into that machine's own Python (PYTHON=..., default python3) from its
+# installed build backend, touching no index; the script then builds build/gpu with CMake (TensorRT plugins too
+# where TensorRT_ROOT=... or a system TensorRT is found), checks the kernels against the CPU kernels, times them
+# against PyTorch and writes benchmarks/results/gpu_validate.json and its RESULTS.md section. No GPU: "no GPU".
+.PHONY: gpu-check
+gpu-check:
+	$(PYTHON) -m pip install -q --no-index --no-deps --no-build-isolation -C build-dir=build/gpu-python -e .
+	$(PYTHON) benchmarks/gpu_validate.py $(if $(TensorRT_ROOT),--tensorrt-root $(TensorRT_ROOT))

@@ -12,8 +12,8 @@ FP16: every float node runs in half except the FP32 islands, with Casts at the b
   including) the offset projection: reference boxes, inverse sigmoids, box refinement;
 - the heads: everything the graph outputs depend on back to the last LayerNormalization (class and box
   heads, postprocessing).
-The MSDA node itself takes half inputs (its kernels accumulate in FP32); DCG neighbour selection stays
-FP32. `fp16_all=True` keeps only what cannot be half (DCG, TopK, ...).
+The MSDA node itself takes half value and attention weights and float32 sampling locations (its kernels
+accumulate in FP32); DCG neighbour selection stays FP32. `fp16_all=True` keeps only what cannot be half (DCG, TopK, ...).
 
 INT8: onnxruntime.quantization QDQ, symmetric activations and weights (int8, zero point 0, what
 TensorRT requires), per-channel weights, Q/DQ only on Conv, MatMul and Gemm (what TensorRT fuses);
@@ -85,7 +85,9 @@ def _is_float(tensor):
 
 
 # Inputs that must stay float32 whatever the node's precision (ONNX type constraints).
-FLOAT32_SLOTS = {"Resize": (1, 2), "Upsample": (1,)}
+# Inputs that stay float32 in a half node: Resize's scales, and MSDA's sampling locations (in half, a location
+# on a 100-pixel map moves by up to 0.03 pixel; the plugin reads them as float32).
+FLOAT32_SLOTS = {"Resize": (1, 2), "Upsample": (1,), MSDA_OP: (3,)}
 HALF, FLOAT = np.dtype(np.float16), np.dtype(np.float32)
 
 

@@ -21,6 +21,11 @@
 //   topk_better(key_a, idx_a, key_b, idx_b) -> bool      (key desc, index asc) order of the kept list
 //   topk_insert(keys, idx, count, k, key, j)             bounded insertion into keys/idx[k], kept sorted
 //                                                        by topk_better; count in [0, k] is updated
+//   topk_merge(keys_a, idx_a, count_a, keys_b, idx_b, count_b, k, keys_out, idx_out) -> count
+//                                                        the first min(k, count_a + count_b) of two kept lists
+//                                                        in topk_better order, into out (aliasing neither). The
+//                                                        order is total, so merging the kept lists of any split
+//                                                        of the candidates gives the kept list of all of them
 //   topk_write<I, B>(idx, count, k, self, out_index, out_valid)     slots [0, count) valid, the rest
 //                                                        padding (index = self, valid = 0)
 #ifndef DETRT_COMMON_DCG_CORE_H
@@ -128,6 +133,21 @@ DETRT_INLINE void topk_insert(float* keys, int* idx, int& count, int k, float ke
   }
   keys[pos] = key;
   idx[pos] = j;
+}
+
+DETRT_INLINE int topk_merge(const float* keys_a, const int* idx_a, int count_a, const float* keys_b, const int* idx_b,
+                           int count_b, int k, float* keys_out, int* idx_out) {
+  int a = 0, b = 0, o = 0;
+  for (; o < k && (a < count_a || b < count_b); ++o) {
+    if (b >= count_b || (a < count_a && topk_better(keys_a[a], idx_a[a], keys_b[b], idx_b[b]))) {
+      keys_out[o] = keys_a[a];
+      idx_out[o] = idx_a[a++];
+    } else {
+      keys_out[o] = keys_b[b];
+      idx_out[o] = idx_b[b++];
+    }
+  }
+  return o;
 }
 
 template <typename I, typename B>

@@ -4,7 +4,8 @@
 // validates every rank, dtype and size before touching memory, and raises ValueError (detrt.ops._cpu.Error)
 // naming the argument. The kernels run with the GIL released.
 //   ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-//                  num_threads=0) -> output [N, Lq, M*D], dtype of value (float32 or float16)
+//                  num_threads=0) -> output [N, Lq, M*D], dtype of value (float32 or float16); attention_weights
+//                  in value's dtype, sampling_locations too or float32 (a float16 engine's plugin inputs)
 //   dcg_neighbors(boxes, scores, k, iou_threshold, low_score, num_threads=0, index_dtype="int64")
 //                  -> (indices [B, N, k] int64|int32, valid [B, N, k] bool)
 //   info() -> dict(openmp, max_threads, msda_isa)
@@ -85,8 +86,9 @@ py::array ms_deform_attn(const py::object& value_obj, const py::object& shapes_o
 
   const bool f32 = is_f32(value), f16 = is_f16(value);
   DETRT_CHECK(f32 || f16, "value must be float32 or float16, got ", dtype_str(value));
-  DETRT_CHECK(loc.dtype().equal(value.dtype()), "sampling_locations must have value's dtype ", dtype_str(value),
-              ", got ", dtype_str(loc));
+  const bool loc_f32 = is_f32(loc);  // float32 locations with float16 value: what a float16 engine feeds
+  DETRT_CHECK(loc.dtype().equal(value.dtype()) || loc_f32, "sampling_locations must be float32 or value's dtype ",
+              dtype_str(value), ", got ", dtype_str(loc));
   DETRT_CHECK(attn.dtype().equal(value.dtype()), "attention_weights must have value's dtype ", dtype_str(value),
               ", got ", dtype_str(attn));
 
@@ -125,9 +127,16 @@ py::array ms_deform_attn(const py::object& value_obj, const py::object& shapes_o
                                  static_cast<float*>(out.mutable_data()), d, num_threads);
     } else {
       using detrt::half_t;
-      detrt::cpu::ms_deform_attn(static_cast<const half_t*>(value.data()), shape32.data(), start32.data(),
-                                 static_cast<const half_t*>(loc.data()), static_cast<const half_t*>(attn.data()),
-                                 static_cast<half_t*>(out.mutable_data()), d, num_threads);
+      const auto* v = static_cast<const half_t*>(value.data());
+      const auto* a = static_cast<const half_t*>(attn.data());
+      auto* o = static_cast<half_t*>(out.mutable_data());
+      if (loc_f32) {
+        detrt::cpu::ms_deform_attn(v, shape32.data(), start32.data(), static_cast<const float*>(loc.data()), a, o, d,
+                                   num_threads);
+      } else {
+        detrt::cpu::ms_deform_attn(v, shape32.data(), start32.data(), static_cast<const half_t*>(loc.data()), a, o, d,
+                                   num_threads);
+      }
     }
   }
   return out;

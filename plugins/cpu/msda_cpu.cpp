@@ -207,9 +207,9 @@ const char* msda_isa() {
   return "baseline";
 }
 
-template <typename T>
+template <typename T, typename TL>
 void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_start_index,
-                    const T* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
+                    const TL* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
                     int num_threads) {
   const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
   if (total == 0 || dims.D == 0) return;  // no output element
@@ -218,12 +218,18 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
     // float32 code and only the output is rounded to float16.
     const int64_t n_value = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
     const int64_t n_attn = total * dims.L * dims.P;
-    std::unique_ptr<float[]> value32(new float[n_value]), loc32(new float[2 * n_attn]), attn32(new float[n_attn]);
+    std::unique_ptr<float[]> value32(new float[n_value]), attn32(new float[n_attn]), loc32;
     to_float(value, value32.get(), n_value, num_threads);
-    to_float(sampling_locations, loc32.get(), 2 * n_attn, num_threads);
     to_float(attention_weights, attn32.get(), n_attn, num_threads);
-    run_rows(Args<float, float, T>{value32.get(), spatial_shapes, level_start_index, loc32.get(), attn32.get(), out,
-                                   dims},
+    const float* loc = nullptr;
+    if constexpr (std::is_same<TL, half_t>::value) {
+      loc32.reset(new float[2 * n_attn]);
+      to_float(sampling_locations, loc32.get(), 2 * n_attn, num_threads);
+      loc = loc32.get();
+    } else {
+      loc = sampling_locations;  // float16 engines keep the locations float32
+    }
+    run_rows(Args<float, float, T>{value32.get(), spatial_shapes, level_start_index, loc, attn32.get(), out, dims},
              num_threads);
   } else {
     run_rows(Args<T, T, T>{value, spatial_shapes, level_start_index, sampling_locations, attention_weights, out, dims},
@@ -231,10 +237,12 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
   }
 }
 
-template void ms_deform_attn<float>(const float*, const int*, const int*, const float*, const float*, float*,
-                                    const msda::Dims&, int);
-template void ms_deform_attn<half_t>(const half_t*, const int*, const int*, const half_t*, const half_t*, half_t*,
-                                     const msda::Dims&, int);
+template void ms_deform_attn<float, float>(const float*, const int*, const int*, const float*, const float*, float*,
+                                           const msda::Dims&, int);
+template void ms_deform_attn<half_t, half_t>(const half_t*, const int*, const int*, const half_t*, const half_t*,
+                                             half_t*, const msda::Dims&, int);
+template void ms_deform_attn<half_t, float>(const half_t*, const int*, const int*, const float*, const half_t*,
+                                            half_t*, const msda::Dims&, int);
 
 }  // namespace cpu
 }  // namespace detrt

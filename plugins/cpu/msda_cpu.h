@@ -13,11 +13,12 @@ namespace cpu {
 // S = sum of H*W; throws detrt::Error naming the argument. shapes/starts are int64 as the caller has them.
 void msda_check_levels(const int64_t* spatial_shapes, const int64_t* level_start_index, int levels, int64_t S);
 
-// out = MSDA(value, ...) for T = float or detrt::half_t (sampling locations and weights of the same type).
+// out = MSDA(value, ...) for T = float or detrt::half_t (attention weights of the same type); sampling
+// locations TL = T, or float with a half_t T (what a float16 engine feeds the plugin).
 // num_threads <= 0: OpenMP's default. Shapes must have passed msda_check_levels.
-template <typename T>
+template <typename T, typename TL>
 void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_start_index,
-                    const T* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
+                    const TL* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
                     int num_threads);
 
 // "avx2+fma" or "baseline": which compiled variant of the float kernel this CPU runs.

@@ -7,8 +7,10 @@
 // kept (ties: smaller index), in that order. Every test and the ordering are dcg::box_from_cxcywh, dcg::iou,
 // dcg::is_neighbor and dcg::topk_insert of plugins/common/dcg_core.h, the functions the CPU kernel calls, with
 // the same rounding on host and device; so the neighbour sets (and slots) equal the CPU kernel's.
-// Tiled: each block stages kDCG_TILE candidate boxes in shared memory, each thread keeps its query's top-k
-// in registers/local memory: O(N^2) pair tests, O(B*N*k) memory, nothing else allocated.
+// Each query's candidates are split over 32 lanes of a warp (8 lanes for k > 16), each lane keeping the top-k of
+// its share; the lanes' lists are merged by dcg::topk_merge, and as the (IoU desc, index asc) order is total the
+// result is that of one scan over all candidates (tests/plugins/test_dcg_split.py runs this split on the CPU).
+// Candidates are staged in shared memory by tiles: O(N^2) pair tests, O(B*N*k) memory, nothing else allocated.
 // One kernel launch on `stream`; no allocation, no synchronization. Returns cudaSuccess or the launch
 // error (cudaErrorInvalidValue for k outside [1, kDCG_MAX_K], negative sizes, B > 65535, null pointers).
 #ifndef DETRT_CUDA_DCG_NEIGHBORS_H

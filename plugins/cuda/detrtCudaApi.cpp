@@ -9,7 +9,8 @@
 //       const void* boxes, const void* scores, void* indices, void* valid, void* stream)
 //   const char* detrt_cuda_error_string(int status)
 //
-// dtype: 0 float32, 1 float16. Pointers are device pointers, layouts those of the launchers' headers.
+// dtype: 0 float32, 1 float16 (for MSDA: value, attention weights and output; sampling locations are float32
+// for both, as the launcher takes them). Pointers are device pointers, layouts those of the launchers' headers.
 // Return value: a cudaError_t (0 = success); the call only enqueues work on `stream`.
 #include "dcgNeighbors.h"
 #include "msDeformAttn.h"
@@ -40,7 +41,7 @@ __attribute__((visibility("default"))) int detrt_cuda_ms_deform_attn(int dtype, 
     if (dtype == kFLOAT16)
     {
         return detrt::gpu::msDeformAttn(dims, static_cast<__half const*>(value), shapes, starts,
-            static_cast<__half const*>(samplingLocations), static_cast<__half const*>(attentionWeights),
+            static_cast<float const*>(samplingLocations), static_cast<__half const*>(attentionWeights),
             static_cast<__half*>(output), cudaStream);
     }
     return cudaErrorInvalidValue;

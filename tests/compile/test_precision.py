@@ -78,6 +78,8 @@ def test_fp16_graph_is_typed_and_runs(fp16, fp32, frames):
     assert len(weights) > 20
     convs = [n for n in gs.import_onnx(fp16).nodes if n.op == "Conv"]
     assert all(n.inputs[0].dtype == np.float16 for n in convs)
+    msda = [n for n in gs.import_onnx(fp16).nodes if n.op == "MSDeformAttn"]  # half value, float32 locations
+    assert msda and all(n.inputs[0].dtype == np.float16 and n.inputs[3].dtype == np.float32 for n in msda)
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in fp16.graph.output)
     name = memory_tensor(fp32)

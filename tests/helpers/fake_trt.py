@@ -89,6 +89,8 @@ def make_cudart(major=8, minor=7, name=b"Fake GPU\x00\x00"):
     rt.cudaSetDevice = lambda dev: (ok,)
     rt.cudaGetDeviceProperties = lambda dev: (ok, types.SimpleNamespace(major=major, minor=minor, name=name))
     rt.cudaStreamCreate = lambda: (ok, _Stream())
+    rt.cudaStreamNonBlocking = 1
+    rt.cudaStreamCreateWithFlags = lambda flags: rt.cudaStreamCreate()
     rt.cudaMallocHost = lambda n: (ok, alloc(n))
     rt.cudaMalloc = lambda n: (ok, alloc(n))
     rt.cudaFree = lambda p: (ok if mem.pop(p, None) is not None else _Err.cudaErrorInvalidValue,)
@@ -516,7 +518,7 @@ def install(monkeypatch, **gpu):
         trt.streams[int(s)] = s
         return ok, s
 
-    rt.cudaStreamCreate = stream_create
+    rt.cudaStreamCreate = stream_create  # cudaStreamCreateWithFlags calls it too
     cuda = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
     bindings.runtime, cuda.bindings = rt, bindings

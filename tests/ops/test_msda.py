@@ -184,6 +184,26 @@ def test_float16_io_within_1e3_of_float32_reference(seed):
 
 
 @needs_ext
+@pytest.mark.parametrize("seed", range(2))
+def test_float32_locations_with_float16_value(seed):
+    """A float16 engine feeds float32 locations with float16 value and weights: locations that float16 can hold
+    give the all-float16 call's output bit for bit; finer ones are used unrounded (the reference on them)."""
+    rng = np.random.default_rng(300 + seed)
+    args16, _ = half_inputs(rng, **random_config(rng))
+    value, shapes, starts, loc16, attn = args16
+    out = cpu.ms_deform_attn(value, shapes, starts, loc16.astype(np.float32), attn)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, cpu.ms_deform_attn(*args16))
+    loc32 = rng.uniform(-0.2, 1.2, loc16.shape).astype(np.float32)
+    out = cpu.ms_deform_attn(value, shapes, starts, loc32, attn).astype(np.float32)
+    ref = reference_np(value.astype(np.float32), shapes, starts, loc32, attn.astype(np.float32))
+    err = np.abs(out - ref)
+    assert (err <= 1e-3 * np.abs(ref) + 1e-6).all(), float((err / (np.abs(ref) + 1e-6)).max())
+    rounded = cpu.ms_deform_attn(value, shapes, starts, loc32.astype(np.float16), attn).astype(np.float32)
+    assert (rounded != out).mean() > 0.1  # the locations were not rounded to half on the way
+
+
+@needs_ext
 def test_float32_accumulation_beats_half_accumulation_on_long_sums():
     rng = np.random.default_rng(12)
     shapes_list = [[8, 8]] * 8

@@ -2,9 +2,11 @@
 
 - Each plugins/cuda/*.cu compiles with nvcc (-Werror) to one object holding SASS for every target architecture
   (sm_75 80 86 87 89 90, plus sm_100 110 120 with nvcc >= 13) and compute_90 PTX; skipped only if nvcc is absent.
+  ptxas reports a 0-byte stack frame for every MSDA kernel on every architecture (its taps stay in registers).
 - The kernels include plugins/common's cores (nvcc's own dependency list proves which files) and call them, and
   the DCG kernel contains no contracted multiply-add, so its IoU rounds like the CPU kernel's.
-- libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU.
+- libdetrt_cuda.so links from those objects; its C ABI rejects bad sizes before touching a GPU. Built by CMake,
+  it carries cudart statically (no libcudart.so needed), as libdetrt_plugins.so does.
 - With DETRT_TRT_INCLUDE=dir[:dir...] (TensorRT `include/` folders; else an installed TensorRT's headers if
   found), the glue compiles against each with -Wall -Wextra -Werror and tests/plugins/trt_glue_check.cpp
   exercises the plugins' host side (creators, attributes, serialization, formats, shape checks); otherwise
@@ -35,10 +37,11 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found: the CUDA s
 
 # What each kernel must take from plugins/common, and arithmetic it must not spell itself.
 CORE_USE = {
-    "msDeformAttn.cu": ("msda_core.h", ["msda::point_corners("], ["floor", "0.5", "ceil"]),
+    "msDeformAttn.cu": ("msda_core.h", ["msda::point_corners<I>("], ["floor", "0.5", "ceil"]),
     "dcgNeighbors.cu": (
         "dcg_core.h",
-        ["dcg::box_from_cxcywh(", "dcg::iou(", "dcg::is_neighbor(", "dcg::topk_insert(", "dcg::topk_write("],
+        ["dcg::box_from_cxcywh(", "dcg::iou(", "dcg::is_neighbor(", "dcg::topk_insert(", "dcg::topk_merge(",
+         "dcg::topk_write("],
         ["0.5", "fminf", "fmaxf", "area"],
     ),
 }
@@ -80,18 +83,31 @@ NVCC_FLAGS = ["-std=c++17", "-I", COMMON, "-Xcompiler", "-fPIC,-Wall,-Wextra", "
 
 
 @pytest.fixture(scope="module")
-def cuda_objects(tmp_path_factory):
-    """Every .cu compiled once for all architectures: {name: object path}, with the seconds each took."""
+def cuda_build(tmp_path_factory):
+    """Every .cu compiled once for all architectures: ({name: object path}, {name: ptxas -v report})."""
     if NVCC is None:
         pytest.skip("nvcc not found: the CUDA sources cannot be compiled here")
-    out, objects, seconds = tmp_path_factory.mktemp("cuda"), {}, {}
+    out, objects, reports, seconds = tmp_path_factory.mktemp("cuda"), {}, {}, {}
     flags = gencode_flags(target_archs())
     for cu in CU_FILES:
         t0 = time.perf_counter()
-        run([NVCC, *NVCC_FLAGS, *flags, "-c", cu, "-o", out / f"{cu.stem}.o"])
+        result = run([NVCC, *NVCC_FLAGS, *flags, "-Xptxas", "-v", "-c", cu, "-o", out / f"{cu.stem}.o"])
         objects[cu.name], seconds[cu.name] = out / f"{cu.stem}.o", time.perf_counter() - t0
+        reports[cu.name] = result.stdout + result.stderr
     print(f"\nnvcc {nvcc_major()}: archs {' '.join(target_archs())} + compute_90 PTX; seconds {seconds}")
-    return objects
+    return objects, reports
+
+
+@pytest.fixture(scope="module")
+def cuda_objects(cuda_build):
+    return cuda_build[0]
+
+
+def kernel_resources(report):
+    """{(kernel, arch): (registers, stack bytes)} from a `ptxas -v` report."""
+    entries = re.findall(r"Compiling entry function '(\w+)' for '(sm_\d+)'\n.*?\n\s+(\d+) bytes stack frame.*?\n"
+                         r".*?Used (\d+) registers", report)
+    return {(name, arch): (int(regs), int(stack)) for name, arch, stack, regs in entries}
 
 
 def test_cuda_sources_exist():
@@ -121,6 +137,19 @@ def test_kernel_is_built_on_the_common_core(name):
         assert call in code, f"{name} must call {call[:-1]} from plugins/common/{core}"
     for token in forbidden:
         assert token not in code, f"{name} spells '{token}': that arithmetic belongs in plugins/common/{core}"
+
+
+@needs_nvcc
+def test_msda_kernels_keep_their_taps_in_registers(cuda_build):
+    """Every MSDA kernel, on every architecture, has a 0-byte stack frame: the four bilinear taps of a point
+    (msda::Corners) are indexed only by constants, so no array of them goes to local memory."""
+    resources = kernel_resources(cuda_build[1]["msDeformAttn.cu"])
+    archs = {arch for _, arch in resources}
+    assert archs == {f"sm_{a}" for a in target_archs()}, archs
+    kernels = {name for name, _ in resources}
+    assert len(kernels) == 6, kernels  # float32 and float16 (scalar, half2) x 32- and 64-bit offsets
+    framed = {key: v for key, v in resources.items() if v[1] != 0}
+    assert not framed, f"stack frames (registers, bytes): {framed}"
 
 
 @needs_nvcc
@@ -154,6 +183,23 @@ def test_c_abi_library_links_and_validates_arguments(cuda_objects, tmp_path):
     assert lib.detrt_cuda_ms_deform_attn(0, 1, 4, 1, 2, 1, 1, 3, *[null] * 7) == invalid  # null pointers
     assert lib.detrt_cuda_ms_deform_attn(1, 0, 4, 1, 2, 1, 1, 3, *[null] * 7) == 0  # empty: nothing to launch
     assert lib.detrt_cuda_error_string(invalid) == b"invalid argument"
+
+
+@needs_nvcc
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not found")
+def test_cmake_build_links_cudart_statically(tmp_path):
+    """libdetrt_cuda.so from the CMake build (one architecture) needs no libcudart.so: like libdetrt_plugins.so
+    (the same kernel target) it loads where only TensorRT's pip wheels, which ship no cudart, are installed."""
+    build = tmp_path / "build"
+    env = {**os.environ, "PATH": f"{Path(NVCC).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run(["cmake", "-S", ROOT, "-B", build, "-DDETRT_BUILD_CUDA=ON", "-DDETRT_BUILD_PYTHON=OFF",
+         "-DDETRT_BUILD_TENSORRT=OFF", "-DCMAKE_CUDA_ARCHITECTURES=75-real", f"-DCMAKE_CUDA_COMPILER={NVCC}"], env=env)
+    run(["cmake", "--build", build, "--target", "detrt_cuda", "-j", "2"], env=env)
+    needed = run(["readelf", "-d", build / "plugins" / "cuda" / "libdetrt_cuda.so"]).stdout
+    assert "NEEDED" in needed and "libcudart" not in needed, needed
+    lib = ctypes.CDLL(str(build / "plugins" / "cuda" / "libdetrt_cuda.so"))
+    lib.detrt_cuda_error_string.restype = ctypes.c_char_p
+    assert lib.detrt_cuda_error_string(1) == b"invalid argument"  # cudart's own table, linked in
 
 
 def trt_include_dirs():

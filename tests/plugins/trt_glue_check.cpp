@@ -253,7 +253,7 @@ void checkMsDeformAttn(Finder& finder)
     auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
     EXPECT(runtime->getFieldsToSerialize() != nullptr && runtime->getFieldsToSerialize()->nbFields == 0);
     EXPECT(build->getNbOutputs() == 1);
-    DataType in[5]{DataType::kHALF, DataType::kINT32, DataType::kINT32, DataType::kHALF, DataType::kHALF};
+    DataType in[5]{DataType::kHALF, DataType::kINT32, DataType::kINT32, DataType::kFLOAT, DataType::kHALF};
     DataType out[1]{};
     EXPECT(build->getOutputDataTypes(out, 1, in, 5) == 0 && out[0] == DataType::kHALF);
     in[0] = DataType::kINT32;
@@ -267,8 +267,21 @@ void checkMsDeformAttn(Finder& finder)
     {
         EXPECT(build->supportsFormatCombination(pos, io.data(), 5, 1));
     }
-    io[3].desc.type = DataType::kHALF; // locations must have value's dtype
+    io[3].desc.type = DataType::kHALF; // locations are float32 whatever value's dtype
     EXPECT(!build->supportsFormatCombination(3, io.data(), 5, 1));
+    io[0].desc.type = DataType::kHALF;
+    EXPECT(!build->supportsFormatCombination(3, io.data(), 5, 1));
+    io[3].desc.type = DataType::kFLOAT; // a float16 engine: half value and weights, float32 locations
+    io[4].desc.type = DataType::kHALF;
+    io[5].desc.type = DataType::kHALF;
+    for (int32_t pos = 0; pos < 6; ++pos)
+    {
+        EXPECT(build->supportsFormatCombination(pos, io.data(), 5, 1));
+    }
+    io[4].desc.type = DataType::kFLOAT; // weights follow value
+    EXPECT(!build->supportsFormatCombination(4, io.data(), 5, 1));
+    io[0].desc.type = DataType::kFLOAT;
+    io[5].desc.type = DataType::kFLOAT;
     io[1].desc.type = DataType::kINT64; // shape tensors are int32 in the plugin form
     EXPECT(!build->supportsFormatCombination(1, io.data(), 5, 1));
     io[1].desc.type = DataType::kINT32;
