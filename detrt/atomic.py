@@ -1,7 +1,7 @@
-"""Atomic file writes: an artifact is either complete at its final path or absent.
+"""Atomic writes of files and directories: an artifact is either complete at its final path or absent.
 
-A crash, a full disk or Ctrl-C half-way through leaves at most a hidden temporary file beside the
-artifact, `.NAME.PID.RANDOM.tmp`, removed on the way out; one left by a killed process is removed
+A crash, a full disk or Ctrl-C half-way through leaves at most a hidden temporary file or directory beside
+the artifact, `.NAME.PID.RANDOM.tmp`, removed on the way out; one left by a killed process is removed
 by the next write of the same artifact. Readers never see a truncated artifact. A full disk is one
 InputError naming the artifact, "no space left on device", whichever library was writing: Python
 says ENOSPC, but ONNX Runtime calls it a protobuf error and OpenCV's video writer says nothing.
@@ -59,16 +59,36 @@ def _alive(pid):
     return True
 
 
-def remove_stale_temps(path):
-    """Remove the temporary files of `path` (our pattern only) whose writing process is gone."""
+def remove_stale_temps(path, directories=False):
+    """Remove the temporary files of `path` (our pattern only) whose writing process is gone; with
+    directories=True its temporary directories instead (atomic_dir), but only while `path` exists: a
+    process killed between atomic_dir's two renames leaves the only copies in them."""
     path = Path(path)
+    if directories and not path.is_dir():
+        return
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]+\.tmp({re.escape(path.suffix)})?")
     with contextlib.suppress(OSError):
         for entry in os.scandir(path.parent):
             m = pattern.fullmatch(entry.name)
-            if m and entry.is_file(follow_symlinks=False) and not _alive(int(m.group(1))):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+            is_ours = entry.is_dir(follow_symlinks=False) if directories else entry.is_file(follow_symlinks=False)
+            if m and is_ours and not _alive(int(m.group(1))):
+                if directories:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+
+def _cannot_write(path, e):
+    return no_space(path) if e.errno in NO_SPACE else InputError(f"{path}: cannot write here ({e.strerror or e})")
+
+
+def _raise_write_failure(e, path, tmp):
+    """Raise exception `e` of writing `path` again, a full disk as one InputError (checked before the temporary
+    is removed, which may be what filled the disk)."""
+    if isinstance(e, InputError) or not (getattr(e, "errno", None) in NO_SPACE or disk_full(tmp.parent)):
+        raise e
+    raise no_space(path) from None
 
 
 def temp_path(path, suffix=".tmp"):
@@ -79,8 +99,7 @@ def temp_path(path, suffix=".tmp"):
         remove_stale_temps(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     except OSError as e:
-        raise (no_space(path) if e.errno in NO_SPACE else
-               InputError(f"{path}: cannot write here ({e.strerror or e})")) from None
+        raise _cannot_write(path, e) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the usual permissions
     return Path(tmp)
@@ -95,12 +114,36 @@ def atomic_path(path, suffix=".tmp"):
         yield tmp
         os.replace(tmp, path)
     except Exception as e:
-        # checked before the finally removes the temporary file, which may be what filled the disk
-        if isinstance(e, InputError) or not (getattr(e, "errno", None) in NO_SPACE or disk_full(tmp.parent)):
-            raise
-        raise no_space(path) from None
+        _raise_write_failure(e, path, tmp)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a new empty directory beside `path` to fill; only when the block succeeds it replaces `path`
+    (absent or a directory), so a crash leaves the previous version whole and no half-written one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path, directories=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any new directory
+    old = tmp.with_name(tmp.name.removesuffix(".tmp") + "_old.tmp")  # the pattern remove_stale_temps knows
+    try:
+        yield tmp
+        if path.is_dir():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except Exception as e:
+        _raise_write_failure(e, path, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -6,9 +6,11 @@ extra to install. Bad input ends with one line on stderr and exit status 2.
 """
 
 import argparse
+import dataclasses
 import sys
 
 from detrt.errors import InputError
+from detrt.training.options import TrainOptions
 
 # Verbs register here as (function, add_flags, extra it needs or None). Order is the help order.
 VERBS = []
@@ -233,29 +235,11 @@ def bench(args):
 
 
 def _train_flags(p):
-    p.add_argument("--config", required=True, help="model config name (detrt.models.list_configs())")
-    p.add_argument("--data", required=True, help="training ground truth, CrowdHuman .odgt")
-    p.add_argument("--images", required=True, help="directory of the training images (ID.jpg / ID.png ...)")
-    p.add_argument("--val-data", help="validation .odgt (AP, MR-2, JI, duplicate rate; picks best/)")
-    p.add_argument("--val-images", help="directory of the validation images")
-    p.add_argument("--epochs", type=int, help="epochs (default: the config's)")
-    p.add_argument("--batch-size", type=int, help="images per step and process (default: the config's)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the config's; backbone and sampling "
-                                            "offsets keep their ratios)")
-    p.add_argument("--output", default="runs/train", help="run directory: last/, best/, log.jsonl")
-    p.add_argument("--resume", metavar="DIR", help="continue from a run's last/ checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (and always at the end)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after this many minutes")
-    p.add_argument("--lr-drop-step", type=int, help="optimizer step where the LR drops to 0.1x (default: the "
-                                                    "config's lr_drop/epochs fraction of the run)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear LR warm-up steps")
-    p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps; 0: per epoch only")
-    p.add_argument("--log-every", type=int, default=20, help="steps between loss lines in log.jsonl")
-    p.add_argument("--backbone-weights", help="torchvision-named ResNet weights (.safetensors or .pth)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: cuda if available)")
+    for f in dataclasses.fields(TrainOptions):  # each flag's default and help live on its field
+        if "help" in f.metadata:
+            required = f.default is dataclasses.MISSING
+            p.add_argument("--" + f.name.replace("_", "-"), type=f.type if f.type in (int, float) else None,
+                           required=required, default=None if required else f.default, **f.metadata)
 
 
 @verb(_train_flags, extra="train")
@@ -269,13 +253,11 @@ def train(args):
       torchrun --nproc_per_node 2 -m detrt.cli train --config ... (one process per GPU; gloo on CPU)
     A NaN/inf loss stops with exit status 1, naming the step, the loss components and the last good checkpoint.
     """
-    from detrt.training.loop import TrainOptions, fit
+    from detrt.training.loop import fit
     from detrt.training.step import NonFiniteLoss
 
-    opts = TrainOptions(args.config, args.data, args.images, args.val_data, args.val_images, args.epochs,
-                        args.batch_size, args.lr, args.output, args.resume, args.seed, args.eval_every, args.workers,
-                        args.max_steps, args.time_budget, args.backbone_weights, args.lr_drop_step,
-                        args.warmup_steps, args.save_every, args.log_every, device=args.device)
+    flags = [f.name for f in dataclasses.fields(TrainOptions) if "help" in f.metadata]
+    opts = TrainOptions(**{name: getattr(args, name) for name in flags})
     try:
         summary = fit(opts)
     except NonFiniteLoss as e:

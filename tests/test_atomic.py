@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from detrt.atomic import atomic_open, check_outputs
+from detrt.atomic import atomic_dir, atomic_open, check_outputs
 from detrt.errors import InputError
 
 
@@ -51,6 +51,42 @@ def test_temporaries_of_dead_writers_are_removed_and_only_those(tmp_path):
     with atomic_open(tmp_path / "a.json") as f:
         f.write("{}")
     assert sorted(os.listdir(tmp_path)) == sorted([*kept, f".a.json.{dead}.dir00000.tmp", "a.json"])
+
+
+def test_directory_replaced_whole_or_kept_and_stale_staging_removed(tmp_path):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    target = tmp_path / "last"
+    with atomic_dir(target) as d:
+        (d / "a").write_text("1")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "a").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (target / "a").read_text() == "1" and os.listdir(tmp_path) == ["last"]
+    stale = [f".last.{dead}.abcd_123.tmp", f".last.{dead}.abcd_123_old.tmp"]  # a killed writer's new and old
+    kept = [f".last.{os.getpid()}.abcd1234.tmp", f".lost.{dead}.abcd1234.tmp"]  # a live writer's, another's
+    for name in stale + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a").write_text("x")
+    (tmp_path / f".last.{dead}.file0000.tmp").write_text("x")  # not a directory we write
+    with atomic_dir(target) as d:
+        (d / "b").write_text("2")
+    assert sorted(os.listdir(target)) == ["b"]
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, f".last.{dead}.file0000.tmp", "last"])
+    # killed between the two renames: the target is gone and its staging directories are the only copies
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / f".last.{dead}.abcd_123_old.tmp").mkdir()
+    with atomic_dir(tmp_path / "gone" / "last"):
+        pass
+    assert sorted(os.listdir(tmp_path / "gone")) == [f".last.{dead}.abcd_123_old.tmp", "last"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="file: exists and is not a directory"):
+        with atomic_dir(tmp_path / "file"):
+            pass
 
 
 def test_outputs_checked_up_front(tmp_path):

@@ -16,15 +16,13 @@ staging directory renamed onto OUT at the end, so a failed or interrupted run le
 import contextlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detrt.atomic import atomic_dir
 from detrt.box_ops import box_iou
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import background, extent, finish, object_prims, paint, person_pose, person_prims, person_style
@@ -275,28 +273,9 @@ def staging_dir(out, overwrite=False):
     """
     out = Path(out)
     _check_target(out, overwrite)
-    target = out.resolve()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new directory
-    except OSError as e:
-        raise InputError(f"{out}: cannot write here ({e.strerror or e})") from None
-    try:
+    with atomic_dir(out.resolve()) as tmp:
         yield tmp
         _check_target(out, overwrite)
-        if target.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_target(out, overwrite):

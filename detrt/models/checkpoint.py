@@ -1,19 +1,69 @@
-"""Reading a model checkpoint: `checkpoint.safetensors` (the state dict) + `checkpoint.json` (its config).
+"""The model checkpoint format: `checkpoint.safetensors` (the state dict) + `checkpoint.json` (its config).
 
+    save_checkpoint("runs/tiny/best", model, {"step": 6000, "metrics": {...}})
     model, cfg = model_from_checkpoint("runs/tiny/best")    # a directory, or the .safetensors / .json file
 
 checkpoint.json holds at least "config": a config name (with optional "config_overrides"), or a dict of
-DetrConfig fields with "name". Weights are safetensors, never pickle; float16 tensors (the bundled copy)
-are cast to the model's dtype. Training writes checkpoints (detrt/training/checkpoint.py, which adds the
-optimizer state for --resume); export, benchmarks and the demo read them through this module.
+DetrConfig fields with "name"; what training writes adds "detrt_version", "epoch", "step", "metrics", "seed"...
+Weights are safetensors, never pickle; float16 tensors (the bundled copy) are cast to the model's dtype.
+Training writes checkpoints through this module (detrt/training/resume.py adds the optimizer state for
+--resume to the same directory); export, benchmarks and the demo read them through it.
 """
 
 import json
+import math
+import os
 from pathlib import Path
 
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from detrt import __version__
+from detrt.atomic import _umask, atomic_dir
 from detrt.errors import InputError
+from detrt.models.configs import CONFIGS, DetrConfig, build_model, get_config
 
 WEIGHTS, META = "checkpoint.safetensors", "checkpoint.json"
+
+
+def json_safe(value):
+    """NaN/inf -> None (strict JSON), tuples -> lists, numpy scalars -> Python, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return json_safe(value.item())
+    return value
+
+
+def write_safetensors(tensors, path):
+    """{name: tensor} -> a safetensors file with the usual permissions (safetensors creates it 0600)."""
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def write_checkpoint(directory, model, meta, half=False):
+    """Write a model's checkpoint files into `directory` (an existing, new directory: see save_checkpoint);
+    `meta` is merged into checkpoint.json after the config and version. half: floating tensors as float16."""
+    directory = Path(directory)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        tensors[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
+    write_safetensors(tensors, directory / WEIGHTS)
+    info = {"config": model.config.to_dict(), "detrt_version": __version__, **meta}
+    (directory / META).write_text(json.dumps(json_safe(info), indent=1) + "\n")
+
+
+def save_checkpoint(directory, model, meta, half=False):
+    """Write checkpoint directory `directory` whole (write_checkpoint, then renamed into place: a crash leaves
+    the previous checkpoint there)."""
+    with atomic_dir(directory) as tmp:
+        write_checkpoint(tmp, model, meta, half)
+    return Path(directory)
 
 
 def checkpoint_files(path):
@@ -52,8 +102,6 @@ def config_of(info):
     A dict naming a built-in config starts from that config, so fields a checkpoint lacks keep that config's
     values rather than the paper defaults.
     """
-    from detrt.models.configs import CONFIGS, DetrConfig, get_config
-
     config = info["config"]
     if isinstance(config, str):
         return get_config(config, **(info.get("config_overrides") or {}))
@@ -83,8 +131,6 @@ def _key_groups(keys, limit=6):
 
 def read_safetensors(path):
     """{name: torch tensor} of a safetensors file; InputError naming it when it is cut short or not one."""
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors has its own error types for bad files
@@ -122,8 +168,6 @@ def load_weights(path, model):
 
 def model_from_checkpoint(path):
     """A checkpoint -> (model in eval mode, DetrConfig)."""
-    from detrt.models.configs import build_model
-
     cfg = config_of(read_meta(path))
     model = build_model(cfg)
     load_weights(path, model)

@@ -1,7 +1,7 @@
 """A torch Dataset over a CrowdHuman index (`detrt.data.crowdhuman.read_gt`), with training augmentation.
 
     records = read_gt("annotations.odgt", "images/")
-    ds = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, Augment(), seed=0)
+    ds = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, Augment(), seed=0)  # training.options
     loader = DataLoader(ds, batch_size=2, collate_fn=collate)   # -> images [B, 3, H, W], targets, metas
 
 Images of any size and kind are read as 3-channel BGR (grayscale is replicated, alpha dropped, 16-bit
@@ -12,8 +12,6 @@ Randomness: sample i of epoch e draws from numpy's Generator seeded with (seed, 
 the same batches in any worker layout, and resuming mid-epoch replays exactly.
 """
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import torch
@@ -21,17 +19,6 @@ from torch.utils.data import Dataset
 
 from detrt.errors import InputError
 from detrt.training.transforms import crop, hflip, letterbox, random_crop_region, to_model_target
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation, applied in this order: flip, crop, multi-scale letterbox."""
-
-    flip: float = 0.5  # probability of a horizontal flip
-    crop: float = 0.5  # probability of a random crop (the zoom-in; the letterbox scales it up)
-    crop_min_side: float = 0.5  # a crop keeps at least this fraction of the width and of the height
-    min_visible: float = 0.3  # a person keeping less of its area after a crop becomes an ignore region
-    scale_min: float = 0.7  # multi-scale: letterbox at U(scale_min, 1) times the fitting scale
 
 
 def read_image(path):

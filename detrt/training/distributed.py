@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 
 from detrt.errors import InputError
 
@@ -58,8 +60,6 @@ def wrap_model(model, info):
     """DistributedDataParallel around the model when running distributed (the model itself otherwise)."""
     if not info.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [info.local_rank] if info.device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=ids)
 
@@ -67,8 +67,6 @@ def wrap_model(model, info):
 def make_sampler(dataset, info, seed, shuffle=True):
     """DistributedSampler over the dataset (also in one process: its per-epoch permutation is seeded, so
     runs and resumes are reproducible). drop_last keeps every rank's batches equal in number."""
-    from torch.utils.data import DistributedSampler
-
     return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed,
                               drop_last=info.distributed)
 

@@ -1,6 +1,7 @@
 """The training run behind `detrt train`: data, model, optimizer, epochs, evaluation, checkpoints, resume.
 
-    from detrt.training.loop import TrainOptions, fit
+    from detrt.training.loop import fit
+    from detrt.training.options import TrainOptions
     summary = fit(TrainOptions("dhdetr_r18_tiny", "train/annotations.odgt", "train/images",
                                val_data="val/annotations.odgt", val_images="val/images", max_steps=6000))
 
@@ -13,8 +14,13 @@ run (of max_steps when given, else of the epochs).
 Reproducible with `seed`: model init, the epoch permutation (DistributedSampler), each sample's
 augmentation (seeded by seed, epoch and index) and the deterministic CPU kernels. Resuming from `last/`
 continues with the same batches, RNG and optimizer state as an uninterrupted run.
+
+`fit` builds a `Run` once (what every step works with) and trains it epoch by epoch (`train_one_epoch`);
+`Run.state` is what advances: position, best metrics, time, the losses since the last log line.
 """
 
+import dataclasses
+import functools
 import json
 import os
 import random
@@ -22,48 +28,24 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from detrt import models
 from detrt.atomic import make_dirs
+from detrt.data.crowdhuman import read_gt
 from detrt.errors import InputError
-from detrt.models.checkpoint import read_meta
-from detrt.training import checkpoint as ckpt
-from detrt.training.dataset import Augment, CrowdHumanDataset, collate
-from detrt.training.distributed import any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
+from detrt.models.backbone import load_backbone_weights
+from detrt.models import DetrConfig
+from detrt.models.checkpoint import META, json_safe, load_weights, read_meta, save_checkpoint
+from detrt.training.dataset import CrowdHumanDataset, collate
+from detrt.training.distributed import DistInfo, any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
 from detrt.training.optim import build_optimizer, build_scheduler
+from detrt.training.options import TrainOptions, check_options
+from detrt.training.resume import load_train_state, read_state_meta, save_resumable
 from detrt.training.step import NonFiniteLoss, evaluate, train_one_epoch
-
-
-@dataclass
-class TrainOptions:
-    """Everything a training run reads; `detrt train` maps its flags onto these fields one to one."""
-
-    config: object  # a config name or a DetrConfig
-    data: str  # training ground truth (.odgt)
-    images: str  # its images directory
-    val_data: str = None
-    val_images: str = None
-    epochs: int = None  # default: the config's
-    batch_size: int = None  # per process; default: the config's
-    lr: float = None  # default: the config's (the backbone and sampling-offset rates keep their ratios)
-    output: str = "runs/train"
-    resume: str = None  # a checkpoint directory written by a previous run (its last/)
-    seed: int = 0
-    eval_every: int = 1  # epochs between evaluations (and always at the end)
-    workers: int = 2
-    max_steps: int = None
-    time_budget: float = None  # minutes
-    backbone_weights: str = None
-    lr_drop_step: int = None
-    warmup_steps: int = 0
-    save_every: int = 0  # steps between extra saves of last/ (0: per epoch only)
-    log_every: int = 20
-    augment: Augment = field(default_factory=Augment)
-    progress: bool = True
-    device: str = None  # None: cuda if available
-    notes: dict = field(default_factory=dict)  # copied into checkpoint.json (e.g. data seeds)
 
 
 def seed_everything(seed):
@@ -73,8 +55,6 @@ def seed_everything(seed):
 
 
 def _worker_init(worker_id):
-    import cv2
-
     cv2.setNumThreads(1)
     s = torch.initial_seed() % 2**32
     random.seed(s)
@@ -103,21 +83,6 @@ def _loader(dataset, sampler, batch_size, workers, seed):
                       persistent_workers=False)
 
 
-def check_options(opts):
-    """Refuse values torch would reject with a traceback, or that would train silently wrong, naming the flag."""
-    if opts.lr is not None and not 0 < opts.lr < float("inf"):
-        raise InputError(f"--lr must be a positive number, got {opts.lr}")
-    if opts.time_budget is not None and not opts.time_budget > 0:
-        raise InputError(f"--time-budget must be > 0 minutes, got {opts.time_budget}")
-    for flag, value, low in (("--epochs", opts.epochs, 1), ("--batch-size", opts.batch_size, 1),
-                             ("--eval-every", opts.eval_every, 1), ("--workers", opts.workers, 0),
-                             ("--max-steps", opts.max_steps, 1), ("--lr-drop-step", opts.lr_drop_step, 0),
-                             ("--warmup-steps", opts.warmup_steps, 0), ("--save-every", opts.save_every, 0),
-                             ("--log-every", opts.log_every, 1)):
-        if value is not None and value < low:
-            raise InputError(f"{flag} must be >= {low}, got {value}")
-
-
 def worker_error(e):
     """The one line an InputError had in a DataLoader worker: torch raises it again in this process with the
     worker's traceback as its message, whose last line is `detrt.errors.InputError: <the line>`."""
@@ -127,8 +92,6 @@ def worker_error(e):
 
 
 def _read_records(data, images, what):
-    from detrt.data.crowdhuman import read_gt
-
     if data is None or images is None:
         raise InputError(f"{what}: give both the annotation file and the images directory")
     if not Path(data).exists():
@@ -146,7 +109,7 @@ def _set_determinism(device):
     torch.use_deterministic_algorithms(True, warn_only=device.startswith("cuda"))
 
 
-class _Log:
+class Log:
     """log.jsonl writer (rank 0 only): one JSON object per line, flushed."""
 
     def __init__(self, path, enabled):
@@ -154,7 +117,7 @@ class _Log:
 
     def write(self, **record):
         if self.f:
-            self.f.write(json.dumps(ckpt._json_safe(record)) + "\n")
+            self.f.write(json.dumps(json_safe(record)) + "\n")
             self.f.flush()
 
     def close(self):
@@ -162,169 +125,224 @@ class _Log:
             self.f.close()
 
 
+@dataclass
+class RunState:
+    """Where a run stands: what the loop advances, last/ stores and --resume restores."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs done
+    batch_in_epoch: int = 0  # batches of the current epoch done
+    best: dict = None  # metrics of best/
+    wall_before: float = 0.0  # seconds spent by the runs this one resumes
+    start: float = 0.0  # time.monotonic() when this run began training
+    loss_sums: dict = field(default_factory=dict)  # since the last log line
+    loss_count: int = 0
+
+    def wall_s(self):
+        return self.wall_before + time.monotonic() - self.start
+
+
+@dataclass
+class Run:
+    """What a training run works with, built once by `start_run`."""
+
+    opts: TrainOptions  # epochs, batch_size and lr_drop_step filled in from the config
+    cfg: DetrConfig
+    info: DistInfo
+    model: torch.nn.Module  # in DistributedDataParallel when distributed
+    net: torch.nn.Module  # the model itself
+    criterion: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    dataset: CrowdHumanDataset
+    sampler: Sampler
+    val_loader: DataLoader  # None without validation data
+    postprocess: object
+    data: dict  # what checkpoint.json says about the data
+    out: Path
+    log: Log
+    state: RunState
+
+
+def start_run(opts, info):
+    """Read the data, build model, optimizer and schedule (from --resume's last/ when given); a Run."""
+    cfg = models.get_config(opts.config)
+    records = _read_records(opts.data, opts.images, "training")
+    val_records = None
+    if opts.val_data or opts.val_images:
+        val_records = _read_records(opts.val_data, opts.val_images, "validation")
+    out = Path(opts.output)
+    if opts.resume is None and (out / "last" / META).exists():
+        raise InputError(f"{out}: holds a previous run's checkpoint; use --resume {out / 'last'} or another "
+                         "--output")
+    opts = dataclasses.replace(opts, batch_size=opts.batch_size or cfg.batch_size, epochs=opts.epochs or cfg.epochs)
+    _set_determinism(info.device)
+    seed_everything(opts.seed)
+
+    model = models.build_model(cfg).to(info.device)
+    if opts.backbone_weights:
+        report = load_backbone_weights(model.backbone, opts.backbone_weights)
+        if info.is_main:
+            print(report)
+    criterion = models.build_criterion(cfg)
+    optimizer = build_optimizer(model, cfg, opts.lr)
+
+    dataset = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, opts.augment, opts.seed)
+    sampler = make_sampler(dataset, info, opts.seed)
+    steps_per_epoch = -(-len(sampler) // opts.batch_size)
+    resumed = {}
+    if opts.resume:
+        resumed = load_weights(opts.resume, model)
+    drop_step = opts.lr_drop_step
+    if drop_step is None and opts.resume:
+        drop_step = read_state_meta(opts.resume).get("drop_step")
+    if drop_step is None:
+        drop_step = (round(opts.max_steps * cfg.lr_drop / cfg.epochs) if opts.max_steps
+                     else cfg.lr_drop * steps_per_epoch)
+    opts = dataclasses.replace(opts, lr_drop_step=drop_step)
+    scheduler = build_scheduler(optimizer, drop_step, opts.warmup_steps)
+    state = RunState(wall_before=float(resumed.get("wall_s", 0.0)))
+    if opts.resume:
+        saved = load_train_state(opts.resume, optimizer, scheduler)
+        state.step, state.epoch, state.batch_in_epoch = saved["step"], saved["epoch"], saved["batch_in_epoch"]
+        state.best = saved.get("best")
+
+    val_loader = None
+    if val_records is not None:
+        val_set = CrowdHumanDataset(val_records, cfg.input_size, cfg.mean, cfg.std, None, opts.seed)
+        val_loader = DataLoader(val_set, batch_size=2 * opts.batch_size, num_workers=opts.workers,
+                                collate_fn=collate, worker_init_fn=_worker_init)
+    data = {"train": str(opts.data), "train_images": len(records),
+            "val": str(opts.val_data) if opts.val_data else None, "val_images": len(val_records) if val_records else 0}
+    if info.is_main:
+        make_dirs(out)
+    barrier(info)
+    state.start = time.monotonic()  # the clocks of wall_s and time_budget start here
+    return Run(opts, cfg, info, wrap_model(model, info), model, criterion, optimizer, scheduler, dataset, sampler,
+               val_loader, models.build_postprocess(cfg), data, out, Log(out / "log.jsonl", info.is_main), state)
+
+
+def checkpoint_meta(run, metrics):
+    """What checkpoint.json records besides the config."""
+    opts, state = run.opts, run.state
+    return {"epoch": state.epoch, "step": state.step, "batch_size": opts.batch_size,
+            "world_size": run.info.world_size, "seed": opts.seed, "metrics": metrics, "best_metrics": state.best,
+            "wall_s": state.wall_s(), "lr_drop_step": opts.lr_drop_step, "data": run.data,
+            "augment": asdict(opts.augment), **opts.notes}
+
+
+def save_last(run, metrics):
+    """Write last/ with the resume state (rank 0); every rank waits for it."""
+    state = run.state
+    if run.info.is_main:
+        position = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+                    "best": state.best, "drop_step": run.opts.lr_drop_step}
+        save_resumable(run.out / "last", run.net, checkpoint_meta(run, metrics), run.optimizer, run.scheduler,
+                       position)
+    barrier(run.info)
+
+
+def _better(metrics, best):
+    """Higher AP; at equal AP, lower MR-2 (NaN counts as the worst)."""
+    def mr2(m):
+        return float("inf") if m["MR2"] is None or m["MR2"] != m["MR2"] else m["MR2"]
+
+    return best is None or (metrics["AP"], -mr2(metrics)) > (best["AP"], -mr2(best))
+
+
+def evaluate_and_keep_best(run):
+    """Evaluate on the validation data (rank 0), log it, write best/ when better; the metrics or None."""
+    state, metrics = run.state, None
+    if run.val_loader is not None and run.info.is_main:
+        result = evaluate(run.net, run.postprocess, run.val_loader, run.val_loader.dataset.records,
+                          run.opts.progress)
+        metrics = {k: v for k, v in result.items() if k != "detections"}
+        metrics["step"], metrics["epoch"] = state.step, state.epoch
+        run.log.write(event="eval", **metrics)
+        if _better(metrics, state.best):
+            state.best = metrics
+            save_checkpoint(run.out / "best", run.net, checkpoint_meta(run, metrics))
+        if run.opts.progress:
+            print(f"step {state.step} epoch {state.epoch}: AP {100 * metrics['AP']:.2f} "
+                  f"MR-2 {100 * metrics['MR2']:.2f} JI {100 * metrics['JI']:.2f} "
+                  f"duplicate rate {100 * metrics['duplicate_rate']:.2f}%", flush=True)
+    barrier(run.info)
+    return metrics
+
+
+def after_step(run, step, total, losses, lr):
+    """Advance the position, log the mean losses every log_every steps, save last/ every save_every steps."""
+    state, opts = run.state, run.opts
+    state.step, state.batch_in_epoch = step, state.batch_in_epoch + 1
+    for k, v in (("loss", total), *losses.items()):
+        state.loss_sums[k] = state.loss_sums.get(k, 0.0) + v
+    state.loss_count += 1
+    if step % opts.log_every == 0:
+        run.log.write(event="train", step=step, epoch=state.epoch, lr=lr,
+                      time_s=round(time.monotonic() - state.start, 2),
+                      **{k: v / state.loss_count for k, v in state.loss_sums.items()})
+        state.loss_sums, state.loss_count = {}, 0
+    if opts.save_every and step % opts.save_every == 0:
+        save_last(run, None)
+
+
+def _finished(run):
+    opts, state = run.opts, run.state
+    return state.epoch >= opts.epochs or (opts.max_steps is not None and state.step >= opts.max_steps)
+
+
+def train(run):
+    """Train epoch by epoch until a budget ends (evaluating every eval_every epochs and saving last/ after
+    each); then evaluate unless that just happened, and save last/. Returns the last metrics."""
+    opts, state, info = run.opts, run.state, run.info
+    deadline = state.start + 60 * opts.time_budget if opts.time_budget else None
+    should_stop = (lambda: any_true(time.monotonic() > deadline, info)) if deadline else None
+    metrics, evaluated_at = None, None
+    while not _finished(run):
+        run.sampler.set_epoch(state.epoch)
+        run.dataset.set_epoch(state.epoch)
+        loader = _loader(run.dataset, SkipSampler(run.sampler, state.batch_in_epoch * opts.batch_size),
+                         opts.batch_size, opts.workers, opts.seed + state.epoch)
+        _, _, interrupted = train_one_epoch(
+            run.model, run.criterion, loader, run.optimizer, run.scheduler, state.step, run.cfg.clip_max_norm,
+            opts.max_steps, should_stop, functools.partial(after_step, run),
+            (lambda bad: any_true(bad, info)) if info.distributed else None, opts.progress and info.is_main,
+            desc=f"epoch {state.epoch + 1}/{opts.epochs}")
+        if interrupted:
+            break
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        if not _finished(run):
+            if state.epoch % opts.eval_every == 0:
+                metrics, evaluated_at = evaluate_and_keep_best(run), state.step
+            save_last(run, metrics)
+    if evaluated_at != state.step:
+        metrics = evaluate_and_keep_best(run)
+    save_last(run, metrics)
+    return metrics
+
+
 def fit(opts):
     """Run training as `opts` says; returns a summary dict (steps, epochs, wall time, final/best metrics)."""
-    from detrt.models import build_criterion, build_model, build_postprocess, get_config
-    from detrt.models.backbone import load_backbone_weights
-
     check_options(opts)
     info = init_distributed(opts.device)
     try:
-        cfg = get_config(opts.config)
-        records = _read_records(opts.data, opts.images, "training")
-        val_records = None
-        if opts.val_data or opts.val_images:
-            val_records = _read_records(opts.val_data, opts.val_images, "validation")
-        out = Path(opts.output)
-        if opts.resume is None and (out / "last" / ckpt.META).exists():
-            raise InputError(f"{out}: holds a previous run's checkpoint; use --resume {out / 'last'} or another "
-                             "--output")
-        batch_size = opts.batch_size or cfg.batch_size
-        epochs = opts.epochs or cfg.epochs
-        _set_determinism(info.device)
-        seed_everything(opts.seed)
-
-        model = build_model(cfg).to(info.device)
-        if opts.backbone_weights:
-            report = load_backbone_weights(model.backbone, opts.backbone_weights)
-            if info.is_main:
-                print(report)
-        criterion = build_criterion(cfg)
-        optimizer = build_optimizer(model, cfg, opts.lr)
-
-        dataset = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, opts.augment, opts.seed)
-        sampler = make_sampler(dataset, info, opts.seed)
-        steps_per_epoch = -(-len(sampler) // batch_size)
-        resumed = {}
-        if opts.resume:
-            ckpt.load_weights(opts.resume, model)
-            resumed = read_meta(opts.resume)
-        drop_step = opts.lr_drop_step
-        if drop_step is None and opts.resume:
-            drop_step = ckpt.read_state_meta(opts.resume).get("drop_step")
-        if drop_step is None:
-            drop_step = (round(opts.max_steps * cfg.lr_drop / cfg.epochs) if opts.max_steps
-                         else cfg.lr_drop * steps_per_epoch)
-        scheduler = build_scheduler(optimizer, drop_step, opts.warmup_steps)
-        step = epoch = skip = 0
-        best = None
-        if opts.resume:
-            state = ckpt.load_train_state(opts.resume, optimizer, scheduler)
-            step, epoch, skip, best = state["step"], state["epoch"], state["batch_in_epoch"], state.get("best")
-        model = wrap_model(model, info)
-        net = ckpt.unwrap(model)
-
-        val_loader = None
-        if val_records is not None:
-            val_set = CrowdHumanDataset(val_records, cfg.input_size, cfg.mean, cfg.std, None, opts.seed)
-            val_loader = DataLoader(val_set, batch_size=2 * batch_size, num_workers=opts.workers, collate_fn=collate,
-                                    worker_init_fn=_worker_init)
-        postprocess = build_postprocess(cfg)
-        _mkdir(out, info)
-        log = _Log(out / "log.jsonl", info.is_main)
-        start = time.monotonic()
-        wall_before = float(resumed.get("wall_s", 0.0))
-        deadline = start + 60 * opts.time_budget if opts.time_budget else None
-        history = {"since": step, "sums": {}, "n": 0}
-
-        def meta(metrics):
-            return {"epoch": epoch, "step": step, "batch_size": batch_size, "world_size": info.world_size,
-                    "seed": opts.seed, "metrics": metrics, "best_metrics": best,
-                    "wall_s": wall_before + time.monotonic() - start, "lr_drop_step": drop_step,
-                    "data": {"train": str(opts.data), "train_images": len(records),
-                             "val": str(opts.val_data) if opts.val_data else None,
-                             "val_images": len(val_records) if val_records else 0},
-                    "augment": asdict(opts.augment), **opts.notes}
-
-        def save(metrics, position):
-            if info.is_main:
-                train_meta = {"step": step, "epoch": position[0], "batch_in_epoch": position[1], "best": best,
-                              "drop_step": drop_step}
-                ckpt.save_checkpoint(out / "last", model, meta(metrics), optimizer, scheduler, train_meta)
-            barrier(info)
-
-        def run_eval():
-            nonlocal best
-            metrics = None
-            if val_loader is not None and info.is_main:
-                result = evaluate(net, postprocess, val_loader, val_records, opts.progress)
-                metrics = {k: v for k, v in result.items() if k != "detections"}
-                metrics["step"], metrics["epoch"] = step, epoch
-                log.write(event="eval", **metrics)
-                if best is None or (metrics["AP"], -_nan_big(metrics["MR2"])) > (best["AP"], -_nan_big(best["MR2"])):
-                    best = metrics
-                    ckpt.save_checkpoint(out / "best", net, meta(metrics))
-                if opts.progress:
-                    print(f"step {step} epoch {epoch}: AP {100 * metrics['AP']:.2f} MR-2 {100 * metrics['MR2']:.2f} "
-                          f"JI {100 * metrics['JI']:.2f} duplicate rate {100 * metrics['duplicate_rate']:.2f}%",
-                          flush=True)
-            barrier(info)
-            return metrics
-
-        epoch_start = {"step": step, "skip": skip}
-
-        def on_step(s, total, losses, lr):
-            sums = history["sums"]
-            for k, v in (("loss", total), *losses.items()):
-                sums[k] = sums.get(k, 0.0) + v
-            history["n"] += 1
-            if s % opts.log_every == 0 and log is not None:
-                log.write(event="train", step=s, epoch=epoch, lr=lr, time_s=round(time.monotonic() - start, 2),
-                          **{k: v / history["n"] for k, v in sums.items()})
-                history["sums"], history["n"] = {}, 0
-            if opts.save_every and s % opts.save_every == 0:
-                save(None, (epoch, epoch_start["skip"] + s - epoch_start["step"]))
-
-        should_stop = (lambda: any_true(time.monotonic() > deadline, info)) if deadline else None
-        metrics, evaluated_at = None, None
+        run = start_run(opts, info)
         try:
-            while epoch < epochs and not (opts.max_steps is not None and step >= opts.max_steps):
-                sampler.set_epoch(epoch)
-                dataset.set_epoch(epoch)
-                loader = _loader(dataset, SkipSampler(sampler, skip * batch_size), batch_size, opts.workers,
-                                 opts.seed + epoch)
-                epoch_start.update(step=step, skip=skip)
-                step, consumed, interrupted = train_one_epoch(
-                    model, criterion, loader, optimizer, scheduler, step, cfg.clip_max_norm, opts.max_steps,
-                    should_stop, on_step, (lambda bad: any_true(bad, info)) if info.distributed else None,
-                    opts.progress and info.is_main, desc=f"epoch {epoch + 1}/{epochs}")
-                if interrupted:
-                    skip += consumed
-                    break
-                epoch, skip = epoch + 1, 0
-                finished = epoch >= epochs or (opts.max_steps is not None and step >= opts.max_steps)
-                if not finished and epoch % opts.eval_every == 0:
-                    metrics, evaluated_at = run_eval(), step
-                if not finished:
-                    save(metrics, (epoch, 0))
+            metrics = train(run)
         except NonFiniteLoss as e:
-            last = out / "last"
+            last = run.out / "last"
             kept = (f"last good checkpoint: {last} (step {read_meta(last).get('step')})"
-                    if (last / ckpt.META).exists() else "no checkpoint was written before it")
-            if log is not None:
-                log.write(event="non_finite_loss", step=e.step, losses=e.losses)
+                    if (last / META).exists() else "no checkpoint was written before it")
+            run.log.write(event="non_finite_loss", step=e.step, losses=e.losses)
             raise NonFiniteLoss(e.step, e.losses, kept) from None
-        if evaluated_at != step:
-            metrics = run_eval()
-        save(metrics, (epoch, skip))
-        summary = {"step": step, "epoch": epoch, "batch_in_epoch": skip,
-                   "wall_s": wall_before + time.monotonic() - start, "metrics": metrics, "best_metrics": best,
-                   "output": str(out), "lr_drop_step": drop_step, "rank": info.rank}
-        if log is not None:
-            log.write(event="end", **summary)
-            log.close()
+        state = run.state
+        summary = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+                   "wall_s": state.wall_s(), "metrics": metrics, "best_metrics": state.best,
+                   "output": str(run.out), "lr_drop_step": run.opts.lr_drop_step, "rank": info.rank}
+        run.log.write(event="end", **summary)
+        run.log.close()
         return summary
     except InputError as e:
         raise worker_error(e) from None
     finally:
         cleanup(info)
-
-
-def _nan_big(x):
-    return float("inf") if x is None or x != x else x
-
-
-def _mkdir(out, info):
-    if info.is_main:
-        make_dirs(out)
-    barrier(info)

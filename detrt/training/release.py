@@ -6,22 +6,17 @@ checkpoint.json with the validation metrics measured on exactly those weights.
                        notes={"data": {...}})
 """
 
-import json
-from pathlib import Path
+from torch.utils.data import DataLoader
 
-from detrt.models.checkpoint import model_from_checkpoint, read_meta
-from detrt.training import checkpoint as ckpt
+from detrt.data.crowdhuman import read_gt
+from detrt.models import build_postprocess
+from detrt.models.checkpoint import model_from_checkpoint, read_meta, save_checkpoint
+from detrt.training.dataset import CrowdHumanDataset, collate
+from detrt.training.step import evaluate
 
 
 def evaluate_checkpoint(path, val_data, val_images, batch_size=4, workers=0, progress=True):
     """AP, MR-2, JI and duplicate rate of a checkpoint on a validation set (letterbox only, as at runtime)."""
-    from torch.utils.data import DataLoader
-
-    from detrt.data.crowdhuman import read_gt
-    from detrt.models import build_postprocess
-    from detrt.training.dataset import CrowdHumanDataset, collate
-    from detrt.training.step import evaluate
-
     model, cfg = model_from_checkpoint(path)
     records = read_gt(val_data, val_images)
     loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=batch_size,
@@ -42,10 +37,10 @@ def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, note
     meta = {k: v for k, v in info.items() if k not in ("config", "detrt_version")}
     meta["metrics_float32"] = meta.pop("metrics", None)
     meta.update(weights_dtype="float16" if half else "float32", **(notes or {}))
-    ckpt.save_checkpoint(dst, model, meta, half=half)
+    save_checkpoint(dst, model, meta, half=half)
     if val_data:
         metrics = evaluate_checkpoint(dst, val_data, val_images)
         meta["metrics"] = metrics
         meta["metrics_data"] = str(val_data)
-        ckpt.save_checkpoint(dst, model, meta, half=half)
-    return json.loads((Path(dst) / ckpt.META).read_text())
+        save_checkpoint(dst, model, meta, half=half)
+    return read_meta(dst)

@@ -1,5 +1,5 @@
 """Tiny data and model configs for the training tests: a few drawn images, a 64x96 network, seconds per test;
-a fixed batch and a criterion that turns one loss term NaN."""
+a fixed batch, a criterion that turns one loss term NaN, and a model with trained-looking weights."""
 
 import json
 
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from detrt.models import get_config
+from detrt.models import build_model, get_config
 
 # 8x12 + 4x6 + 2x3 + 1x2 = 128 encoder tokens >= 20 queries; hidden 32 (GroupNorm needs multiples of 32)
 TINY = dict(input_size=(64, 96), hidden_dim=32, nheads=2, enc_layers=1, dim_feedforward=32, num_queries=20)
@@ -69,3 +69,13 @@ class NaNCriterion:
         losses = self.criterion(outputs, targets)
         losses[self.key] = losses[self.key] * float("nan")
         return losses
+
+
+def trained_model(name="dhdetr_r18_tiny", seed=0):
+    """A tiny model whose weights differ from initialization (so loading is visible)."""
+    torch.manual_seed(seed)
+    model = build_model(tiny_config(name))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model.eval()

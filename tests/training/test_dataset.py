@@ -10,7 +10,8 @@ import torch
 from detrt.data.crowdhuman import read_gt
 from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
-from detrt.training.dataset import Augment, CrowdHumanDataset, collate
+from detrt.training.dataset import CrowdHumanDataset, collate
+from detrt.training.options import Augment
 from tests.helpers.tiny_training import tiny_config
 
 CFG = tiny_config()

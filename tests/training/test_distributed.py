@@ -10,8 +10,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from detrt.models import build_criterion, build_model
-from detrt.training.loop import TrainOptions, fit
+from detrt.training.loop import fit
 from detrt.training.optim import build_optimizer
+from detrt.training.options import TrainOptions
 from detrt.training.step import train_step
 from tests.helpers.tiny_training import fixed_batch, tiny_config
 

@@ -10,9 +10,9 @@ import pytest
 import detrt.models
 from detrt.cli import main
 from detrt.models.checkpoint import model_from_checkpoint, read_meta
-from detrt.training import checkpoint as ckpt
-from detrt.training.dataset import Augment
-from detrt.training.loop import TrainOptions, fit
+from detrt.training.loop import fit
+from detrt.training.options import Augment, TrainOptions
+from detrt.training.resume import STATE, STATE_META
 from detrt.training.step import NonFiniteLoss
 from tests.helpers.tiny_training import NaNCriterion, tiny_config, write_dataset
 
@@ -22,6 +22,18 @@ def options(tiny_data, out, **kw):
     base = dict(config=tiny_config(), data=str(gt), images=str(images), batch_size=2, output=str(out), seed=7,
                 workers=0, log_every=1, progress=False, lr_drop_step=3, augment=Augment(scale_min=0.8))
     return TrainOptions(**{**base, **kw})
+
+
+class NaNAtCall(NaNCriterion):
+    """NaN in the `key` term at the `call`-th loss computation only (the step of that number)."""
+
+    def __init__(self, criterion, key, call):
+        super().__init__(criterion, key)
+        self.call, self.calls = call, 0
+
+    def __call__(self, outputs, targets):
+        self.calls += 1
+        return super().__call__(outputs, targets) if self.calls == self.call else self.criterion(outputs, targets)
 
 
 def losses(out):
@@ -34,7 +46,7 @@ def test_resume_mid_epoch_continues_identically(tiny_data, tmp_path):
     full = fit(options(tiny_data, tmp_path / "full", max_steps=5))
     assert full["step"] == 5 and (full["epoch"], full["batch_in_epoch"]) == (1, 2)
     fit(options(tiny_data, tmp_path / "part", max_steps=4))
-    state = json.loads((tmp_path / "part" / "last" / ckpt.STATE_META).read_text())
+    state = json.loads((tmp_path / "part" / "last" / STATE_META).read_text())
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
     fit(options(tiny_data, tmp_path / "part", max_steps=5, resume=str(tmp_path / "part" / "last")))
     a, b = losses(tmp_path / "full"), losses(tmp_path / "part")
@@ -50,14 +62,7 @@ def test_resume_mid_epoch_continues_identically(tiny_data, tmp_path):
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     build = detrt.models.build_criterion
-    calls = {"n": 0}
-
-    class NaNAtStep5(NaNCriterion):
-        def __call__(self, outputs, targets):
-            calls["n"] += 1
-            return super().__call__(outputs, targets) if calls["n"] == 5 else self.criterion(outputs, targets)
-
-    monkeypatch.setattr(detrt.models, "build_criterion", lambda cfg: NaNAtStep5(build(cfg), "loss_giou_enc"))
+    monkeypatch.setattr(detrt.models, "build_criterion", lambda cfg: NaNAtCall(build(cfg), "loss_giou_enc", 5))
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLoss) as e:
         fit(options(tiny_data, out, epochs=3))
@@ -68,6 +73,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_da
     assert read_meta(out / "last")["step"] == 3
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "non_finite_loss" and events[-1]["step"] == 5
+
+
+def test_save_every_records_the_position_it_saved_at(tiny_data, tmp_path, monkeypatch):
+    # a save between epochs' ends is what a killed run resumes from: it must say the step it holds
+    build = detrt.models.build_criterion
+    monkeypatch.setattr(detrt.models, "build_criterion", lambda cfg: NaNAtCall(build(cfg), "loss_ce", 5))
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match=r"\(step 4\)"):
+        fit(options(tiny_data, out, epochs=3, save_every=1))
+    state = json.loads((out / "last" / STATE_META).read_text())
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
+    assert read_meta(out / "last")["step"] == 4
 
 
 def run_cli(args, capsys):
@@ -114,7 +131,7 @@ def test_evaluation_and_best_checkpoint(tmp_path):
 def test_time_budget_stops_and_saves(tiny_data, tmp_path):
     summary = fit(options(tiny_data, tmp_path / "o", epochs=1000, time_budget=0.03))  # 1.8 s
     assert summary["step"] < 3000
-    state = json.loads((tmp_path / "o" / "last" / ckpt.STATE_META).read_text())
+    state = json.loads((tmp_path / "o" / "last" / STATE_META).read_text())
     assert state["step"] == summary["step"] and 3 * state["epoch"] + state["batch_in_epoch"] == summary["step"]
 
 
@@ -166,7 +183,7 @@ def test_data_error_in_a_loader_worker_is_the_same_one_line(tmp_path):
 def test_truncated_resume_state_is_named(tiny_data, tmp_path):
     fit(options(tiny_data, tmp_path / "o", max_steps=1))
     last = tmp_path / "o" / "last"
-    for name in (ckpt.STATE, ckpt.STATE_META):
+    for name in (STATE, STATE_META):
         whole = (last / name).read_bytes()
         (last / name).write_bytes(whole[:len(whole) // 2])
         with pytest.raises(detrt.errors.InputError) as e:

@@ -1,27 +1,16 @@
-"""Checkpoints: save/load round trip (identical outputs), export's loader reads them, float16 copies, a checkpoint
-of another config names what differs, optimizer state survives flattening."""
+"""The checkpoint format: save/load round trip (identical outputs), export's loader reads it, float16 copies, a
+checkpoint of another config names what differs."""
 
 import json
 
 import pytest
 import torch
 
-from detrt.models.checkpoint import model_from_checkpoint, read_meta
 from detrt.errors import InputError
 from detrt.models import build_model
-from detrt.training import checkpoint as ckpt
-from detrt.training.optim import build_optimizer, build_scheduler
-from tests.helpers.tiny_training import tiny_config
-
-
-def trained_model(name="dhdetr_r18_tiny", seed=0):
-    """A tiny model whose weights differ from initialization (so loading is visible)."""
-    torch.manual_seed(seed)
-    model = build_model(tiny_config(name))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return model.eval()
+from detrt.models import checkpoint as ckpt
+from detrt.models.checkpoint import model_from_checkpoint
+from tests.helpers.tiny_training import tiny_config, trained_model
 
 
 def outputs(model, seed=1):
@@ -91,33 +80,3 @@ def test_missing_or_broken_checkpoint_is_an_input_error(tmp_path):
     (tmp_path / "bad" / ckpt.META).write_text("{}")
     with pytest.raises(InputError, match="needs a \"config\" key"):
         ckpt.load_weights(tmp_path / "bad", build_model(tiny_config()))
-
-
-def test_optimizer_state_round_trip_and_directory_replaced(tmp_path):
-    model = trained_model()
-    cfg = model.config
-    opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, 5)
-    images = torch.randn(1, 3, 64, 96)
-    for _ in range(2):
-        loss = model.train()(images)["pred_boxes"].sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    ckpt.save_checkpoint(tmp_path / "last", model, {"step": 1}, opt, sched, {"step": 2, "epoch": 0,
-                                                                             "batch_in_epoch": 2})
-    ckpt.save_checkpoint(tmp_path / "last", model, {"step": 2}, opt, sched, {"step": 2, "epoch": 0,
-                                                                             "batch_in_epoch": 2})
-    assert read_meta(tmp_path / "last")["step"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # no temporary directories left
-    opt2 = build_optimizer(model, cfg)
-    sched2 = build_scheduler(opt2, 5)
-    torch.manual_seed(123)  # the RNG state comes back too
-    state = ckpt.load_train_state(tmp_path / "last", opt2, sched2)
-    assert state["batch_in_epoch"] == 2 and sched2.last_epoch == sched.last_epoch == 2
-    a, b = opt.state_dict(), opt2.state_dict()
-    assert a["param_groups"] == b["param_groups"]
-    for index, values in a["state"].items():
-        for k, v in values.items():
-            assert torch.equal(v, b["state"][index][k]), (index, k)
