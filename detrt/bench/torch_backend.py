@@ -19,7 +19,8 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import Manifest, sha256_file
-from detrt.runtime.backend import Backend
+from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
+from detrt.runtime.base import Backend
 
 TORCH_PREFIX = "torch:"
 
@@ -72,8 +73,6 @@ class TorchBackend(Backend):
     def from_checkpoint(cls, spec, **kwargs):
         """`torch:PATH`, a checkpoint directory, or its .safetensors/.json -> TorchBackend."""
         _import_torch()
-        from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
-
         text = str(spec)
         path = Path(text[len(TORCH_PREFIX):] if text.startswith(TORCH_PREFIX) else text)
         if not path.exists():
