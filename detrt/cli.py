@@ -305,6 +305,8 @@ def train(args):
     from detrt.training.loop import TrainOptions, fit
     from detrt.training.step import NonFiniteLoss
 
+    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume],
+                  directories=[args.output])
     opts = TrainOptions(args.config, args.data, args.images, args.val_data, args.val_images, args.epochs,
                         args.batch_size, args.lr, args.output, args.resume, args.seed, args.eval_every, args.workers,
                         args.max_steps, args.time_budget, args.backbone_weights, args.lr_drop_step,

@@ -11,6 +11,7 @@ from pathlib import Path
 from detrt.assets import bundled_model_path
 from detrt.atomic import make_dirs
 from detrt.data.synthetic_video import write_video
+from detrt.errors import InputError
 from detrt.eval.crowdhuman import evaluate_files, format_table
 from detrt.runtime.pipeline import run
 from detrt.runtime.sinks import JsonlSink, OdgtSink, VideoSink
@@ -21,6 +22,8 @@ def run_demo(out="out/demo", frames=150, seed=7, checkpoint=None, threads=None, 
     from detrt.compile.export import export_checkpoint
 
     out = Path(out)
+    if checkpoint is not None and not Path(checkpoint).exists():  # before `out` is made: nothing left behind
+        raise InputError(f"{checkpoint}: no such checkpoint")
     make_dirs(out)  # before any work: a file in the way fails here, in one line
     clip = out / "clip"
     log(f"[1/4] rendering {frames} frames of a synthetic walking crowd (seed {seed}) -> {clip}/video.mp4")

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detrt.atomic import disk_full, no_space
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import background, extent, finish, object_prims, paint, person_pose, person_prims, person_style
 from detrt.errors import InputError
@@ -253,8 +254,8 @@ def write_images(directory, num, seed=0, cfg=SynthConfig(), quality=90, progress
     for i in progress_bar(range(num), show=progress, desc="synth images", unit="img", leave=False):
         img, obj = synth_image(seed, i, cfg)
         path = directory / "images" / f"{obj['ID']}{cfg.ext}"
-        if not cv2.imwrite(str(path), img, params):
-            raise InputError(f"{path}: cannot write image")
+        if not cv2.imwrite(str(path), img, params):  # OpenCV says no more than that: a full disk is the usual cause
+            raise no_space(path) if disk_full(directory) else InputError(f"{path}: cannot write image")
         objs.append(obj)
     write_odgt(directory / "annotations.odgt", objs)
     return objs
