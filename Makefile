@@ -67,7 +67,10 @@ bench-gpu: $(VENV)/.installed
 # installed build backend, touching no index; the script then builds build/gpu with CMake (TensorRT plugins too
 # where TensorRT_ROOT=... or a system TensorRT is found), checks the kernels against the CPU kernels, times them
 # against PyTorch and writes benchmarks/results/gpu_validate.json and its RESULTS.md section. No GPU: "no GPU".
+# Where TensorRT imports, whole-model engines (benchmarks/gpu_model_validate.py) are checked against ONNX Runtime.
 .PHONY: gpu-check
 gpu-check:
 	$(PYTHON) -m pip install -q --no-index --no-deps --no-build-isolation -C build-dir=build/gpu-python -e .
 	$(PYTHON) benchmarks/gpu_validate.py $(if $(TensorRT_ROOT),--tensorrt-root $(TensorRT_ROOT))
+	if $(PYTHON) -c "import tensorrt" 2>/dev/null; then $(PYTHON) benchmarks/gpu_model_validate.py; \
+	else echo "gpu-check: whole-model engines skipped: tensorrt does not import"; fi

@@ -74,7 +74,7 @@ def random_model(config=RANDOM_CONFIG, seed=0, **overrides):
 
 def synthetic_video(frames=64, seed=0):
     """A synthetic crowd video (detrt.data.synthetic) in the cache: calibration and benchmark frames."""
-    from detrt.data.synthetic import synthesize
+    from detrt.data.synthetic_set import synthesize
 
     d = CACHE / f"video-s{seed}-f{frames}"
     if not (d / "video.mp4").is_file():
@@ -85,7 +85,7 @@ def synthetic_video(frames=64, seed=0):
 def synthetic_val(num=50, seed=2):
     """A held-out synthetic validation set (seed 2, the bundled model's validation seed; it trained on seed 1):
     (annotations.odgt, images dir)."""
-    from detrt.data.synthetic import synthesize
+    from detrt.data.synthetic_set import synthesize
 
     d = CACHE / f"val-s{seed}-n{num}"
     if not (d / "annotations.odgt").is_file():

@@ -1,15 +1,34 @@
 """detrt: DETR-family detectors from PyTorch training to TensorRT engines and real-time video.
 
-One function per verb; its docstring is the help. Each verb imports what it needs inside itself, so
-`detrt run` works on a runtime-only install (no torch) and a verb whose extra is missing says which
-extra to install. Bad input ends with one line on stderr and exit status 2.
+One function per verb; its docstring is the help. A verb whose code needs an optional extra (torch, onnx)
+imports it inside itself, so `detrt run` works on a runtime-only install (no torch) and a verb whose extra
+is missing says which extra to install. Bad input ends with one line on stderr and exit status 2.
 """
 
 import argparse
 import dataclasses
+import json
+import signal
 import sys
+from pathlib import Path
 
+from detrt import __version__
+from detrt.atomic import atomic_open, check_outputs
+from detrt.bench import measure
+from detrt.bench import report as bench_report
+from detrt.bench.run import run_bench
+from detrt.data.synthetic import SynthConfig
+from detrt.data.synthetic_set import format_stats, synthesize
+from detrt.demo import run_demo
+from detrt.doctor import report as doctor_report
 from detrt.errors import InputError
+from detrt.eval.crowdhuman import evaluate_files, format_table
+from detrt.manifest import manifest_path
+from detrt.optional import extra_for
+from detrt.runtime.base import check_threads
+from detrt.runtime.pipeline import run as run_pipeline
+from detrt.runtime.postprocess import check_threshold
+from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 from detrt.training.options import TrainOptions
 
 # Verbs register here as (function, add_flags, extra it needs or None). Order is the help order.
@@ -22,6 +41,40 @@ def verb(add_flags, extra=None):
         return fn
 
     return register
+
+
+# Flags several verbs take, each defined once (Polygraphy's argument groups). Spelling: kebab-case; a flag trtexec
+# also has keeps trtexec's camelCase name as an alias (--min-shapes, --minShapes).
+
+
+def trtexec_flag(name):
+    """The option strings of a flag trtexec has too: "min-shapes" -> ("--min-shapes", "--minShapes")."""
+    head, *rest = name.split("-")
+    return f"--{name}", f"--{head}{''.join(word.capitalize() for word in rest)}"
+
+
+def _threads_flag(p):
+    p.add_argument("--threads", type=int, help="CPU threads for inference (default: usable cores, at most 8)")
+
+
+def _plugins_flag(p):
+    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
+
+
+def _form_flag(p, default):
+    p.add_argument("--form", choices=("portable", "plugin"), default=default,
+                   help="portable: standard ops (ONNX Runtime anywhere); plugin: detrt:: plugin nodes (what "
+                        "TensorRT parses)")
+
+
+def _msda_plugin_flag(p):
+    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
+                   help="TensorRT: the MSDA plugin node, ours (detrt::MSDeformAttn) or NVIDIA's "
+                        "MultiscaleDeformableAttnPlugin_TRT (+ Reshape)")
+
+
+def _seed_flag(p, default=0):
+    p.add_argument("--seed", type=int, default=default, help="random seed: same seed, same result")
 
 
 def _run_flags(p):
@@ -38,9 +91,10 @@ def _run_flags(p):
                    help="auto: chosen from the artifact and this machine (detrt doctor explains)")
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window")
     p.add_argument("--batch", type=int, help="frames per inference for files (default: the artifact's max batch)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: usable cores, at most 8)")
-    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
-    p.add_argument("--useCudaGraph", action="store_true", help="TensorRT: replay a captured CUDA graph per batch size")
+    _threads_flag(p)
+    _plugins_flag(p)
+    p.add_argument(*trtexec_flag("use-cuda-graph"), action="store_true",
+                   help="TensorRT: replay a captured CUDA graph per batch size")
     p.add_argument("--show", action="store_true", help="also show a window (needs opencv-python, not -headless)")
     p.add_argument("--summary", metavar="JSON", help="also write the end-of-run summary as JSON")
 
@@ -55,14 +109,6 @@ def run(args):
       detrt run rtsp://cam.local:8554/live --model model.onnx --jsonl dets.jsonl
     Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency.
     """
-    import json
-    import signal
-
-    from detrt.atomic import atomic_open, check_outputs
-    from detrt.manifest import manifest_path
-    from detrt.runtime.pipeline import run as run_pipeline
-    from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
-
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
@@ -87,7 +133,7 @@ def run(args):
     try:
         summary = run_pipeline(args.source, args.model, sinks, backend=args.backend, threshold=args.threshold,
                                batch=args.batch, threads=args.threads, plugins=args.plugins,
-                               cuda_graph=args.useCudaGraph, progress=True)
+                               cuda_graph=args.use_cuda_graph, progress=True)
     except SinkError as e:
         if getattr(e, "summary", None) is not None:
             print(e.summary.format())
@@ -104,7 +150,7 @@ def _synth_flags(p):
     p.add_argument("--num", type=int, default=1000, help="images to render; 0: none")
     p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames; 0: none")
     p.add_argument("--fps", type=float, default=15.0, help="video frame rate")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
+    _seed_flag(p)
     p.add_argument("--size", default="512x320", help="image size WxH")
     p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38 gives 23 on average, "
                                                      "like CrowdHuman); in video, the mean is kept on screen")
@@ -134,8 +180,6 @@ def synth(args):
       detrt synth data/dense --num 200 --persons 40-80 --overlap 0.7
       detrt synth data/clip --num 0 --frames 300 --fps 15
     """
-    from detrt.data.synthetic import SynthConfig, format_stats, synthesize
-
     width, height = _parse_pair("--size", args.size, "x")
     lo, hi = _parse_pair("--persons", args.persons, "-")
     if not (64 <= width <= 8192 and 64 <= height <= 8192):  # 8192x8192 BGR is 200 MB a frame
@@ -167,11 +211,6 @@ def eval(args):  # noqa: A001 - the verb's name
     example:
       detrt eval --gt data/synth/annotations.odgt --dt dets.odgt --json metrics.json
     """
-    import json
-
-    from detrt.atomic import atomic_open, check_outputs
-    from detrt.eval.crowdhuman import evaluate_files, format_table
-
     check_outputs([args.json], [args.gt, args.dt])
     result = evaluate_files(args.gt, args.dt, args.images)
     print(format_table(result))
@@ -186,15 +225,14 @@ def _bench_flags(p):
                    help="model.onnx or model.engine (manifest beside it), or a PyTorch checkpoint for the eager "
                         "baseline: torch:DIR, a checkpoint directory, or a .safetensors file")
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated, e.g. 1,4,8")
-    p.add_argument("--warmUp", "--warmup", dest="warmup", default="2s",
+    p.add_argument(*trtexec_flag("warm-up"), default="2s",
                    help="warm-up time per artifact and batch, e.g. 2s, 500ms; a bare number is milliseconds, "
                         "as in trtexec")
     p.add_argument("--duration", default="10s",
                    help="measured time per artifact and batch, e.g. 10s, 1m; a bare number is seconds, as in trtexec")
     p.add_argument("--frames", help="video file, image folder or glob to feed (default: a synthetic crowd video)")
-    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and PyTorch (default: usable cores, "
-                                              "at most 8)")
-    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
+    _threads_flag(p)
+    _plugins_flag(p)
     p.add_argument("--json", help="write every result, sample and device fact as JSON")
     p.add_argument("--plot", help="write latency distribution and throughput vs batch (PNG; needs matplotlib)")
     p.add_argument("--no-roofline", dest="roofline", action="store_false",
@@ -213,25 +251,20 @@ def bench(args):
     with and without CUDA graphs. Device facts (CPU, GPU, clocks as found, versions, Jetson power mode) go
     with every result; nothing on the machine is changed.
     """
-    from detrt.atomic import check_outputs
-    from detrt.bench import measure
-    from detrt.bench.report import check_plot_available, format_table, plot, write_json
-    from detrt.bench.run import run_bench
-
     batches = measure.parse_batches(args.batch)
-    warmup = measure.parse_duration(args.warmup, "--warmUp", bare="ms")
+    warmup = measure.parse_duration(args.warm_up, "--warm-up", bare="ms")
     duration = measure.parse_duration(args.duration, "--duration")
     check_outputs([args.json, args.plot], [*args.artifacts, args.frames])
     if args.plot:
-        check_plot_available()
+        bench_report.check_plot_available()
     report = run_bench(args.artifacts, batches, warmup, duration, frames=args.frames, threads=args.threads,
                        plugins=args.plugins, roofline=args.roofline, notice=lambda m: print(f"detrt bench: {m}"),
                        command="detrt " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None)
-    print(format_table(report))
+    print(bench_report.format_table(report))
     if args.json:
-        write_json(args.json, report)
+        bench_report.write_json(args.json, report)
     if args.plot:
-        plot(args.plot, report)
+        bench_report.plot(args.plot, report)
 
 
 def _train_flags(p):
@@ -256,6 +289,8 @@ def train(args):
     from detrt.training.loop import fit
     from detrt.training.step import NonFiniteLoss
 
+    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume],
+                  directories=[args.output])
     flags = [f.name for f in dataclasses.fields(TrainOptions) if "help" in f.metadata]
     opts = TrainOptions(**{name: getattr(args, name) for name in flags})
     try:
@@ -275,14 +310,12 @@ def _export_flags(p):
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="training checkpoint: a directory with checkpoint.safetensors + checkpoint.json, or the file")
     p.add_argument("-o", "--output", required=True, help="model.onnx (its manifest is written beside it)")
-    p.add_argument("--form", choices=("portable", "plugin"), default="portable",
-                   help="portable: standard ops (ONNX Runtime anywhere); plugin: detrt:: nodes (TensorRT)")
+    _form_flag(p, "portable")
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
     p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                    help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20")
-    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
-                   help="plugin form: MSDA as detrt::MSDeformAttn or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
+    _msda_plugin_flag(p)
 
 
 @verb(_export_flags, extra="train,compile")
@@ -292,7 +325,6 @@ def export(args):
     example:
       detrt export runs/tiny/best -o model.onnx
     """
-    from detrt.atomic import check_outputs
     from detrt.compile.export import export_checkpoint
 
     check_outputs([args.output], [args.checkpoint])
@@ -303,10 +335,8 @@ def export(args):
 def _surgery_flags(p):
     p.add_argument("input", metavar="IN", help="ONNX model")
     p.add_argument("-o", "--output", required=True, help="rewritten ONNX model (manifest copied beside it)")
-    p.add_argument("--form", choices=("plugin", "portable"), default="plugin",
-                   help="plugin: single plugin nodes (what TensorRT parses); portable: standard-op functions")
-    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
-                   help="MSDA plugin node: ours (detrt::MSDeformAttn) or NVIDIA's built-in (+ Reshape)")
+    _form_flag(p, "plugin")
+    _msda_plugin_flag(p)
     p.add_argument("--print", dest="show", action="store_true", help="list what each pass changed")
 
 
@@ -317,7 +347,6 @@ def surgery(args):
     example:
       detrt surgery model.onnx -o plugin.onnx --form plugin --print
     """
-    from detrt.atomic import check_outputs
     from detrt.compile.surgery import run_surgery
 
     check_outputs([args.output], [args.input])
@@ -332,19 +361,22 @@ def _build_flags(p):
                         "fp16: TensorRT only")
     p.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
                    help="tensorrt: an engine for this GPU; onnxruntime: the CPU artifact")
-    p.add_argument("--plugins", help="TensorRT: plugin library (default: found beside the package or $DETRT_PLUGINS)")
-    p.add_argument("--minShapes", help="TensorRT: images:BxCxHxW (default images:1x3xHxW)")
-    p.add_argument("--optShapes", help="TensorRT: images:BxCxHxW (default images:1x3xHxW)")
-    p.add_argument("--maxShapes", help="TensorRT: images:BxCxHxW (default: the manifest's max batch)")
+    _plugins_flag(p)
+    p.add_argument(*trtexec_flag("min-shapes"), metavar="SHAPES", help="TensorRT: images:BxCxHxW (default "
+                                                                        "images:1x3xHxW)")
+    p.add_argument(*trtexec_flag("opt-shapes"), metavar="SHAPES", help="TensorRT: images:BxCxHxW (default "
+                                                                        "images:1x3xHxW)")
+    p.add_argument(*trtexec_flag("max-shapes"), metavar="SHAPES",
+                   help="TensorRT: images:BxCxHxW (default: the manifest's max batch)")
     p.add_argument("--workspace", type=int, metavar="MiB", help="TensorRT: builder workspace limit")
-    p.add_argument("--timingCacheFile", help="TensorRT: timing cache read before and written after the build")
+    p.add_argument(*trtexec_flag("timing-cache-file"), metavar="FILE",
+                   help="TensorRT: timing cache read before and written after the build")
     p.add_argument("--dla", type=int, metavar="N", help="TensorRT: DLA core (Jetson), with GPU fallback")
     p.add_argument("--calib", help="int8: calibration video, image directory or glob")
     p.add_argument("--calib-frames", type=int, default=200, help="int8: frames sampled for calibration")
     p.add_argument("--fp16-all", action="store_true",
                    help="TensorRT: fp16 with no FP32 islands (LayerNorm, Softmax, heads)")
-    p.add_argument("--msda-plugin", choices=("detrt", "nvidia"), default="detrt",
-                   help="TensorRT: MSDA plugin in the engine, ours or NVIDIA's MultiscaleDeformableAttnPlugin_TRT")
+    _msda_plugin_flag(p)
 
 
 @verb(_build_flags, extra="compile")
@@ -355,22 +387,19 @@ def build(args):
       detrt build model.onnx --precision fp16 -o model.engine
       detrt build model.onnx --backend onnxruntime --precision int8 --calib clip.mp4 -o model.int8.onnx
     """
-    from pathlib import Path
-
-    from detrt.atomic import check_outputs
     from detrt.compile.build import build as build_artifact
 
     graph = Path(args.output).with_suffix(".plugin.onnx") if args.backend == "tensorrt" else None  # kept beside
     check_outputs([args.output, graph], [args.input, args.calib, args.plugins])
     build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
-                   min_shape=args.minShapes, opt_shape=args.optShapes, max_shape=args.maxShapes,
-                   workspace=args.workspace, timing_cache=args.timingCacheFile, dla=args.dla, calib=args.calib,
+                   min_shape=args.min_shapes, opt_shape=args.opt_shapes, max_shape=args.max_shapes,
+                   workspace=args.workspace, timing_cache=args.timing_cache_file, dla=args.dla, calib=args.calib,
                    calib_frames=args.calib_frames, fp16_all=args.fp16_all, msda_plugin=args.msda_plugin)
 
 
 def _doctor_flags(p):
     p.add_argument("--model", help="an artifact: say which backend detrt run would choose for it, and why")
-    p.add_argument("--plugins", help="TensorRT: plugin library to check (default: found beside the package)")
+    _plugins_flag(p)
 
 
 @verb(_doctor_flags)
@@ -380,9 +409,7 @@ def doctor(args):
     example:
       detrt doctor --model model.onnx
     """
-    from detrt.doctor import report
-
-    lines = report(args.model, args.plugins, verbs=[(fn.__name__, extra) for fn, _, extra in VERBS])
+    lines = doctor_report(args.model, args.plugins, verbs=[(fn.__name__, extra) for fn, _, extra in VERBS])
     width = max(len(topic) for topic, _ in lines)
     for topic, finding in lines:
         print(f"{topic:<{width}}  {finding}")
@@ -391,9 +418,9 @@ def doctor(args):
 def _demo_flags(p):
     p.add_argument("--out", default="out/demo", help="output directory")
     p.add_argument("--frames", type=int, default=150, help="frames of synthetic video, at 15 FPS")
-    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic video")
+    _seed_flag(p, 7)
     p.add_argument("--checkpoint", help="a training checkpoint instead of the bundled model")
-    p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: usable cores, at most 8)")
+    _threads_flag(p)
 
 
 @verb(_demo_flags, extra="train,compile")
@@ -405,9 +432,6 @@ def demo(args):
     example:
       detrt demo --out out/demo --frames 300
     """
-    from detrt.atomic import check_outputs
-    from detrt.demo import run_demo
-
     if args.frames < 1:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
     check_outputs([], [args.checkpoint], directories=[args.out])
@@ -426,33 +450,34 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{action.help or ''} (default: %(default)s)"
 
 
-# Flags only TensorRT reads (argparse names them as spelled): with --backend onnxruntime they are refused,
-# since ignoring them would hand back something other than what was asked for.
-TENSORRT_ONLY = ("plugins", "useCudaGraph", "minShapes", "optShapes", "maxShapes", "workspace", "timingCacheFile",
-                 "dla")
+# Flags only TensorRT reads, by argparse dest: with --backend onnxruntime they are refused, since ignoring them
+# would hand back something other than what was asked for.
+TENSORRT_ONLY = ("plugins", "use_cuda_graph", "min_shapes", "opt_shapes", "max_shapes", "workspace",
+                 "timing_cache_file", "dla")
 
 
-def check_shared_flags(args):
-    """The flags several verbs take, checked the same way for each before any work starts."""
+def _as_typed(dest, argv):
+    """The flag of `dest` as the command line spells it (--minShapes or --min-shapes)."""
+    names = trtexec_flag(dest.replace("_", "-"))
+    return next((n for n in names for a in map(str, argv) if a == n or a.startswith(n + "=")), names[0])
+
+
+def check_shared_flags(args, argv=()):
+    """The flags several verbs take, checked the same way for each before any work starts; argv names the
+    refused flags as the user typed them."""
     if getattr(args, "threshold", None) is not None:
-        from detrt.runtime.postprocess import check_threshold
-
         check_threshold(args.threshold, "--threshold")
     if getattr(args, "threads", None) is not None:
-        from detrt.runtime.backend import check_threads
-
         check_threads(args.threads, "--threads")
     if getattr(args, "backend", None) == "onnxruntime":
-        values = {name: getattr(args, name, None) for name in TENSORRT_ONLY}
-        given = [f"--{name}" for name, value in values.items() if value is not None and value is not False]
+        values = {dest: getattr(args, dest, None) for dest in TENSORRT_ONLY}
+        given = [_as_typed(dest, argv) for dest, value in values.items() if value is not None and value is not False]
         if given:
             raise InputError(f"{', '.join(given)}: TensorRT only, not used by --backend onnxruntime "
                              f"(drop {'them' if len(given) > 1 else 'it'}, or use --backend tensorrt)")
 
 
 def build_parser():
-    from detrt import __version__
-
     parser = argparse.ArgumentParser(prog="detrt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"detrt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -467,16 +492,17 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    extra = next(e for fn, _, e in VERBS if fn is args._fn)
     try:
-        check_shared_flags(args)
+        check_shared_flags(args, argv)
         return args._fn(args) or 0
     except InputError as e:
         print(f"detrt {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
-        if extra is None or (e.name or "").split(".")[0] == "detrt":  # our own import error is a bug, not an extra
+        extra = extra_for(e.name or "")
+        if extra is None:  # not an optional package (our own import error, say): a bug, not an extra
             raise
         print(f"detrt {args.verb}: error: needs {e.name!r}; install it with: pip install 'detrt[{extra}]'",
               file=sys.stderr)

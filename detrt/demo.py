@@ -8,26 +8,28 @@ detections against the ground truth. Exporting needs torch; everything after it 
 
 from pathlib import Path
 
+from detrt.assets import bundled_model_path
 from detrt.atomic import make_dirs
+from detrt.data.synthetic_video import write_video
+from detrt.errors import InputError
+from detrt.eval.crowdhuman import evaluate_files, format_table
+from detrt.runtime.pipeline import run
+from detrt.runtime.sinks import JsonlSink, OdgtSink, VideoSink
 
 
 def run_demo(out="out/demo", frames=150, seed=7, checkpoint=None, threads=None, log=print):
     """Run the demo into `out`; return (run Summary, metrics dict)."""
     from detrt.compile.export import export_checkpoint
-    from detrt.data.synthetic_video import write_video
-    from detrt.eval.crowdhuman import evaluate_files, format_table
-    from detrt.runtime.pipeline import run
-    from detrt.runtime.sinks import JsonlSink, OdgtSink, VideoSink
 
     out = Path(out)
+    if checkpoint is not None and not Path(checkpoint).exists():  # before `out` is made: nothing left behind
+        raise InputError(f"{checkpoint}: no such checkpoint")
     make_dirs(out)  # before any work: a file in the way fails here, in one line
     clip = out / "clip"
     log(f"[1/4] rendering {frames} frames of a synthetic walking crowd (seed {seed}) -> {clip}/video.mp4")
     write_video(clip, frames, seed, progress=False)  # a few seconds; the detection bar follows
     model = out / "model.onnx"
     if checkpoint is None:
-        from detrt.assets import bundled_model_path
-
         checkpoint = bundled_model_path()
     log(f"[2/4] exporting {checkpoint} -> {model} (portable ONNX for ONNX Runtime on the CPU)")
     export_checkpoint(checkpoint, model, form="portable", max_batch=4, log=log)

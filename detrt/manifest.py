@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from detrt import __version__
 from detrt.atomic import atomic_open, atomic_path
 from detrt.errors import InputError
 
@@ -66,8 +67,6 @@ class Manifest:
         if self.outputs is None:
             self.outputs = OUTPUTS.get(self.output_format)
         if not self.toolkit_version:
-            from detrt import __version__
-
             self.toolkit_version = __version__
 
     @classmethod

@@ -9,13 +9,13 @@
 
 from pathlib import Path
 
+from detrt.errors import InputError
+
 BUNDLED_MODEL = "dhdetr_r18_tiny"
 
 
 def bundled_model_path():
     """The directory of the bundled checkpoint (checkpoint.safetensors + checkpoint.json)."""
-    from detrt.errors import InputError
-
     path = Path(__file__).resolve().parent / BUNDLED_MODEL
     if not (path / "checkpoint.safetensors").is_file() or not (path / "checkpoint.json").is_file():
         raise InputError(f"{path}: the bundled model is missing from this install")

@@ -3,7 +3,7 @@
 Never zeros: a model's speed can depend on its input (top-k, sparse attention, denormals), so the
 timed batches are real frames run through `detrt.data.preprocess.Preprocessor` with each
 artifact's own manifest. Without --frames, a short synthetic crowd video is rendered with
-`detrt.data.synthetic` into a temporary directory (about a second), with a notice saying so.
+`detrt.data.synthetic_set` into a temporary directory (about a second), with a notice saying so.
 """
 
 import tempfile
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from detrt.data.preprocess import Preprocessor
-from detrt.data.synthetic import synthesize
+from detrt.data.synthetic_set import synthesize
 from detrt.errors import InputError
 from detrt.runtime.sources import open_source
 

@@ -23,14 +23,14 @@ import numpy as np
 
 from detrt.data.preprocess import Preprocessor
 from detrt.data.synthetic import synth_image
+from detrt.models import build_model
+from detrt.models.checkpoint import model_from_checkpoint
 from detrt.ops.tensorrt import tensorrt_here
 from detrt.runtime.backend import open_backend
 
 
 def tiny_model():
     import torch
-
-    from detrt.models import build_model
 
     torch.manual_seed(0)
     model = build_model("dhdetr_r18_tiny").eval()
@@ -67,7 +67,6 @@ def main(argv, root):
 
     from detrt.compile.export import export_model_to, finite_max_abs_diff
     from detrt.compile.build import build
-    from detrt.models.checkpoint import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint) if args.checkpoint else tiny_model()
     x = frames(cfg)

@@ -28,7 +28,6 @@ import ctypes
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np

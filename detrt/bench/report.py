@@ -9,7 +9,7 @@ import json
 
 from detrt.atomic import atomic_open
 from detrt.bench.device import describe
-from detrt.errors import InputError
+from detrt.optional import require
 
 COLUMNS = ("min", "p50", "p90", "p99", "max")
 
@@ -72,20 +72,14 @@ def write_json(path, report):
 
 
 def check_plot_available():
-    """InputError before any measuring when --plot is asked for and matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise InputError("--plot needs matplotlib: pip install 'detrt[bench]' (or run without --plot)") from None
+    """An InputError before any measuring when --plot is asked for and matplotlib is missing."""
+    require("matplotlib", "--plot")
 
 
 def plot(path, report):
     """Two panels: per-call latency distribution (box per artifact and batch), throughput vs batch."""
-    check_plot_available()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "--plot").use("Agg")
+    plt = require("matplotlib.pyplot", "--plot")
 
     rows = report["results"]
     labels = list(dict.fromkeys(r["artifact"] for r in rows))

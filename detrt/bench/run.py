@@ -34,7 +34,8 @@ from detrt.bench.torch_backend import TorchBackend, is_checkpoint
 from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES
 from detrt.progress import progress_bar
-from detrt.runtime.backend import default_threads, open_backend
+from detrt.runtime.backend import open_backend
+from detrt.runtime.base import default_threads
 
 
 MAX_SAMPLES = 20_000  # per-call latencies kept in the results (every k-th beyond this; statistics use all)

@@ -19,7 +19,9 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import Manifest, sha256_file
-from detrt.runtime.backend import Backend
+from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
+from detrt.optional import require
+from detrt.runtime.base import Backend
 
 TORCH_PREFIX = "torch:"
 
@@ -33,21 +35,13 @@ def is_checkpoint(spec):
     return path.suffix == ".safetensors" or (path.is_dir() and (path / "checkpoint.safetensors").is_file())
 
 
-def _import_torch():
-    try:
-        import torch
-    except ModuleNotFoundError:
-        raise InputError("a PyTorch checkpoint needs torch: pip install 'detrt[train]'") from None
-    return torch
-
-
 class TorchBackend(Backend):
     """A DH-DETR / Deformable DETR model in eval mode, run eagerly (no export, no compilation)."""
 
     name = "torch"
 
     def __init__(self, model, cfg, artifact, max_batch=8, input_size=None, threads=None, device="cpu", topk=None):
-        torch = _import_torch()
+        torch = require("torch", "a PyTorch checkpoint")
         from detrt.compile.export import ExportWrapper
 
         self.torch = torch
@@ -71,9 +65,7 @@ class TorchBackend(Backend):
     @classmethod
     def from_checkpoint(cls, spec, **kwargs):
         """`torch:PATH`, a checkpoint directory, or its .safetensors/.json -> TorchBackend."""
-        _import_torch()
-        from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
-
+        require("torch", "a PyTorch checkpoint")
         text = str(spec)
         path = Path(text[len(TORCH_PREFIX):] if text.startswith(TORCH_PREFIX) else text)
         if not path.exists():

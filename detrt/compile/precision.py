@@ -33,7 +33,9 @@ import onnx_graphsurgeon as gs
 from detrt.compile import surgery
 from detrt.data.preprocess import Preprocessor
 from detrt.errors import InputError
+from detrt.eval.crowdhuman import evaluate
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PORTABLE_DOMAIN
+from detrt.progress import progress_bar
 
 FP32_OPS = ("LayerNormalization", "Softmax")
 NEVER_HALF_OPS = (DCG_OP, "TopK", "NonMaxSuppression", "Range", "CumSum", "RandomUniformLike")
@@ -174,8 +176,6 @@ class _Batches:
     """onnxruntime.quantization CalibrationDataReader over a list of {input: array} feeds, with a progress bar."""
 
     def __init__(self, batches, desc="calibrating"):
-        from detrt.progress import progress_bar
-
         self._iter = iter(batches)
         self._bar = progress_bar(total=len(batches), desc=desc, unit="batch")
 
@@ -307,8 +307,6 @@ def int8_accuracy_gates(gt, fp32_detections, int8_detections):
     gt: list[GroundTruth]; *_detections: detections of the FP32 and the INT8 model on the same images, as
     detrt.eval.crowdhuman.evaluate takes them. Returns the figures and `passed`.
     """
-    from detrt.eval.crowdhuman import evaluate
-
     fp32, int8 = evaluate(gt, fp32_detections), evaluate(gt, int8_detections)
     ap_drop = 100.0 * (fp32["AP"] - int8["AP"])
     mr2_rise = 100.0 * (int8["MR2"] - fp32["MR2"])

@@ -20,6 +20,7 @@ from detrt.compile.onnx_io import save_onnx
 from detrt.errors import InputError
 from detrt.manifest import save_artifact, sha256_file
 from detrt.ops.tensorrt import find_plugin_library, gpu_properties, import_tensorrt, register_plugins
+from detrt.progress import progress_bar
 
 
 def parse_shape(text, flag):
@@ -111,8 +112,6 @@ def _timing_cache(config, path):
 
 def _progress_monitor(trt):
     """An IProgressMonitor showing one tqdm bar per build phase."""
-    from detrt.progress import progress_bar
-
     class Monitor(trt.IProgressMonitor):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)

@@ -15,7 +15,7 @@ import numpy as np
 from detrt.atomic import AtomicVideo
 from detrt.data.crowdhuman import write_odgt
 from detrt.data.figures import person_pose, person_style
-from detrt.data.synthetic import make_figure, render, sample_person, sample_scene, _masks
+from detrt.data.synthetic import SynthConfig, _masks, make_figure, render, sample_person, sample_scene
 from detrt.progress import progress_bar
 
 
@@ -47,8 +47,6 @@ def _walker(rng, cfg, cam, tid, spot, vx=None, vy=None, cadence=None, inward=0):
 
 def write_video(directory, frames, seed=0, cfg=None, fps=15, progress=True):
     """Render `frames` frames into directory/video.mp4 and directory/video.odgt; returns the .odgt objects."""
-    from detrt.data.synthetic import SynthConfig
-
     cfg = cfg or SynthConfig()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ Images with no ground truth count as images (for FPPI); an image without detecti
 
 import numpy as np
 
+from detrt.data.crowdhuman import read_dt, read_gt
 from detrt.eval.assignment import max_weight_matching
 from detrt.errors import InputError
 
@@ -200,8 +201,6 @@ def image_sizes(records):
 
 def evaluate_files(gt_path, dt_path, images_dir=None):
     """evaluate() on .odgt files; images_dir supplies sizes the files lack. Errors name the file and line."""
-    from detrt.data.crowdhuman import read_dt, read_gt
-
     gt = read_gt(gt_path, images_dir)
     dt = read_dt(dt_path)
     return evaluate(gt, dt, image_sizes(gt) if images_dir else None, gt_path, dt_path)

@@ -16,12 +16,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file, save_file
 
 from detrt import __version__
 from detrt.atomic import _umask, atomic_dir
 from detrt.errors import InputError
 from detrt.models.configs import CONFIGS, DetrConfig, build_model, get_config
+from detrt.optional import require
 
 WEIGHTS, META = "checkpoint.safetensors", "checkpoint.json"
 
@@ -41,7 +41,9 @@ def json_safe(value):
 
 def write_safetensors(tensors, path):
     """{name: tensor} -> a safetensors file with the usual permissions (safetensors creates it 0600)."""
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    # torch through safetensors only here: the format's names and files are readable without it (the benchmark's
+    # argument parsing, `detrt run` on a runtime-only install)
+    require("safetensors.torch", "a PyTorch checkpoint").save_file(tensors, str(path), metadata={"format": "pt"})
     os.chmod(path, 0o666 & ~_umask())
 
 
@@ -132,7 +134,9 @@ def _key_groups(keys, limit=6):
 def read_safetensors(path):
     """{name: torch tensor} of a safetensors file; InputError naming it when it is cut short or not one."""
     try:
-        return load_file(str(path))
+        return require("safetensors.torch", "a PyTorch checkpoint").load_file(str(path))
+    except InputError:
+        raise
     except Exception as e:  # safetensors has its own error types for bad files
         raise InputError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
 

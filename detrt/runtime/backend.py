@@ -1,110 +1,16 @@
-"""The backend interface and `open_backend`, which picks TensorRT or ONNX Runtime for an artifact.
-
-A backend is a loaded artifact plus its manifest that maps `images` float32 [B, 3, H, W] to the
-output dict the manifest names. Backends are context managers (Polygraphy's runner lifecycle);
-`infer` checks its input once at the edge. `submit` returns a callable producing the outputs later,
-so a pipeline can queue batch t+1 while batch t runs (TensorRT overlaps them on the GPU; ONNX
-Runtime computes at once and the callable just returns the result).
+"""`open_backend`, which picks TensorRT or ONNX Runtime for an artifact (the interface: detrt.runtime.base).
 """
 
-import os
 from pathlib import Path
-
-import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES, check_artifact, load_manifest
 from detrt.ops.tensorrt import tensorrt_available
+from detrt.runtime.ort_backend import OrtBackend
+from detrt.runtime.trt_backend import TrtBackend
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 ONNX_SUFFIXES = (".onnx", ".ort")
-
-
-class Backend:
-    """Base class: subclasses set `name` and implement `_run(images) -> dict` (and may override submit)."""
-
-    name = "base"
-    input_name = "images"
-
-    def __init__(self, artifact, manifest):
-        self.artifact = Path(artifact)
-        self.manifest = manifest
-        self._max_batch = manifest.max_batch
-
-    @property
-    def max_batch(self):
-        return self._max_batch
-
-    @property
-    def input_shape(self):
-        """(max_batch, 3, H, W)."""
-        return (self.max_batch, 3, *self.manifest.input_size)
-
-    @property
-    def output_names(self):
-        return tuple(self.manifest.outputs)
-
-    def check_input(self, feed):
-        """Accept an array or {"images": array}; return a C-contiguous float32 [B, 3, H, W] array."""
-        images = feed[self.input_name] if isinstance(feed, dict) else feed
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        H, W = self.manifest.input_size
-        if images.ndim != 4 or images.shape[1:] != (3, H, W):
-            raise InputError(f"{self.artifact.name}: input '{self.input_name}' must be [B, 3, {H}, {W}], "
-                             f"got {list(images.shape)}")
-        if not 1 <= images.shape[0] <= self.max_batch:
-            raise InputError(f"{self.artifact.name}: batch {images.shape[0]} outside 1..{self.max_batch} "
-                             f"(the artifact's max batch)")
-        return images
-
-    def infer(self, feed):
-        """images [B, 3, H, W] (or {"images": ...}) -> {output name: array}. Outputs are fresh arrays."""
-        return self.submit(feed)()
-
-    def submit(self, feed):
-        """Start inference; return a callable that waits and returns the outputs dict."""
-        out = self._run(self.check_input(feed))
-        return lambda: out
-
-    def _run(self, images):
-        raise NotImplementedError
-
-    def warmup(self, iterations=2, batch=None):
-        """Run a few zero batches so first-frame latency does not include lazy initialization."""
-        x = np.zeros((batch or self.max_batch, *self.input_shape[1:]), np.float32)
-        for _ in range(iterations):
-            self.infer(x)
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self):
-        return f"{type(self).__name__}({str(self.artifact)!r}, max_batch={self.max_batch})"
-
-
-def default_threads():
-    """ONNX Runtime intra-op threads: the usable cores, at most 8 (more rarely helps a single model)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
-
-
-def check_threads(threads, name="threads"):
-    """None (default_threads() decides) or a count >= 1; InputError otherwise (ONNX Runtime takes 0 or a
-    negative count as its own default, every core, silently)."""
-    if threads is None:
-        return None
-    if not threads >= 1:
-        raise InputError(f"{name} must be >= 1, got {threads}")
-    return int(threads)
 
 
 def choose_backend(artifact, requested="auto"):
@@ -155,9 +61,5 @@ def open_backend(artifact, backend="auto", *, threads=None, plugins=None, cuda_g
     name, _ = choose_backend(artifact, backend)
     manifest = check_artifact(artifact) if verify else load_manifest(artifact)
     if name == "tensorrt":
-        from detrt.runtime.trt_backend import TrtBackend
-
         return TrtBackend(artifact, manifest, plugins=plugins, cuda_graph=cuda_graph)
-    from detrt.runtime.ort_backend import OrtBackend
-
     return OrtBackend(artifact, manifest, threads=threads)

@@ -10,7 +10,8 @@ For whole videos use `detrt.runtime.pipeline.run`, which overlaps decode, infere
 import time
 
 from detrt.data.preprocess import Preprocessor
-from detrt.runtime.backend import Backend, open_backend
+from detrt.runtime.backend import open_backend
+from detrt.runtime.base import Backend
 from detrt.runtime.postprocess import Postprocessor
 from detrt.runtime.sources import Frame
 

@@ -12,7 +12,7 @@ ONNX Runtime's spin-waiting workers would take their time.
 import numpy as np
 
 from detrt.errors import InputError
-from detrt.runtime.backend import Backend, check_threads, default_threads
+from detrt.runtime.base import Backend, check_threads, default_threads
 
 
 def _plugin_session_class(artifact):

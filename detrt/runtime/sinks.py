@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from detrt.atomic import AtomicVideo
+from detrt.data.crowdhuman import OdgtDetections, dt_to_json
 from detrt.errors import InputError
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -145,8 +146,6 @@ class OdgtSink(_LineSink):
         self.id_format = id_format
 
     def _line(self, frame, detections, fps):
-        from detrt.data.crowdhuman import OdgtDetections, dt_to_json
-
         ident = frame.name if frame.name is not None else self.id_format.format(index=frame.index)
         h, w = frame.image.shape[:2]
         return dt_to_json(OdgtDetections(ident, detections.boxes.astype("float64"),

@@ -35,7 +35,7 @@ import numpy as np
 from detrt.errors import InputError
 from detrt.manifest import check_engine_environment, sha256_file
 from detrt.ops.tensorrt import find_plugin_library, register_plugins
-from detrt.runtime.backend import Backend
+from detrt.runtime.base import Backend
 
 
 class _Cuda:

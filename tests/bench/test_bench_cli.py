@@ -75,7 +75,7 @@ def one_line_error(capsys, argv):
 def test_cli_bad_input_exits_2_with_one_line(models, frames_dir, tmp_path, capsys):
     a = str(models[0])
     assert "max batch 4" in one_line_error(capsys, ["bench", a, "--batch", "1,8", "--frames", str(frames_dir)])
-    err = one_line_error(capsys, ["bench", a, "--warmup", "1ms", "--duration", "0.000001", "--frames",
+    err = one_line_error(capsys, ["bench", a, "--warm-up", "1ms", "--duration", "0.000001", "--frames",
                                   str(frames_dir), "--no-roofline"])
     assert "shorter than one run of a.onnx at batch 1" in err
     assert "no such model file" in one_line_error(capsys, ["bench", str(tmp_path / "missing.onnx")])

@@ -9,7 +9,8 @@ import pytest
 
 from detrt.cli import main
 from detrt.data.crowdhuman import read_gt
-from detrt.data.synthetic import SynthConfig, crowd_stats, synth_image, synthesize
+from detrt.data.synthetic import SynthConfig, synth_image
+from detrt.data.synthetic_set import crowd_stats, synthesize
 from detrt.errors import InputError
 
 SMALL = SynthConfig(width=256, height=160, persons=(4, 12))
@@ -103,7 +104,7 @@ def test_output_is_all_or_nothing(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("detrt.data.synthetic_video.write_video", broken)
+    monkeypatch.setattr("detrt.data.synthetic_set.write_video", broken)
     with pytest.raises(RuntimeError):
         synthesize(out, num=2, frames=5, cfg=SMALL, progress=False)
     assert list(tmp_path.iterdir()) == []  # no images, no staging directory left
