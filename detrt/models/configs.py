@@ -31,6 +31,7 @@ class DetrConfig:
     backbone: str = "resnet50"
     backbone_norm: str = "frozen_bn"  # "frozen_bn" | "bn" | "gn" (see detrt/models/backbone.py)
     freeze_at: int = 2  # stem + layer1 get no gradient
+    pretrained_backbone: bool = True  # the recipe starts from ImageNet weights (detrt train --backbone-weights)
     zero_init_residual: bool = False
     # transformer
     hidden_dim: int = 256
@@ -67,7 +68,7 @@ class DetrConfig:
     lr_linear_proj_mult: float = 0.1  # for parameters named *sampling_offsets* and *reference_points*
     weight_decay: float = 1e-4
     clip_max_norm: float = 0.1
-    epochs: int = 50
+    epochs: int = 54  # reference exps/aps.sh: 54 epochs, LR step at 40, 4 GPUs x 2 images
     lr_drop: int = 40
     batch_size: int = 2
     # postprocess (reference testing.py: every query kept, scores below 0.05 dropped before evaluation)
@@ -110,7 +111,7 @@ _TINY = dict(
     # ResNet-18 trained from scratch with GroupNorm (batch 2 makes BatchNorm statistics noise; frozen BN
     # is an identity without pretrained weights), nothing frozen, zero-init residuals for a stable start.
     input_size=(256, 384),
-    backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True,
+    backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True, pretrained_backbone=False,
     hidden_dim=128, nheads=4, enc_layers=3, dim_feedforward=256, dropout=0.0,  # synthetic data never repeats
     num_queries=100, lr_backbone=2e-4, clip_max_norm=0.1, epochs=12, lr_drop=10, batch_size=2,
     # every query kept, as the paper's protocol does; no score floor, the figures README reports were made so
@@ -125,7 +126,7 @@ CONFIGS = {c.name: c for c in [
                "The paper's Deformable DETR baseline (Iter-Deformable-DETR repo): single-stage, 1000 queries, "
                "6-6 with decoder self-attention, FFN 512, box refinement; 91.3 AP (37,695,522 parameters)",
                dec_layers=6, dcg_layers=0, decoder_self_attn=True, num_queries=1000, two_stage=False,
-               num_select=1000),
+               num_select=1000, epochs=50),  # its exps/base.sh: 50 epochs, 8 GPUs x 1 image
     DetrConfig("dhdetr_r18_tiny",
                "DH-DETR on ResNet-18 from scratch at 384x256: 3-3 with the last 2 decoder layers DCG, "
                "hidden 128, 100 queries; trains on a CPU (synthetic crowds)", **_TINY),

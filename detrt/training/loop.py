@@ -18,6 +18,7 @@ continues with the same batches, RNG and optimizer state as an uninterrupted run
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,14 +127,14 @@ def worker_error(e):
     return InputError(last[len(prefix):]) if last.startswith(prefix) else e
 
 
-def _read_records(data, images, what):
+def _read_records(data, images, what, head_ignore=False):
     from detrt.data.crowdhuman import read_gt
 
     if data is None or images is None:
         raise InputError(f"{what}: give both the annotation file and the images directory")
     if not Path(data).exists():
         raise InputError(f"{data}: {what} annotation file not found")
-    records = read_gt(data, images)
+    records = read_gt(data, images, head_ignore=head_ignore)
     if not records:
         raise InputError(f"{data}: no images in the {what} annotation file")
     return records
@@ -165,13 +166,13 @@ class _Log:
 def fit(opts):
     """Run training as `opts` says; returns a summary dict (steps, epochs, wall time, final/best metrics)."""
     from detrt.models import build_criterion, build_model, build_postprocess, get_config
-    from detrt.models.backbone import load_backbone_weights
+    from detrt.models.backbone import load_backbone_weights, scratch_warning
 
     check_options(opts)
     info = init_distributed(opts.device)
     try:
         cfg = get_config(opts.config)
-        records = _read_records(opts.data, opts.images, "training")
+        records = _read_records(opts.data, opts.images, "training", head_ignore=True)  # the official loader's ignores
         val_records = None
         if opts.val_data or opts.val_images:
             val_records = _read_records(opts.val_data, opts.val_images, "validation")
@@ -189,6 +190,8 @@ def fit(opts):
             report = load_backbone_weights(model.backbone, opts.backbone_weights)
             if info.is_main:
                 print(report)
+        elif opts.resume is None and info.is_main and scratch_warning(cfg):
+            print(scratch_warning(cfg), file=sys.stderr)
         criterion = build_criterion(cfg)
         optimizer = build_optimizer(model, cfg, opts.lr)
 
