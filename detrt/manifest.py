@@ -15,6 +15,9 @@ Conventions the fields carry:
 - `output_format` "topk": `scores` [B, K], `labels` [B, K] int64, `boxes` [B, K, 4] xyxy in
   network-input pixels, sorted by score; "raw": `pred_logits` [B, N, C] (sigmoid scores),
   `pred_boxes` [B, N, 4] cxcywh normalized to [0, 1] of the padded network input.
+- `num_select`: detections kept per image, the top-scoring (query, class) pairs (the "topk" graph's K;
+  the runtime's top-k of a "raw" graph); null: all. `score_floor`: detections scoring below it are
+  dropped by the runtime (the "topk" graph gives them score 0), whatever threshold a caller sets.
 """
 
 import dataclasses
@@ -48,6 +51,8 @@ class Manifest:
     resize: str = "letterbox"  # "letterbox" | "stretch"
     pad_value: int = None  # None: zeros after normalization; else grey level 0..255
     output_format: str = "topk"  # "topk" | "raw"
+    num_select: int = None  # detections kept per image; None: all
+    score_floor: float = 0.0  # detections below it are dropped (the protocol the model was evaluated with)
     outputs: tuple = None  # output names; None -> OUTPUTS[output_format]
     precision: str = "fp32"  # "fp32" | "fp16" | "int8"
     form: str = "portable"  # "portable" (standard ops) | "plugin" (detrt:: nodes)
@@ -74,7 +79,7 @@ class Manifest:
         """The manifest of a model made from DetrConfig `cfg` (export); `fields` set the rest."""
         base = dict(family="dh-detr" if cfg.dcg_layers else "deformable-detr", config=cfg.name,
                     class_names=list(cfg.class_names), input_size=tuple(cfg.input_size), onnx_sha256=None,
-                    mean=tuple(cfg.mean), std=tuple(cfg.std))
+                    mean=tuple(cfg.mean), std=tuple(cfg.std), num_select=cfg.num_select, score_floor=cfg.score_floor)
         return cls(**{**base, **fields})
 
     def derive(self, **changes):
@@ -157,6 +162,13 @@ class Manifest:
             bad("outputs", f"must be {list(OUTPUTS[self.output_format])} for output_format "
                            f"{self.output_format!r}, got {self.outputs!r}")
         self.outputs = tuple(self.outputs)
+        n = self.num_select
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            bad("num_select", f"must be null or a positive integer, got {n!r}")
+        f = self.score_floor
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f < 1.0:
+            bad("score_floor", f"must be a number in [0, 1), got {f!r}")
+        self.score_floor = float(f)
         if self.precision not in ("fp32", "fp16", "int8"):
             bad("precision", f"must be 'fp32', 'fp16' or 'int8', got {self.precision!r}")
         if self.form not in ("portable", "plugin"):

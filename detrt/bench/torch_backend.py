@@ -48,9 +48,10 @@ class TorchBackend(Backend):
         input_size = tuple(input_size or cfg.input_size)
         weights = Path(artifact)
         digest = sha256_file(weights) if weights.is_file() else "0" * 64
+        num_select = topk or cfg.num_select
         manifest = Manifest.for_config(cfg, input_size=input_size, onnx_sha256=digest, output_format="topk",
                                        precision="fp32", form="portable", max_batch=int(max_batch),
-                                       parent=str(artifact))
+                                       parent=str(artifact), num_select=num_select)
         manifest.validate(f"{artifact}")
         super().__init__(artifact, manifest)
         if threads:
@@ -59,7 +60,8 @@ class TorchBackend(Backend):
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{artifact}: device cuda requested, but torch sees no GPU")
         self.device = torch.device(device)
-        self.wrapper = ExportWrapper(model, input_size, postprocess=True, topk=topk or cfg.num_select)
+        self.wrapper = ExportWrapper(model, input_size, postprocess=True, topk=num_select,
+                                     score_floor=cfg.score_floor)
         self.wrapper = self.wrapper.eval().to(self.device)
 
     @classmethod

@@ -45,16 +45,17 @@ class ExportWrapper(nn.Module):
     """images [B, 3, H, W] -> the exported outputs of one model.
 
     postprocess=True: the model's PostProcess in the graph -> scores [B, K], labels int64 [B, K],
-    boxes [B, K, 4] xyxy in network-input pixels, sorted by score (K = min(topk, N * C)).
+    boxes [B, K, 4] xyxy in network-input pixels, sorted by score (K = min(topk, N * C)); scores below
+    score_floor are 0.
     postprocess=False: pred_logits [B, N, C] (apply sigmoid for scores), pred_boxes [B, N, 4] cxcywh in [0, 1].
     """
 
-    def __init__(self, model, input_size, postprocess=True, topk=100):
+    def __init__(self, model, input_size, postprocess=True, topk=100, score_floor=0.0):
         super().__init__()
         from detrt.models.dhdetr import PostProcess
 
         self.model = model
-        self.postprocess = PostProcess(topk) if postprocess else None
+        self.postprocess = PostProcess(topk, score_floor) if postprocess else None
         self.register_buffer("size", torch.tensor([list(input_size)], dtype=torch.float32), persistent=False)
 
     def forward(self, images):
@@ -112,8 +113,8 @@ def _dcg_symbolic(g, boxes, scores, k, iou_threshold, low_score):
     return g.op("Cast", indices, to_i=INT64), g.op("Cast", valid, to_i=BOOL)
 
 
-def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=100, opset=DEFAULT_OPSET,
-                    msda_plugin="detrt", batch=1):
+def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=100, score_floor=0.0,
+                    opset=DEFAULT_OPSET, msda_plugin="detrt", batch=1):
     """Trace `model` at input_size (H, W) with a dynamic batch -> onnx.ModelProto of the requested form.
 
     form "plugin": MSDA and DCG neighbours as single detrt:: nodes (msda_plugin "nvidia": MSDA as
@@ -127,7 +128,7 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
         raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")
     if form == "portable" and msda_plugin != "detrt":
         raise InputError("--msda-plugin applies to the plugin form only")
-    wrapper = ExportWrapper(model, input_size, postprocess, topk).eval()
+    wrapper = ExportWrapper(model, input_size, postprocess, topk, score_floor).eval()
     names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
     images = torch.zeros(batch, 3, h, w)
     buffer = io.BytesIO()
@@ -161,15 +162,19 @@ def export_checkpoint(checkpoint, output, form="portable", input_size=None, post
 
 def export_model_to(model, cfg, output, form="portable", input_size=None, postprocess=True, opset=DEFAULT_OPSET,
                     msda_plugin="detrt", topk=None, max_batch=8, parent=None, log=print):
-    """Export an in-memory model with its DetrConfig to `output` (+ manifest). Returns the manifest."""
+    """Export an in-memory model with its DetrConfig to `output` (+ manifest). Returns the manifest.
+
+    The config's postprocess (num_select, score_floor; `topk` overrides num_select) is in the graph with
+    postprocess=True, and in the manifest either way, for the runtime to apply to a raw graph."""
     input_size = tuple(input_size or cfg.input_size)
     start = time.perf_counter()
-    proto = onnx_from_model(model, input_size, form=form, postprocess=postprocess, topk=topk or cfg.num_select,
-                            opset=opset, msda_plugin=msda_plugin)
+    num_select = topk or cfg.num_select
+    proto = onnx_from_model(model, input_size, form=form, postprocess=postprocess, topk=num_select,
+                            score_floor=cfg.score_floor, opset=opset, msda_plugin=msda_plugin)
     check_onnx(proto, output)
     manifest = save_onnx(proto, output, Manifest.for_config(
         cfg, input_size=input_size, output_format="topk" if postprocess else "raw", precision="fp32", form=form,
-        opset=opset, max_batch=max_batch, parent=parent))
+        opset=opset, max_batch=max_batch, parent=parent, num_select=num_select))
     if log:
         nodes = len(proto.graph.node)
         log(f"exported {cfg.name} ({form}, {input_size[0]}x{input_size[1]}, opset {opset}, {nodes} nodes) "

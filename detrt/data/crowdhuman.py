@@ -3,7 +3,9 @@
 An `.odgt` file holds one JSON object per line. Ground truth:
     {"ID": "273271,c9db000d5146c15", "width": 640, "height": 480,       (size optional)
      "gtboxes": [{"tag": "person", "fbox": [x, y, w, h], "extra": {"ignore": 0}, "hbox": ..., "vbox": ...}]}
-A box is an ignore region if tag != "person" or extra.ignore != 0. Detections:
+A box is an ignore region if tag != "person" or extra.ignore != 0; for training (`head_ignore`), as the
+official DH-DETR loader does, a box whose `extra` has no "ignore" takes head_attr.ignore instead (a person
+with an ignored head is an ignore region). Evaluation reads extra.ignore alone, as CrowdDet's does. Detections:
     {"ID": ..., "width": ..., "height": ..., "dtboxes": [{"box": [x, y, w, h], "score": 0.93, "tag": 1}]}
 In memory boxes are float64 xyxy pixels (`fbox` is the full body, occluded parts included, and may reach
 past the image border). Torch-free: training wraps `read_gt` in its own Dataset.
@@ -120,8 +122,20 @@ def _array(rows):
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
-def parse_gt(obj, where="", drop_degenerate=False):
-    """One ground-truth JSON object -> GroundTruth (no image path). `where` prefixes error messages."""
+def _ignore_flag(where, box, key):
+    """box[key]["ignore"] as a number (None when absent); InputError naming the field when malformed."""
+    attrs = box.get(key, {})
+    if not isinstance(attrs, dict):
+        raise InputError(f"{where}.{key} is not an object")
+    flag = attrs.get("ignore")
+    if flag is not None and (isinstance(flag, bool) or not isinstance(flag, (int, float))):
+        raise InputError(f"{where}.{key}.ignore must be a number, got {flag!r}")
+    return flag
+
+
+def parse_gt(obj, where="", drop_degenerate=False, head_ignore=False):
+    """One ground-truth JSON object -> GroundTruth (no image path). `where` prefixes error messages.
+    head_ignore: head_attr.ignore marks an ignore region where extra has no "ignore" (training, above)."""
     width, height = _size(where, obj)
     persons, ignore = [], []
     for i, b in enumerate(_list(where, obj, "gtboxes")):
@@ -130,18 +144,15 @@ def parse_gt(obj, where="", drop_degenerate=False):
         tag = b.get("tag")
         if not isinstance(tag, str):
             raise InputError(f"{where}: gtboxes[{i}] has no string 'tag'")
-        extra = b.get("extra", {})
-        if not isinstance(extra, dict):
-            raise InputError(f"{where}: gtboxes[{i}].extra is not an object")
-        flag = extra.get("ignore", 0)
-        if isinstance(flag, bool) or not isinstance(flag, (int, float)):
-            raise InputError(f"{where}: gtboxes[{i}].extra.ignore must be a number, got {flag!r}")
+        flag = _ignore_flag(f"{where}: gtboxes[{i}]", b, "extra")
+        if flag is None:
+            flag = _ignore_flag(f"{where}: gtboxes[{i}]", b, "head_attr") if head_ignore else None
         x, y, w, h = _box(f"{where}: gtboxes[{i}].fbox", b["fbox"])
         if w <= 0 or h <= 0:
             if drop_degenerate:
                 continue
             raise _size_error(f"{where}: gtboxes[{i}].fbox", (x, y, w, h))
-        (persons if tag == "person" and flag == 0 else ignore).append((x, y, x + w, y + h))
+        (persons if tag == "person" and not flag else ignore).append((x, y, x + w, y + h))
     return GroundTruth(obj["ID"], _array(persons), _array(ignore), width, height)
 
 
@@ -185,13 +196,14 @@ def resolve_image(images_dir, image_id):
     return None
 
 
-def read_gt(path, images_dir=None, drop_degenerate=False):
+def read_gt(path, images_dir=None, drop_degenerate=False, head_ignore=False):
     """Read a ground-truth .odgt -> list[GroundTruth] in file order (the dataset index).
 
     images_dir: resolve each image to `images_dir/ID(.jpg|.png|...)`; InputError naming the missing ones.
     drop_degenerate: skip boxes with zero or negative size instead of failing (some public files have them).
+    head_ignore: head_attr.ignore counts where extra has no "ignore" (training, as the official loader).
     """
-    records = _read(path, lambda obj, where: parse_gt(obj, where, drop_degenerate))
+    records = _read(path, lambda obj, where: parse_gt(obj, where, drop_degenerate, head_ignore))
     if images_dir is not None:
         if not Path(images_dir).is_dir():
             raise InputError(f"{images_dir}: images directory does not exist")

@@ -237,3 +237,12 @@ def load_backbone_weights(backbone, path):
                              f"{tuple(own[k].shape)} (weights of another ResNet depth?)")
     backbone.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
     return report
+
+
+def scratch_warning(cfg):
+    """The warning for training config `cfg` without backbone weights, or None when its recipe trains from scratch."""
+    if not cfg.pretrained_backbone:
+        return None
+    return (f"warning: config {cfg.name} starts from an ImageNet {cfg.backbone} in its recipe and its published "
+            f"figures assume one, but this run trains the backbone from random weights; pass torchvision "
+            f"{cfg.backbone} weights with --backbone-weights FILE (.safetensors or .pth, docs/training.md)")

@@ -31,6 +31,7 @@ class DetrConfig:
     backbone: str = "resnet50"
     backbone_norm: str = "frozen_bn"  # "frozen_bn" | "bn" | "gn" (see detrt/models/backbone.py)
     freeze_at: int = 2  # stem + layer1 get no gradient
+    pretrained_backbone: bool = True  # the recipe starts from ImageNet weights (detrt train --backbone-weights)
     zero_init_residual: bool = False
     # transformer
     hidden_dim: int = 256
@@ -67,10 +68,12 @@ class DetrConfig:
     lr_linear_proj_mult: float = 0.1  # for parameters named *sampling_offsets* and *reference_points*
     weight_decay: float = 1e-4
     clip_max_norm: float = 0.1
-    epochs: int = 50
+    epochs: int = 54  # reference exps/aps.sh: 54 epochs, LR step at 40, 4 GPUs x 2 images
     lr_drop: int = 40
     batch_size: int = 2
-    num_select: int = 100  # detections kept by the postprocess
+    # postprocess (reference testing.py: every query kept, scores below 0.05 dropped before evaluation)
+    num_select: int = 500  # detections kept per image, the top-scoring (query, class) pairs
+    score_floor: float = 0.05  # detections scoring below it are dropped (the exported graph zeroes them)
 
     @property
     def num_classes(self):
@@ -98,7 +101,9 @@ class DetrConfig:
         unknown = sorted(set(d) - names)
         if unknown or "name" not in d:
             raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}" if unknown else f"{where}: no 'name'")
-        return get_config(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}))
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        # A field the dict lacks (written before the field existed) takes its named config's value.
+        return get_config(dataclasses.replace(CONFIGS[d["name"]], **fields) if d["name"] in CONFIGS else cls(**fields))
 
 
 _TINY = dict(
@@ -106,9 +111,11 @@ _TINY = dict(
     # ResNet-18 trained from scratch with GroupNorm (batch 2 makes BatchNorm statistics noise; frozen BN
     # is an identity without pretrained weights), nothing frozen, zero-init residuals for a stable start.
     input_size=(256, 384),
-    backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True,
+    backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True, pretrained_backbone=False,
     hidden_dim=128, nheads=4, enc_layers=3, dim_feedforward=256, dropout=0.0,  # synthetic data never repeats
-    num_queries=100, lr_backbone=2e-4, clip_max_norm=0.1, epochs=12, lr_drop=10, batch_size=2, num_select=100,
+    num_queries=100, lr_backbone=2e-4, clip_max_norm=0.1, epochs=12, lr_drop=10, batch_size=2,
+    # every query kept, as the paper's protocol does; no score floor, the figures README reports were made so
+    num_select=100, score_floor=0.0,
 )
 
 CONFIGS = {c.name: c for c in [
@@ -118,7 +125,8 @@ CONFIGS = {c.name: c for c in [
     DetrConfig("deformable_detr_r50_crowdhuman",
                "The paper's Deformable DETR baseline (Iter-Deformable-DETR repo): single-stage, 1000 queries, "
                "6-6 with decoder self-attention, FFN 512, box refinement; 91.3 AP (37,695,522 parameters)",
-               dec_layers=6, dcg_layers=0, decoder_self_attn=True, num_queries=1000, two_stage=False),
+               dec_layers=6, dcg_layers=0, decoder_self_attn=True, num_queries=1000, two_stage=False,
+               num_select=1000, epochs=50),  # its exps/base.sh: 50 epochs, 8 GPUs x 1 image
     DetrConfig("dhdetr_r18_tiny",
                "DH-DETR on ResNet-18 from scratch at 384x256: 3-3 with the last 2 decoder layers DCG, "
                "hidden 128, 100 queries; trains on a CPU (synthetic crowds)", **_TINY),
@@ -158,6 +166,10 @@ def _check(cfg):
         raise InputError(f"config {cfg.name}: the first decoder layer must refine boxes (dcg_layers < dec_layers)")
     if cfg.hidden_dim % cfg.nheads or cfg.hidden_dim % 32:
         raise InputError(f"config {cfg.name}: hidden_dim {cfg.hidden_dim} must divide by nheads and by 32 (GroupNorm)")
+    if cfg.num_select < 1:
+        raise InputError(f"config {cfg.name}: num_select {cfg.num_select} must be at least 1")
+    if not 0.0 <= cfg.score_floor < 1.0:
+        raise InputError(f"config {cfg.name}: score_floor {cfg.score_floor} must be in [0, 1)")
     tokens = sum((h // s) * (w // s) for s in (8, 16, 32, 64, 128)[:cfg.num_feature_levels])
     if cfg.two_stage and tokens < cfg.num_queries:
         raise InputError(f"config {cfg.name}: {tokens} encoder tokens at {h}x{w} < num_queries {cfg.num_queries}")
@@ -197,4 +209,5 @@ def build_criterion(name_or_config, **changes):
 def build_postprocess(name_or_config, **changes):
     from detrt.models.dhdetr import PostProcess
 
-    return PostProcess(get_config(name_or_config, **changes).num_select)
+    cfg = get_config(name_or_config, **changes)
+    return PostProcess(cfg.num_select, cfg.score_floor)

@@ -148,18 +148,23 @@ class PostProcess(nn.Module):
     """Model outputs -> top-K detections per image, sorted by score (the exported in-graph postprocess).
 
     forward(outputs, target_sizes [B, 2] as (H, W) in pixels) -> {"scores" [B, K], "labels" int64 [B, K],
-    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no score threshold, no NMS.
+    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no NMS. A score below `score_floor`
+    is set to 0, as a query a DCG layer dropped scores 0: the shape stays fixed (an engine's outputs are),
+    and every reader drops what scores below the floor.
     """
 
-    def __init__(self, num_select=100):
+    def __init__(self, num_select=100, score_floor=0.0):
         super().__init__()
         self.num_select = num_select
+        self.score_floor = score_floor
 
     @torch.no_grad()
     def forward(self, outputs, target_sizes):
         logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
         b, n, c = logits.shape
         scores, index = logits.sigmoid().view(b, n * c).topk(min(self.num_select, n * c), dim=1)
+        if self.score_floor > 0:
+            scores = torch.where(scores >= self.score_floor, scores, torch.zeros_like(scores))
         labels, query = index % c, torch.div(index, c, rounding_mode="floor")
         boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query[..., None].expand(-1, -1, 4))
         h, w = target_sizes.to(boxes.dtype).unbind(-1)

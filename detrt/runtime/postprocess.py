@@ -1,4 +1,4 @@
-"""Network outputs to detections in source pixels: score threshold, top-k, inverse resize. No NMS.
+"""Network outputs to detections in source pixels: score floor and threshold, top-k, inverse resize. No NMS.
 
 DH-DETR's queries are de-homogenized so duplicates are already suppressed inside the model; an NMS
 here would only remove true positives in crowds. Two output formats (the manifest says which):
@@ -6,6 +6,8 @@ here would only remove true positives in crowds. Two output formats (the manifes
 - "raw": pred_logits [B, N, C], pred_boxes [B, N, 4] cxcywh normalized to the padded input;
   scores are sigmoid(logits) and the top-k runs over all N x C (query, class) pairs, as Deformable
   DETR's PostProcess does, so a query may yield more than one class.
+The manifest's `score_floor` (the evaluation protocol the model was made for) drops lower scores whatever
+threshold is asked; its `num_select` is the top-k of a raw graph unless `topk` is given.
 """
 
 from dataclasses import dataclass
@@ -69,7 +71,7 @@ def _sigmoid(x):
 class Postprocessor:
     """Callable: (outputs dict, [Transform]) -> [Detections], one per frame of the batch."""
 
-    def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None):
+    def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None, score_floor=0.0):
         if output_format not in ("topk", "raw"):
             raise ValueError(f"output_format must be 'topk' or 'raw', got {output_format!r}")
         self.output_format = output_format
@@ -77,6 +79,7 @@ class Postprocessor:
         self.class_names = tuple(class_names)
         self.threshold = threshold
         self.topk = topk
+        self.score_floor = check_threshold(score_floor, "score_floor")
 
     @property
     def threshold(self):
@@ -88,7 +91,8 @@ class Postprocessor:
 
     @classmethod
     def from_manifest(cls, manifest, threshold=0.5, topk=None):
-        return cls(manifest.output_format, manifest.input_size, manifest.class_names, threshold, topk)
+        return cls(manifest.output_format, manifest.input_size, manifest.class_names, threshold,
+                   topk or manifest.num_select, manifest.score_floor)
 
     def __call__(self, outputs, transforms):
         if self.output_format == "topk":
@@ -127,7 +131,7 @@ class Postprocessor:
             scores, labels, boxes = scores[order], np.asarray(labels)[order], np.asarray(boxes)[order]
         if self.topk is not None and self.output_format == "topk":
             scores, labels, boxes = scores[:self.topk], labels[:self.topk], boxes[:self.topk]
-        keep = scores >= self.threshold
+        keep = scores >= max(self.threshold, self.score_floor)
         if not keep.all():
             scores, labels, boxes = scores[keep], labels[keep], boxes[keep]
         return Detections(transform.to_source(boxes), scores,

@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,8 +38,8 @@ from detrt import models
 from detrt.atomic import make_dirs
 from detrt.data.crowdhuman import read_gt
 from detrt.errors import InputError
-from detrt.models.backbone import load_backbone_weights
 from detrt.models import DetrConfig
+from detrt.models.backbone import load_backbone_weights, scratch_warning
 from detrt.models.checkpoint import META, json_safe, load_weights, read_meta, save_checkpoint
 from detrt.training.dataset import CrowdHumanDataset, collate
 from detrt.training.distributed import DistInfo, any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
@@ -91,12 +92,12 @@ def worker_error(e):
     return InputError(last[len(prefix):]) if last.startswith(prefix) else e
 
 
-def _read_records(data, images, what):
+def _read_records(data, images, what, head_ignore=False):
     if data is None or images is None:
         raise InputError(f"{what}: give both the annotation file and the images directory")
     if not Path(data).exists():
         raise InputError(f"{data}: {what} annotation file not found")
-    records = read_gt(data, images)
+    records = read_gt(data, images, head_ignore=head_ignore)
     if not records:
         raise InputError(f"{data}: no images in the {what} annotation file")
     return records
@@ -167,7 +168,7 @@ class Run:
 def start_run(opts, info):
     """Read the data, build model, optimizer and schedule (from --resume's last/ when given); a Run."""
     cfg = models.get_config(opts.config)
-    records = _read_records(opts.data, opts.images, "training")
+    records = _read_records(opts.data, opts.images, "training", head_ignore=True)  # the official loader's ignores
     val_records = None
     if opts.val_data or opts.val_images:
         val_records = _read_records(opts.val_data, opts.val_images, "validation")
@@ -184,6 +185,8 @@ def start_run(opts, info):
         report = load_backbone_weights(model.backbone, opts.backbone_weights)
         if info.is_main:
             print(report)
+    elif opts.resume is None and info.is_main and scratch_warning(cfg):
+        print(scratch_warning(cfg), file=sys.stderr)
     criterion = models.build_criterion(cfg)
     optimizer = build_optimizer(model, cfg, opts.lr)
 

@@ -96,6 +96,32 @@ def test_top100_detections_identical(exported, frames, torch_outputs, form, tiny
             assert np.abs(ga - gb).max() <= BOXES_TOL  # same labels (column 0) and boxes
 
 
+def test_score_floor_in_pytorch_graph_manifest_and_runtime(tiny, frames, torch_outputs, tmp_path):
+    from detrt.data.preprocess import resize_transform
+    from detrt.models.dhdetr import PostProcess
+    from detrt.runtime.postprocess import Postprocessor
+
+    ranked = torch_outputs["scores"][0]
+    floor = float(ranked[30] + ranked[31]) / 2  # between two scores: 31 of image 0's 100 are above it
+    assert ranked[30] - ranked[31] > 2 * LOGITS_TOL
+    cfg = tiny.config.replace(score_floor=floor)
+    manifest = export.export_model_to(tiny, cfg, tmp_path / "m.onnx", log=None)
+    assert (manifest.num_select, manifest.score_floor) == (100, floor)
+    assert load_manifest(tmp_path / "m.onnx").score_floor == floor
+    scores, labels, boxes = session(onnx.load(tmp_path / "m.onnx"), "portable").run(None, {"images": frames})
+    h, w = cfg.input_size
+    with torch.no_grad():
+        want = PostProcess(100, floor)(tiny(torch.from_numpy(frames)), torch.tensor([[h, w]] * len(frames)))
+    assert scores.shape == (len(frames), 100)
+    assert np.abs(scores - want["scores"].numpy()).max() <= LOGITS_TOL  # parity, zeros at the same places
+    assert (want["scores"][0] > 0).sum() == 31 and (scores[0] > 0).sum() == 31
+    assert ((scores == 0) | (scores >= floor)).all()
+    t = resize_transform((h, w), (h, w), "letterbox")
+    dets = Postprocessor.from_manifest(manifest, threshold=0.0)(
+        {"scores": scores, "labels": labels, "boxes": boxes}, [t, t])
+    assert len(dets[0]) == 31 and all(len(d) == (s >= floor).sum() for d, s in zip(dets, scores))
+
+
 def detection_groups(scores, labels, boxes, tie=1e-5):
     """Detections in rank order, grouped where scores tie (the order inside a tie is arbitrary): a list of
     (score, rows sorted by (label, box)) per group."""

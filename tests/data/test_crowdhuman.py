@@ -28,6 +28,26 @@ def test_read_gt_ignore_semantics_and_xyxy(tmp_path):
     assert b.boxes.shape == (0, 4) and b.ignore.shape == (0, 4) and b.width is None and b.line == 3
 
 
+def test_head_attr_ignore_counts_for_training_only(tmp_path):
+    p = lines(tmp_path / "gt.odgt", {"ID": "x", "gtboxes": [
+        {"tag": "person", "fbox": [0, 0, 10, 20], "extra": {"box_id": 0}, "head_attr": {"ignore": 1}},
+        {"tag": "person", "fbox": [20, 0, 10, 20], "extra": {"box_id": 1}, "head_attr": {"ignore": 0}},
+        {"tag": "person", "fbox": [40, 0, 10, 20], "extra": {"ignore": 0}, "head_attr": {"ignore": 1}},  # extra wins
+        {"tag": "person", "fbox": [60, 0, 10, 20], "extra": {"ignore": 1}, "head_attr": {"ignore": 0}},
+        {"tag": "person", "fbox": [80, 0, 10, 20]},
+    ]})
+    (train,) = ch.read_gt(p, head_ignore=True)
+    np.testing.assert_array_equal(train.boxes[:, 0], [20, 40, 80])
+    np.testing.assert_array_equal(train.ignore[:, 0], [0, 60])
+    (val,) = ch.read_gt(p)  # evaluation: extra.ignore alone
+    np.testing.assert_array_equal(val.boxes[:, 0], [0, 20, 40, 80])
+    np.testing.assert_array_equal(val.ignore[:, 0], [60])
+    bad = lines(tmp_path / "bad.odgt", {"ID": "x", "gtboxes": [
+        {"tag": "person", "fbox": [0, 0, 10, 20], "head_attr": {"ignore": "1"}}]})
+    with pytest.raises(InputError, match=r"bad\.odgt:1: gtboxes\[0\]\.head_attr\.ignore must be a number"):
+        ch.read_gt(bad, head_ignore=True)
+
+
 def test_round_trips(tmp_path):
     g = ch.GroundTruth("im,1", np.array([[1.5, 2.25, 30, 40]]), np.array([[0, 0, 5, 5]]), 64, 48)
     ch.write_gt(tmp_path / "gt.odgt", [g])

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from detrt.errors import InputError
-from detrt.models import build_criterion, build_model, build_postprocess, get_config, list_configs
+from detrt.models import DetrConfig, build_criterion, build_model, build_postprocess, get_config, list_configs
+from detrt.models.dhdetr import PostProcess
 
 SIZE = (128, 160)  # 16x20 + 8x10 + 4x5 + 2x3 = 426 tokens >= queries
 
@@ -65,6 +66,37 @@ def test_postprocess_sorted_and_scaled():
     H, W = SIZE
     expected = torch.tensor([(cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H])
     torch.testing.assert_close(det["boxes"][0, 0], expected)
+
+
+def test_postprocess_score_floor_zeroes_lower_scores():
+    logits = torch.logit(torch.tensor([[[0.9], [0.04], [0.3], [0.06], [0.01]]]))
+    boxes = torch.full((1, 5, 4), 0.5)
+    det = PostProcess(num_select=4, score_floor=0.05)({"pred_logits": logits, "pred_boxes": boxes},
+                                                      torch.tensor([[10, 10]]))
+    # kept: the top 4 of 5 (0.01 is gone); 0.04 is under the floor and scores 0, its box and label stay
+    torch.testing.assert_close(det["scores"][0], torch.tensor([0.9, 0.3, 0.06, 0.0]))
+    assert det["labels"][0].tolist() == [0, 0, 0, 0]
+    assert det["labels"].shape == (1, 4) and det["boxes"].shape == (1, 4, 4)
+
+
+def test_paper_protocol_in_the_crowdhuman_configs():
+    for name, kept in (("dhdetr_r50_crowdhuman", 500), ("deformable_detr_r50_crowdhuman", 1000)):
+        cfg = get_config(name)
+        assert (cfg.num_select, cfg.score_floor) == (kept, 0.05) and cfg.num_select == cfg.num_queries
+        assert (build_postprocess(name).num_select, build_postprocess(name).score_floor) == (kept, 0.05)
+    for name in ("dhdetr_r18_tiny", "deformable_detr_r18_tiny"):
+        assert (get_config(name).num_select, get_config(name).score_floor) == (100, 0.0)
+
+
+def test_config_dict_without_a_newer_field_takes_the_named_configs_value():
+    d = get_config("dhdetr_r18_tiny").to_dict()
+    del d["score_floor"]  # a checkpoint written before the field existed (the bundled model's)
+    assert DetrConfig.from_dict(d).score_floor == 0.0
+    d = get_config("dhdetr_r50_crowdhuman").to_dict()
+    del d["score_floor"], d["num_select"]
+    assert (DetrConfig.from_dict(d).num_select, DetrConfig.from_dict(d).score_floor) == (500, 0.05)
+    with pytest.raises(InputError, match="score_floor 1.5 must be in"):
+        get_config("dhdetr_r18_tiny", score_floor=1.5)
 
 
 @pytest.mark.parametrize("name", ["dhdetr_r18_tiny", "deformable_detr_r18_tiny"])

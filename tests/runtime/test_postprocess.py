@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from detrt.data.preprocess import resize_transform
+from detrt.errors import InputError
 from detrt.runtime.postprocess import Detections, Postprocessor
 
 
@@ -26,6 +27,35 @@ def test_topk_threshold_map_and_names():
     post.topk, post.threshold = None, 0.0
     (d,) = post(out, [_t()])
     assert len(d) == 4  # no NMS: overlapping boxes all survive
+
+
+def test_score_floor_is_kept_whatever_the_threshold():
+    out = {"scores": np.array([[0.9, 0.05, 0.0499, 0.0]], np.float32), "labels": np.zeros((1, 4), np.int64),
+           "boxes": np.zeros((1, 4, 4), np.float32)}
+    post = Postprocessor("topk", (320, 320), threshold=0.0, score_floor=0.05)
+    (d,) = post(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9, 0.05])  # >= the floor stays, as the reference's filter
+    post.threshold = 0.5
+    (d,) = post(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9])
+    with pytest.raises(InputError, match="score_floor must be in"):
+        Postprocessor("topk", (320, 320), score_floor=1.5)
+
+
+def test_raw_graph_takes_num_select_and_floor_from_the_manifest():
+    from detrt.manifest import Manifest
+
+    logits = np.log(np.array([[[0.9], [0.2], [0.1], [0.04]]]) / (1 - np.array([[[0.9], [0.2], [0.1], [0.04]]])))
+    out = {"pred_logits": logits.astype(np.float32), "pred_boxes": np.full((1, 4, 4), 0.5, np.float32)}
+    m = Manifest(family="dh-detr", config="x", class_names=["person"], input_size=(320, 320), onnx_sha256=None,
+                 output_format="raw", num_select=3, score_floor=0.05)
+    (d,) = Postprocessor.from_manifest(m, threshold=0.0)(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9, 0.2, 0.1], rtol=1e-5)
+    (d,) = Postprocessor.from_manifest(m, threshold=0.0, topk=4)(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9, 0.2, 0.1], rtol=1e-5)  # the 4th is under the floor
+    m.score_floor = 0.15
+    (d,) = Postprocessor.from_manifest(m, threshold=0.0)(out, [_t()])
+    np.testing.assert_allclose(d.scores, [0.9, 0.2], rtol=1e-5)
 
 
 def test_topk_unsorted_input_is_sorted():
