@@ -15,7 +15,7 @@ from detrt.ops.msda import ms_deform_attn_reference
 from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
 
 SHAPES = [(6, 4), (2, 2), (2, 2)]  # even, so that spatial_shapes = half + half is exact
-N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 2
+N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 4  # heads != levels != points
 S = sum(h * w for h, w in SHAPES)
 K = 12  # more slots than boxes: exercises the padding branch
 IOU, LOW = 0.3, 0.25  # not DCG's defaults (0.4, 0.1): a pass that drops the attributes changes the neighbours
@@ -141,7 +141,12 @@ def test_to_nvidia_msda_adds_reshape_of_heads():
     graph = gs.import_onnx(model)
     heads = graph.tensors()[node.output[0]]
     assert heads.shape == ["N", LQ, M, D]
-    assert graph.tensors()[node.input[1]].dtype == np.int32
+    # NVIDIA's documented input order (TensorRT plugin/multiscaleDeformableAttnPlugin/README.md): value,
+    # spatial_shapes, level_start_index, sampling_locations, attention_weights
+    value, shapes, starts, locations, weights = (graph.tensors()[name] for name in node.input)
+    assert value.name == "v" and locations.name == "loc" and weights.name == "aw"
+    assert shapes.dtype == starts.dtype == np.int32
+    assert shapes.values.tolist() == [list(s) for s in SHAPES] and starts.values.tolist() == [0, 24, 28]
 
 
 def test_toposort_and_cleanup():
