@@ -74,3 +74,19 @@ gpu-check:
 	$(PYTHON) benchmarks/gpu_validate.py $(if $(TensorRT_ROOT),--tensorrt-root $(TensorRT_ROOT))
 	if $(PYTHON) -c "import tensorrt" 2>/dev/null; then $(PYTHON) benchmarks/gpu_model_validate.py; \
 	else echo "gpu-check: whole-model engines skipped: tensorrt does not import"; fi
+
+# The TensorRT-glue compile check (tests/plugins/test_cuda_compile.py), which `make test` skips without TensorRT
+# headers: `make trt-glue-check TRT_INCLUDE=/path/to/TensorRT/include` (several folders joined by ':'), or with
+# no TRT_INCLUDE a shallow clone of NVIDIA/TensorRT at TRT_TAG into build/ where the network allows; the headers
+# are never committed. Needs nvcc and g++; a skip counts as a failure here.
+TRT_TAG ?= v10.3.0
+TRT_CLONE := build/TensorRT-$(TRT_TAG)
+.PHONY: trt-glue-check
+trt-glue-check: $(VENV)/.installed
+	@if [ -z "$(TRT_INCLUDE)" ] && [ ! -f $(TRT_CLONE)/include/NvInferRuntime.h ]; then \
+	  git clone -q --depth 1 --branch $(TRT_TAG) https://github.com/NVIDIA/TensorRT.git $(TRT_CLONE) || { \
+	  echo "trt-glue-check: cannot fetch NVIDIA/TensorRT $(TRT_TAG); pass TRT_INCLUDE=/path/to/TensorRT/include"; \
+	  exit 2; }; fi
+	@DETRT_TRT_INCLUDE="$(or $(TRT_INCLUDE),$(CURDIR)/$(TRT_CLONE)/include)" $(PY) -m pytest -p no:cacheprovider \
+	  -rs tests/plugins/test_cuda_compile.py -k tensorrt_glue > build/trt-glue-check.log 2>&1; rc=$$?; \
+	  cat build/trt-glue-check.log; [ $$rc = 0 ] && ! grep -q " skipped" build/trt-glue-check.log

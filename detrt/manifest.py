@@ -298,6 +298,8 @@ def check_engine_environment(manifest, artifact, *, tensorrt_version, compute_ca
     """Refuse an engine built for another TensorRT, GPU or plugin library, saying what to rebuild."""
     hint = manifest.rebuild_hint(artifact)
 
+    # major.minor.patch: a plan is tied to its TensorRT release. The build number is left out because some
+    # packages report it (10.3.0.26) and others do not (10.3.0) for the same release.
     def release(v):
         return ".".join(str(v).split(".")[:3])
 

@@ -11,8 +11,9 @@ from detrt.cli import main
 from detrt.compile import build, tensorrt
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
-from detrt.ops.tensorrt import find_plugin_library, import_tensorrt, tensorrt_here
+from detrt.ops.tensorrt import find_plugin_library, import_tensorrt
 from tests.helpers.checkpoints import write_checkpoint
+from tests.helpers.tensorrt_or_skip import require_tensorrt
 
 
 def run_cli(capsys, *argv):
@@ -211,9 +212,7 @@ def test_doctor_runs_and_names_the_backend(exported_files, capsys):
 
 @pytest.mark.trt
 def test_tensorrt_engine_build(exported_files, tmp_path):
-    ok, why = tensorrt_here()
-    if not ok:
-        pytest.skip(why)
+    require_tensorrt()
     if find_plugin_library() is None:
         pytest.skip("libdetrt_plugins.so not built here")
     out = tmp_path / "model.engine"

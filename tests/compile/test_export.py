@@ -9,6 +9,7 @@ import torch
 from detrt.compile import export
 from detrt.errors import InputError
 from detrt.manifest import load_manifest, sha256_file
+from detrt.ops.dcg import dcg_neighbors
 from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
 from tests.helpers.checkpoints import write_checkpoint
 
@@ -149,6 +150,23 @@ def test_nvidia_msda_plugin_form(tiny):
     assert counts[("trt", NVIDIA_MSDA_OP)] == tiny.config.enc_layers + tiny.config.dec_layers
     assert ("detrt", "MSDeformAttn") not in counts and counts[("detrt", "DCGNeighbors")] == tiny.config.dcg_layers
     export.check_onnx(model, "nvidia")
+
+
+def test_dcg_node_carries_the_layers_thresholds():
+    """The exported detrt::DCGNeighbors node holds the k and thresholds the model was called with."""
+    import io
+
+    class Neighbours(torch.nn.Module):
+        def forward(self, boxes, scores):
+            return dcg_neighbors(boxes, scores, 3, 0.55, 0.3)
+
+    buf = io.BytesIO()
+    with export.detrt_symbolics(17), pytest.warns(DeprecationWarning):  # the legacy-exporter notice
+        torch.onnx.export(Neighbours(), (torch.rand(1, 8, 4), torch.rand(1, 8)), buf, opset_version=17,
+                          dynamo=False, custom_opsets={"detrt": 1})
+    (node,) = [n for n in onnx.load_from_string(buf.getvalue()).graph.node if n.op_type == "DCGNeighbors"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert (attrs["k"], attrs["iou_threshold"], attrs["low_score"]) == (3, pytest.approx(0.55), pytest.approx(0.3))
 
 
 def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, torch_outputs):

@@ -15,9 +15,10 @@ from detrt.ops.msda import ms_deform_attn_reference
 from detrt.ops.names import NVIDIA_MSDA_OP, PORTABLE_DOMAIN
 
 SHAPES = [(6, 4), (2, 2), (2, 2)]  # even, so that spatial_shapes = half + half is exact
-N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 2
+N, LQ, M, D, L, P = 2, 7, 2, 4, 3, 4  # heads != levels != points
 S = sum(h * w for h, w in SHAPES)
 K = 12  # more slots than boxes: exercises the padding branch
+IOU, LOW = 0.3, 0.25  # not DCG's defaults (0.4, 0.1): a pass that drops the attributes changes the neighbours
 
 
 def tiny_model(opset=17):
@@ -27,7 +28,7 @@ def tiny_model(opset=17):
         helper.make_node("Add", ["ss_half", "ss_half"], ["ss"], name="fold_me"),
         helper.make_node("MSDeformAttn", ["v", "ss", "lsi", "loc", "aw"], ["o"], name="msda", domain="detrt"),
         helper.make_node("DCGNeighbors", ["bx", "sc"], ["idx32", "val"], name="dcg", domain="detrt",
-                         k=K, iou_threshold=0.4, low_score=0.1),
+                         k=K, iou_threshold=IOU, low_score=LOW),
         helper.make_node("Cast", ["idx32"], ["idx"], to=TP.INT64),
     ]
     inputs = [helper.make_tensor_value_info("v", TP.FLOAT, ["N", S, M, D]),
@@ -60,7 +61,7 @@ def reference(f):
     t = {k: torch.from_numpy(v) for k, v in f.items()}
     starts = np.concatenate([[0], np.cumsum([h * w for h, w in SHAPES])[:-1]])
     out = ms_deform_attn_reference(t["v"], torch.tensor(SHAPES), torch.from_numpy(starts), t["loc"], t["aw"])
-    idx, valid = dcg_neighbors_reference(t["bx"], t["sc"], K, 0.4, 0.1)
+    idx, valid = dcg_neighbors_reference(t["bx"], t["sc"], K, IOU, LOW)
     return out.numpy(), idx.numpy(), valid.numpy()
 
 
@@ -90,6 +91,7 @@ def test_to_portable_runs_on_plain_onnxruntime_and_matches_reference():
     ref_out, ref_idx, ref_valid = reference(f)
     assert np.abs(out - ref_out).max() < 1e-5
     assert ref_valid.sum() > 0 and (valid == ref_valid).all()
+    assert dcg_neighbors_reference(torch.from_numpy(f["bx"]), torch.from_numpy(f["sc"]), K)[1].sum() != valid.sum()
     assert (np.where(valid, idx, -1) == np.where(ref_valid, ref_idx, -1)).all()
     assert (idx[~valid] == np.broadcast_to(np.arange(10)[None, :, None], idx.shape)[~valid]).all()
 
@@ -104,6 +106,9 @@ def test_to_plugins_tags_nodes_for_the_tensorrt_parser_and_round_trips():
         if node.domain == "detrt":
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             assert attrs["plugin_namespace"] == b"detrt" and attrs["plugin_version"] == b"1"
+            if node.op_type == "DCGNeighbors":  # through the portable function and back
+                assert (attrs["k"], attrs["iou_threshold"], attrs["low_score"]) == (K, pytest.approx(IOU),
+                                                                                  pytest.approx(LOW))
     assert "detrt.portable::MSDeformAttn x1; added" in changes["to_plugins"]
 
 
@@ -136,7 +141,12 @@ def test_to_nvidia_msda_adds_reshape_of_heads():
     graph = gs.import_onnx(model)
     heads = graph.tensors()[node.output[0]]
     assert heads.shape == ["N", LQ, M, D]
-    assert graph.tensors()[node.input[1]].dtype == np.int32
+    # NVIDIA's documented input order (TensorRT plugin/multiscaleDeformableAttnPlugin/README.md): value,
+    # spatial_shapes, level_start_index, sampling_locations, attention_weights
+    value, shapes, starts, locations, weights = (graph.tensors()[name] for name in node.input)
+    assert value.name == "v" and locations.name == "loc" and weights.name == "aw"
+    assert shapes.dtype == starts.dtype == np.int32
+    assert shapes.values.tolist() == [list(s) for s in SHAPES] and starts.values.tolist() == [0, 24, 28]
 
 
 def test_toposort_and_cleanup():

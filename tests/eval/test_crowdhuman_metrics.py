@@ -249,3 +249,35 @@ def test_cli_eval_json_onto_a_full_disk(tmp_path, on_full_disk):
     before = d.read_text()
     assert main(["eval", "--gt", str(g), "--dt", str(d), "--json", str(d)]) == 2  # an input: refused
     assert d.read_text() == before
+
+
+def test_ji_per_threshold_by_hand_with_both_ignore_branches():
+    """Person C lies inside ignore region R, detection D lies on R and matches nobody: both leave JI's counts.
+    B's score is exactly 0.1, which the threshold 0.1 drops (scores must be > t)."""
+    a, b = PERSONS[:2]
+    region, c, d = [150, 0, 200, 60], [155, 5, 195, 55], [150, 0, 170, 60]  # IoA(C, R) = IoA(D, R) = 1
+    r = evaluate([gt("a", [a, b, c], ignore=[region])],
+                 [dt("a", [a, b, [150, 150, 190, 190], d], [0.35, 0.1, 0.05, 0.75])])
+    # t = 0:    k = 2 (A, B), n = 4 - 1 (D dropped), m = 3 - 1 (C dropped): 2 / 3
+    # t = 0.1-0.3: A and D kept: k = 1, n = 1, m = 2: 1 / 2;  t >= 0.4: only D, dropped: k = n = 0, m = 2: 0
+    want = [2 / 3] + [1 / 2] * 3 + [0.0] * 6
+    rows = r["ji_by_threshold"]
+    np.testing.assert_allclose([t["JI"] for t in rows], want, rtol=1e-5, atol=1e-12)
+    assert [t["matched"] for t in rows] == [2, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert [t["detections"] for t in rows] == [3, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert r["JI"] == pytest.approx(2 / 3, rel=1e-5) and r["JI_dhdetr"] == pytest.approx(1 / 2, rel=1e-5)
+
+
+def test_all_scores_below_0_1_count_only_for_crowddet_ji():
+    """CrowdDet's JI starts at t = 0 and sees the detection; DH-DETR's starts at 0.1 and sees nothing."""
+    r = evaluate([gt("a", PERSONS[:1])], [dt("a", PERSONS[:1], [0.05])])
+    assert r["JI"] == pytest.approx(1.0, rel=1e-5) and r["JI_dhdetr"] == 0.0
+    assert [t["JI"] for t in r["ji_by_threshold"]][1:] == [0.0] * 9
+    assert r["ji_by_threshold"][0]["JI_dhdetr"] is None
+    assert r["AP"] == 0.0 and r["MR2"] == 0.0  # one detection: no curve; recall 1 at every FPPI
+
+
+def test_x0_beyond_w_minus_1_is_clipped_to_w_minus_1():
+    """A box starting past the right edge keeps one pixel column (W - 1 to W), as CrowdDet's clip."""
+    b = clip_boxes_crowddet([[250, 10, 300, 50], [20, 180, 40, 260]], 200, 150)
+    np.testing.assert_array_equal(b, [[199, 10, 200, 50], [20, 149, 40, 150]])

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from detrt.models.deformable_attention import MSDeformAttn, box_sine_embedding, inverse_sigmoid, sine_position_encoding
@@ -18,23 +19,29 @@ def test_initialization_points_each_head_in_its_direction():
     assert m.sampling_offsets.weight.abs().sum() == 0 and m.attention_weights.weight.abs().sum() == 0
 
 
-def test_forward_matches_explicit_sampling():
+@pytest.mark.parametrize("levels, heads, points", [(2, 2, 2), (3, 2, 4)])
+def test_forward_matches_explicit_sampling(levels, heads, points):
+    """levels != heads != points: a view or a divisor that mixes them up breaks the shapes or the values."""
     torch.manual_seed(0)
-    m = MSDeformAttn(d_model=16, n_levels=2, n_heads=2, n_points=2)
+    m = MSDeformAttn(d_model=16, n_levels=levels, n_heads=heads, n_points=points)
     torch.nn.init.normal_(m.sampling_offsets.weight, std=0.1)
     torch.nn.init.normal_(m.attention_weights.weight, std=0.1)
-    shapes = torch.tensor([[4, 6], [2, 3]])
-    starts = torch.tensor([0, 24])
-    value, query = torch.randn(1, 30, 16), torch.randn(1, 5, 16)
-    for ref in (torch.rand(1, 5, 2, 2), torch.cat([torch.rand(1, 5, 2, 2), 0.1 + torch.rand(1, 5, 2, 2) * 0.3], -1)):
+    shapes = torch.tensor([[4, 6], [2, 3], [1, 2]][:levels])  # non-square: H and W must not swap
+    starts = torch.tensor([0, 24, 30][:levels])
+    s = int((shapes[:, 0] * shapes[:, 1]).sum())
+    value, query = torch.randn(1, s, 16), torch.randn(1, 5, 16)
+    wh = shapes.flip(-1).float()  # (W, H) per level
+    for ref in (torch.rand(1, 5, levels, 2),
+                torch.cat([torch.rand(1, 5, levels, 2), 0.1 + torch.rand(1, 5, levels, 2) * 0.3], -1)):
         out = m(query, ref, value, shapes, starts)
-        off = m.sampling_offsets(query).view(1, 5, 2, 2, 2, 2)
+        # Deformable DETR's layout: offsets [.., head, level, point, xy], weights softmaxed over (level, point)
+        off = m.sampling_offsets(query).view(1, 5, heads, levels, points, 2)
         if ref.shape[-1] == 2:
-            loc = ref[:, :, None, :, None] + off / torch.tensor([[6.0, 4.0], [3.0, 2.0]])[None, None, None, :, None]
+            loc = ref[:, :, None, :, None] + off / wh[None, None, None, :, None]
         else:
-            loc = ref[:, :, None, :, None, :2] + off / 2 * ref[:, :, None, :, None, 2:] * 0.5
-        w = m.attention_weights(query).view(1, 5, 2, 4).softmax(-1).view(1, 5, 2, 2, 2)
-        v = m.value_proj(value).view(1, 30, 2, 8)
+            loc = ref[:, :, None, :, None, :2] + off / points * ref[:, :, None, :, None, 2:] * 0.5
+        w = m.attention_weights(query).view(1, 5, heads, levels * points).softmax(-1).view(1, 5, heads, levels, points)
+        v = m.value_proj(value).view(1, s, heads, 16 // heads)
         expected = m.output_proj(ms_deform_attn_reference(v, shapes, starts, loc, w))
         torch.testing.assert_close(out, expected)
 

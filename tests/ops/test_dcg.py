@@ -85,11 +85,12 @@ def brute_force(boxes, scores, k, t, low):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_reference_matches_brute_force(seed):
+@pytest.mark.parametrize("t, low", [(0.4, 0.1), (0.55, 0.3)])
+def test_reference_matches_brute_force(seed, t, low):
     rng = np.random.default_rng(seed)
     boxes, scores = crowd(rng, 2, 40, clusters=5)
-    idx, valid = reference(boxes, scores, 4, 0.4, 0.1)
-    want = brute_force(boxes, scores, 4, 0.4, 0.1)
+    idx, valid = reference(boxes, scores, 4, t, low)
+    want = brute_force(boxes, scores, 4, t, low)
     for b in range(2):
         for i in range(40):
             assert set(idx[b, i][valid[b, i]].tolist()) == set(want[b][i])
@@ -194,11 +195,13 @@ def test_large_n_matches_dense_and_batches_are_independent():
 def test_torch_entry_point_uses_the_kernel_and_matches():
     rng = np.random.default_rng(8)
     boxes, scores = crowd(rng, 2, 200)
-    idx, valid = dcg_neighbors(torch.from_numpy(boxes).requires_grad_(), torch.from_numpy(scores), 10, 0.4, 0.1)
-    assert idx.dtype == torch.int64 and valid.dtype == torch.bool
-    got = (idx.numpy(), valid.numpy())
-    np.testing.assert_array_equal(got[0], cpu.dcg_neighbors(boxes, scores, 10, 0.4, 0.1)[0])
-    assert_same_neighbours(boxes, scores, got, reference(boxes, scores, 10, 0.4, 0.1), 10, 0.4, 0.1)
+    for t, low in ((0.4, 0.1), (0.55, 0.3)):  # the op passes its thresholds on, not the defaults
+        idx, valid = dcg_neighbors(torch.from_numpy(boxes).requires_grad_(), torch.from_numpy(scores), 10, t, low)
+        assert idx.dtype == torch.int64 and valid.dtype == torch.bool
+        got = (idx.numpy(), valid.numpy())
+        np.testing.assert_array_equal(got[0], cpu.dcg_neighbors(boxes, scores, 10, t, low)[0])
+        assert_same_neighbours(boxes, scores, got, reference(boxes, scores, 10, t, low), 10, t, low)
+    assert valid.sum() < reference(boxes, scores, 10, 0.4, 0.1)[1].sum()
 
 
 def test_opcheck_and_fallback_for_other_dtypes():
@@ -207,8 +210,9 @@ def test_opcheck_and_fallback_for_other_dtypes():
     torch.library.opcheck(torch.ops.detrt.dcg_neighbors.default, (torch.from_numpy(boxes), torch.from_numpy(scores),
                                                                   5, 0.4, 0.1))
     b64, s64 = torch.from_numpy(boxes).double(), torch.from_numpy(scores).double()
-    idx, valid = dcg_neighbors(b64, s64, 5, 0.4, 0.1)  # float64: the reference runs
-    ref = dcg_neighbors_reference(b64, s64, 5, 0.4, 0.1)
+    idx, valid = dcg_neighbors(b64, s64, 5, 0.55, 0.3)  # float64: the reference runs
+    ref = dcg_neighbors_reference(b64, s64, 5, 0.55, 0.3)
+    assert valid.sum() < dcg_neighbors_reference(b64, s64, 5)[1].sum()
     assert torch.equal(idx, ref[0]) and torch.equal(valid, ref[1])
 
 

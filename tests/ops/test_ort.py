@@ -61,9 +61,11 @@ def test_msdeformattn_node_matches_reference():
     np.testing.assert_allclose(out, ref, rtol=2e-5, atol=2e-5)
 
 
-def test_dcgneighbors_node_matches_reference():
+@pytest.mark.parametrize("k, iou_threshold, low_score", [(6, 0.4, 0.1), (3, 0.6, 0.3)])
+def test_dcgneighbors_node_matches_reference(k, iou_threshold, low_score):
+    """The node's attributes reach the kernel: other thresholds than the defaults give other neighbours."""
     rng = np.random.default_rng(1)
-    b, n, k = 2, 150, 6
+    b, n = 2, 150
     centres = rng.uniform(0, 1, (b, 20, 2))[:, rng.integers(0, 20, n)] + 0.01 * rng.standard_normal((b, n, 2))
     boxes = np.concatenate([centres, rng.uniform(0.08, 0.12, (b, n, 2))], -1).astype(np.float32)
     scores = rng.uniform(0, 1, (b, n)).astype(np.float32)
@@ -72,12 +74,14 @@ def test_dcgneighbors_node_matches_reference():
     outputs = [helper.make_tensor_value_info("indices", TensorProto.INT32, ["B", "N", k]),
                helper.make_tensor_value_info("valid", TensorProto.INT32, ["B", "N", k])]
     node = helper.make_node("DCGNeighbors", ["boxes", "scores"], ["indices", "valid"], domain="detrt", k=k,
-                            iou_threshold=0.4, low_score=0.1)
+                            iou_threshold=iou_threshold, low_score=low_score)
     idx, valid = session(node, inputs, outputs).run(None, {"boxes": boxes, "scores": scores})
     assert idx.dtype == np.int32 and valid.dtype == np.int32 and idx.shape == (b, n, k)
-    ref_idx, ref_valid = (t.numpy() for t in dcg_neighbors_reference(torch.from_numpy(boxes),
-                                                                     torch.from_numpy(scores), k, 0.4, 0.1))
+    ref_idx, ref_valid = (t.numpy() for t in dcg_neighbors_reference(
+        torch.from_numpy(boxes), torch.from_numpy(scores), k, iou_threshold, low_score))
     assert set(np.unique(valid)) <= {0, 1} and valid.sum() == ref_valid.sum() > 50
+    if (iou_threshold, low_score) != (0.4, 0.1):  # the case tells the attributes from the defaults
+        assert dcg_neighbors_reference(torch.from_numpy(boxes), torch.from_numpy(scores), k)[1].sum() > valid.sum()
     for bi in range(b):
         for i in range(n):
             got = set(idx[bi, i][valid[bi, i] == 1].tolist())

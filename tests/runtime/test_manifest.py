@@ -220,6 +220,10 @@ def test_engine_environment():
                                          r"rebuild with: detrt build model\.onnx"):
         check_engine_environment(m, "model.engine", tensorrt_version="11.1.0", compute_capability="8.7",
                                  plugin_sha256="b" * 64)
+    for other in ("10.3.1", "10.4.0", "10.3"):  # TensorRT refuses a plan of another patch release too
+        with pytest.raises(InputError, match=rf"built by TensorRT 10\.3\.0\.26, this machine has TensorRT {other}"):
+            check_engine_environment(m, "model.engine", tensorrt_version=other, compute_capability="8.7",
+                                     plugin_sha256="b" * 64)
     with pytest.raises(InputError, match=r"compute capability 8\.7 \(Orin\), this GPU is 9\.0"):
         check_engine_environment(m, "model.engine", tensorrt_version="10.3.0", compute_capability="9.0",
                                  plugin_sha256="b" * 64)

@@ -169,6 +169,28 @@ def test_ctrl_c_flushes_sinks(tmp_path, model):
     assert cv2.VideoCapture(str(tmp_path / "o.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == s.frames
 
 
+def test_first_ctrl_c_writes_every_frame_already_read(tmp_path, model):
+    """A slow backend and a fast source: when SIGINT lands, frames wait in every queue. The first Ctrl-C
+    drains them all: every frame the source gave is written (only a second Ctrl-C may drop them)."""
+    taken = []
+
+    def frames():
+        for i, f in enumerate(gradient_frames(200)):
+            taken.append(i)
+            yield f
+
+    def press_ctrl_c(frame, dets):
+        if frame.index == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with open_backend(model) as be:
+        s = run(IterSource(frames(), fps=25), SlowBackend(be, 0.05), [tmp_path / "d.jsonl"], batch=2,
+                on_frame=press_ctrl_c, warmup=False)
+    assert s.interrupted and s.signal == "SIGINT"
+    assert s.frames == len(taken) > 6  # more in flight than written when the signal came, and none lost
+    assert [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")] == list(range(len(taken)))
+
+
 def test_keyboard_interrupt_raised_in_the_source(tmp_path, model):
     def frames():
         yield from gradient_frames(9)

@@ -91,15 +91,16 @@ def _raw_reference(logits, boxes, k, threshold, input_hw, t):
     return results
 
 
+@pytest.mark.parametrize("input_hw", [(320, 320), (64, 96)])
 @pytest.mark.parametrize("k", [None, 3, 7])
-def test_raw_matches_reference(k):
+def test_raw_matches_reference(k, input_hw):
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 2, (2, 5, 3)).astype(np.float32)
     boxes = rng.uniform(0.1, 0.6, (2, 5, 4)).astype(np.float32)
-    t = _t()
-    post = Postprocessor("raw", (320, 320), ("a", "b", "c"), threshold=0.3, topk=k)
+    t = resize_transform((360, 640), input_hw, "letterbox")
+    post = Postprocessor("raw", input_hw, ("a", "b", "c"), threshold=0.3, topk=k)
     got = post({"pred_logits": logits, "pred_boxes": boxes}, [t, t])
-    want = _raw_reference(logits, boxes, k or 5, 0.3, (320, 320), t)
+    want = _raw_reference(logits, boxes, k or 5, 0.3, input_hw, t)
     for d, rows in zip(got, want):
         assert len(d) == len(rows)
         np.testing.assert_allclose(d.scores, [r[0] for r in rows], rtol=1e-6)
@@ -115,6 +116,16 @@ def test_raw_by_hand():
     (d,) = Postprocessor("raw", (320, 320), ("person",), threshold=0.5)(out, [_t()])
     np.testing.assert_allclose(d.scores, [0.5])
     np.testing.assert_allclose(d.boxes, [[160, 0, 480, 320]])
+
+
+def test_raw_by_hand_on_a_non_square_input():
+    """64x96 (H x W): x scales by W = 96 and y by H = 64; a W/H swap moves every coordinate.
+    cxcywh (0.5, 0.25, 0.5, 0.5) -> xyxy (24, 0, 72, 32) in the input; the 128x192 source is twice that."""
+    out = {"pred_logits": np.zeros((1, 1, 1), np.float32),
+           "pred_boxes": np.array([[[0.5, 0.25, 0.5, 0.5]]], np.float32)}
+    t = resize_transform((128, 192), (64, 96), "letterbox")
+    (d,) = Postprocessor("raw", (64, 96), ("person",), threshold=0.5)(out, [t])
+    np.testing.assert_allclose(d.boxes, [[48, 0, 144, 64]])
 
 
 def test_detections_helpers():

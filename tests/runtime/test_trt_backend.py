@@ -12,12 +12,12 @@ import pytest
 
 from detrt.errors import InputError
 from detrt.manifest import Manifest, load_manifest, save_manifest, sha256_file
-from detrt.ops.tensorrt import tensorrt_here
 from detrt.runtime import trt_backend
 from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
 from tests.helpers import fake_trt
 from tests.helpers.probe_models import gradient_frames, make_raw_model, make_topk_model, write_video
+from tests.helpers.tensorrt_or_skip import require_tensorrt
 
 
 @pytest.fixture
@@ -224,9 +224,9 @@ def test_engine_built_with_plugins_needs_them(engine, fakes):
 
 @pytest.mark.gpu
 @pytest.mark.trt
-@pytest.mark.skipif(not tensorrt_here()[0], reason=tensorrt_here()[1])
 def test_real_engine_matches_onnxruntime(tmp_path):
     """Builds an engine from the probe ONNX with TensorRT's builder and compares with ONNX Runtime."""
+    require_tensorrt()
     import tensorrt as trt
 
     from cuda.bindings import runtime as cudart
