@@ -71,6 +71,7 @@ class DetrConfig:
     epochs: int = 54  # reference exps/aps.sh: 54 epochs, LR step at 40, 4 GPUs x 2 images
     lr_drop: int = 40
     batch_size: int = 2
+    augment: str = "detr_multiscale"  # the official recipe (docs/training.md); or "letterbox_jitter"
     # postprocess (reference testing.py: every query kept, scores below 0.05 dropped before evaluation)
     num_select: int = 500  # detections kept per image, the top-scoring (query, class) pairs
     score_floor: float = 0.05  # detections scoring below it are dropped (the exported graph zeroes them)
@@ -114,6 +115,7 @@ _TINY = dict(
     backbone="resnet18", backbone_norm="gn", freeze_at=0, zero_init_residual=True, pretrained_backbone=False,
     hidden_dim=128, nheads=4, enc_layers=3, dim_feedforward=256, dropout=0.0,  # synthetic data never repeats
     num_queries=100, lr_backbone=2e-4, clip_max_norm=0.1, epochs=12, lr_drop=10, batch_size=2,
+    augment="letterbox_jitter",  # what the bundled model was trained with (docs/training.md)
     # every query kept, as the paper's protocol does; no score floor, the figures README reports were made so
     num_select=100, score_floor=0.0,
 )

@@ -1,7 +1,7 @@
 """A torch Dataset over a CrowdHuman index (`detrt.data.crowdhuman.read_gt`), with training augmentation.
 
     records = read_gt("annotations.odgt", "images/")
-    ds = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, Augment(), seed=0)  # training.options
+    ds = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, Augment(cfg.augment), seed=0)  # .options
     loader = DataLoader(ds, batch_size=2, collate_fn=collate)   # -> images [B, 3, H, W], targets, metas
 
 Images of any size and kind are read as 3-channel BGR (grayscale is replicated, alpha dropped, 16-bit
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from detrt.errors import InputError
-from detrt.training.transforms import crop, hflip, letterbox, random_crop_region, to_model_target
+from detrt.training.transforms import SCHEMES, letterbox, to_model_target
 
 
 def read_image(path):
@@ -43,6 +43,8 @@ class CrowdHumanDataset(Dataset):
         self.records, self.input_size = list(records), tuple(input_size)
         self.mean, self.std, self.augment, self.seed = mean, std, augment, seed
         self.epoch = 0
+        if augment is not None and augment.scheme not in SCHEMES:
+            raise InputError(f"unknown augmentation scheme {augment.scheme!r}; valid: {', '.join(sorted(SCHEMES))}")
         missing = [r for r in self.records if r.image_path is None]
         if missing:
             raise InputError(f"image {missing[0].image_id!r} has no file (read the index with an images directory)")
@@ -68,18 +70,13 @@ class CrowdHumanDataset(Dataset):
 
     def __getitem__(self, index):
         image, target = self.load(index)
-        scale = 1.0
-        a = self.augment
-        if a is not None:
+        transform = None  # the runtime's letterbox
+        if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            if rng.random() < a.flip:
-                image, target = hflip(image, target)
-            if rng.random() < a.crop:
-                region = random_crop_region(rng, image.shape[1], image.shape[0], a.crop_min_side)
-                image, target = crop(image, target, region, a.min_visible)
-            scale = float(rng.uniform(a.scale_min, 1.0))
+            scheme = SCHEMES[self.augment.scheme]
+            image, target, transform = scheme(rng, image, target, self.input_size, self.augment)
         src_hw = image.shape[:2]
-        pixels, target, transform = letterbox(image, target, self.input_size, self.mean, self.std, scale)
+        pixels, target, transform = letterbox(image, target, self.input_size, self.mean, self.std, transform)
         meta = {"image_id": self.records[index].image_id, "transform": transform, "size": src_hw}
         return torch.from_numpy(pixels), to_model_target(target, self.input_size), meta
 

@@ -176,7 +176,9 @@ def start_run(opts, info):
     if opts.resume is None and (out / "last" / META).exists():
         raise InputError(f"{out}: holds a previous run's checkpoint; use --resume {out / 'last'} or another "
                          "--output")
-    opts = dataclasses.replace(opts, batch_size=opts.batch_size or cfg.batch_size, epochs=opts.epochs or cfg.epochs)
+    augment = dataclasses.replace(opts.augment, scheme=opts.augment.scheme or cfg.augment)
+    opts = dataclasses.replace(opts, batch_size=opts.batch_size or cfg.batch_size, epochs=opts.epochs or cfg.epochs,
+                               augment=augment)
     _set_determinism(info.device)
     seed_everything(opts.seed)
 

@@ -15,13 +15,21 @@ from detrt.errors import InputError
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation, applied in this order: flip, crop, multi-scale letterbox."""
+    """Training augmentation, applied in this order: flip, crop, multi-scale letterbox
+    (the schemes: detrt/training/transforms.py)."""
 
+    scheme: str = None  # "detr_multiscale" | "letterbox_jitter"; None: the config's `augment`
     flip: float = 0.5  # probability of a horizontal flip
-    crop: float = 0.5  # probability of a random crop (the zoom-in; the letterbox scales it up)
+    crop: float = 0.5  # probability of a random crop (the zoom-in; the multi-scale resize scales it up)
+    # letterbox_jitter
     crop_min_side: float = 0.5  # a crop keeps at least this fraction of the width and of the height
     min_visible: float = 0.3  # a person keeping less of its area after a crop becomes an ignore region
     scale_min: float = 0.7  # multi-scale: letterbox at U(scale_min, 1) times the fitting scale
+    # detr_multiscale (Deformable DETR's make_coco_transforms)
+    scales: tuple = tuple(range(480, 801, 32))  # short sides of the multi-scale resize
+    max_size: int = 1333  # its long side at most
+    crop_resize: tuple = (400, 500, 600)  # short sides before the crop
+    crop_size: tuple = (384, 600)  # crop width and height range, pixels
 
 
 def flag(default, help, **argparse_keywords):

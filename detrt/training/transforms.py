@@ -3,11 +3,22 @@
 A target is a dict with `boxes` [N, 4] (persons) and `ignore` [M, 4] (ignore regions), both xyxy in the
 pixels of the image beside it. The last step, `letterbox`, is the runtime's preprocessing
 (`detrt.data.preprocess`): resize keeping the aspect ratio, image at the top-left, bottom/right padded
-with zeros after normalization. With scale 1 it gives exactly the runtime's tensor, so the exported
-model sees what it was trained on; a scale below 1 is the multi-scale augmentation (smaller persons,
+with zeros after normalization. At the fitting size it gives exactly the runtime's tensor, so the exported
+model sees what it was trained on; a smaller size is the multi-scale augmentation (smaller persons,
 more padding), a crop before it the zoom-in.
+
+The augmentation schemes (a config's `augment`, `SCHEMES` below) draw from a numpy Generator and return
+(image, target, the letterbox Transform):
+- "detr_multiscale": the recipe of Deformable DETR's `make_coco_transforms`, which the official DH-DETR /
+  Iter-Deformable-DETR code trains CrowdHuman with: flip; then either a resize to a short side of
+  480..800 (long side <= 1333), or a resize to a short side of 400/500/600, a random crop of 384..600 px
+  per side (cut boxes stay persons, clipped) and that multi-scale resize. With no padding mask in the model
+  every image is letterboxed into the config's input: a multi-scale size larger than it is fitted into it.
+- "letterbox_jitter": flip, a crop keeping >= crop_min_side of each side (slivers become ignore regions),
+  the letterbox at U(scale_min, 1) times the fitting scale.
 """
 
+import cv2
 import numpy as np
 
 from detrt.data.preprocess import Preprocessor, Transform, resize_transform
@@ -56,6 +67,30 @@ def crop(image, target, region, min_visible=0.3):
     return image[y0:y1, x0:x1].copy(), {"boxes": boxes[kept], "ignore": ignore.reshape(-1, 4)}
 
 
+def resize(image, target, new_hw):
+    """Image and boxes resized to new_hw (h, w); INTER_AREA when shrinking, as the runtime does."""
+    h, w = image.shape[:2]
+    new_h, new_w = int(new_hw[0]), int(new_hw[1])
+    if (new_h, new_w) == (h, w):
+        return image, target
+    interp = cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR
+    scale_xy = np.array([new_w / w, new_h / h] * 2)
+    return (cv2.resize(image, (new_w, new_h), interpolation=interp),
+            {key: target[key] * scale_xy for key in ("boxes", "ignore")})
+
+
+def short_side_size(src_hw, short, max_size=None):
+    """(h, w) with the short side `short` and the aspect ratio kept; the short side shrinks until the long
+    side is <= max_size. As Deformable DETR's `resize` (get_size_with_aspect_ratio), except that the capped
+    short side is floored where it rounds, so the long side never passes max_size (there it can by 1-2 px)."""
+    h, w = int(src_hw[0]), int(src_hw[1])
+    if max_size is not None and max(h, w) / min(h, w) * short > max_size:
+        short = int(max_size * min(h, w) / max(h, w))
+    if w < h:
+        return int(short * h / w), short
+    return short, int(short * w / h)
+
+
 def scaled_transform(src_hw, input_hw, scale=1.0):
     """The runtime's letterbox Transform (scale 1), or one for an image `scale` times smaller (scale <= 1)."""
     t = resize_transform(src_hw, input_hw, "letterbox")
@@ -66,30 +101,65 @@ def scaled_transform(src_hw, input_hw, scale=1.0):
     return Transform(h, w, new_w / w, new_h / h, new_h, new_w)
 
 
-def letterbox(image, target, input_hw, mean, std, scale=1.0):
+def multiscale_transform(src_hw, input_hw, short, max_size):
+    """The letterbox Transform of the multi-scale resize to `short` (long side <= max_size), fitted into the
+    network input when larger (then it is the runtime's letterbox)."""
+    new_h, new_w = short_side_size(src_hw, short, max_size)
+    if new_h > input_hw[0] or new_w > input_hw[1]:
+        return resize_transform(src_hw, input_hw, "letterbox")
+    h, w = int(src_hw[0]), int(src_hw[1])
+    return Transform(h, w, new_w / w, new_h / h, new_h, new_w)
+
+
+def letterbox(image, target, input_hw, mean, std, transform=None):
     """BGR uint8 image -> (normalized RGB float32 [3, H, W], target in network-input pixels, Transform).
 
+    `transform` (from this image's size; default the runtime's) says the resized size inside the input.
     The pixels are written by the runtime's own Preprocessor (same interpolation, same arithmetic).
     """
-    t = scaled_transform(image.shape[:2], input_hw, scale)
+    t = transform or resize_transform(image.shape[:2], input_hw, "letterbox")
     out = np.zeros((3, *input_hw), np.float32)
-    resized = image
-    if (t.new_h, t.new_w) != image.shape[:2]:
-        import cv2
-
-        interp = cv2.INTER_AREA if t.new_w < image.shape[1] else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (t.new_w, t.new_h), interpolation=interp)
+    resized, target = resize(image, target, (t.new_h, t.new_w))
     Preprocessor((t.new_h, t.new_w), mean, std).into(np.ascontiguousarray(resized), out[:, :t.new_h, :t.new_w])
-    scale_xy = np.array([t.sx, t.sy, t.sx, t.sy])
-    return out, {key: target[key] * scale_xy for key in ("boxes", "ignore")}, t
+    return out, target, t
 
 
-def random_crop_region(rng, width, height, min_side):
-    """A random (x0, y0, x1, y1) keeping between min_side and all of each side."""
-    cw = int(rng.integers(max(1, round(min_side * width)), width + 1))
-    ch = int(rng.integers(max(1, round(min_side * height)), height + 1))
+def random_region(rng, width, height, width_range, height_range):
+    """A random (x0, y0, x1, y1) inside a width x height image, its sides drawn from the (low, high) ranges."""
+    cw = int(rng.integers(width_range[0], width_range[1] + 1))
+    ch = int(rng.integers(height_range[0], height_range[1] + 1))
     x0, y0 = int(rng.integers(0, width - cw + 1)), int(rng.integers(0, height - ch + 1))
     return x0, y0, x0 + cw, y0 + ch
+
+
+def detr_multiscale(rng, image, target, input_hw, a):
+    """The "detr_multiscale" scheme (module docstring); `a` an Augment."""
+    if rng.random() < a.flip:
+        image, target = hflip(image, target)
+    if rng.random() < a.crop:
+        image, target = resize(image, target, short_side_size(image.shape[:2], int(rng.choice(a.crop_resize))))
+        h, w = image.shape[:2]
+        low, high = a.crop_size  # Deformable DETR's RandomSizeCrop: low..high px, at most the image's side
+        region = random_region(rng, w, h, (min(low, w), min(high, w)), (min(low, h), min(high, h)))
+        image, target = crop(image, target, region, min_visible=0.0)  # cut persons stay persons
+    short = int(rng.choice(a.scales))
+    return image, target, multiscale_transform(image.shape[:2], input_hw, short, a.max_size)
+
+
+def letterbox_jitter(rng, image, target, input_hw, a):
+    """The "letterbox_jitter" scheme (module docstring); `a` an Augment."""
+    if rng.random() < a.flip:
+        image, target = hflip(image, target)
+    if rng.random() < a.crop:
+        h, w = image.shape[:2]
+        region = random_region(rng, w, h, (max(1, round(a.crop_min_side * w)), w),
+                               (max(1, round(a.crop_min_side * h)), h))
+        image, target = crop(image, target, region, a.min_visible)
+    scale = float(rng.uniform(a.scale_min, 1.0))
+    return image, target, scaled_transform(image.shape[:2], input_hw, scale)
+
+
+SCHEMES = {"detr_multiscale": detr_multiscale, "letterbox_jitter": letterbox_jitter}
 
 
 def to_model_target(target, input_hw):

@@ -40,7 +40,7 @@ def test_eval_items_are_the_runtime_tensor_and_boxes(tiny_data):
 
 def test_flip_keeps_boxes_on_the_pixels(tiny_data):
     plain = dataset(tiny_data)
-    flipped = dataset(tiny_data, Augment(flip=1.0, crop=0.0, scale_min=1.0))
+    flipped = dataset(tiny_data, Augment("letterbox_jitter", flip=1.0, crop=0.0, scale_min=1.0))
     for i in range(len(plain)):
         a, ta, _ = plain[i]
         b, tb, _ = flipped[i]
@@ -51,8 +51,9 @@ def test_flip_keeps_boxes_on_the_pixels(tiny_data):
         torch.testing.assert_close(tb["boxes"], expect)
 
 
-def test_augmented_boxes_cover_the_drawn_rectangles(tiny_data):
-    ds = dataset(tiny_data, Augment(flip=0.5, crop=1.0, scale_min=0.6))
+@pytest.mark.parametrize("scheme", ["letterbox_jitter", "detr_multiscale"])
+def test_augmented_boxes_cover_the_drawn_rectangles(tiny_data, scheme):
+    ds = dataset(tiny_data, Augment(scheme, flip=0.5, crop=1.0, scale_min=0.6))
     for epoch in range(3):
         ds.set_epoch(epoch)
         for i in range(len(ds)):
@@ -67,7 +68,8 @@ def test_augmented_boxes_cover_the_drawn_rectangles(tiny_data):
 
 
 def test_augmentation_is_reproducible_and_changes_with_the_epoch(tiny_data):
-    a, b = dataset(tiny_data, Augment(), seed=3), dataset(tiny_data, Augment(), seed=3)
+    jitter = Augment("letterbox_jitter")
+    a, b = dataset(tiny_data, jitter, seed=3), dataset(tiny_data, jitter, seed=3)
     torch.testing.assert_close(a[2][0], b[2][0])
     draws = []
     for epoch in range(4):
@@ -96,3 +98,8 @@ def test_unreadable_image_is_an_input_error(tmp_path):
     ds = CrowdHumanDataset(read_gt(tmp_path / "gt.odgt", tmp_path), CFG.input_size, CFG.mean, CFG.std)
     with pytest.raises(InputError, match="a.jpg: cannot read image"):
         ds[0]
+
+
+def test_unknown_augmentation_scheme_is_an_input_error(tiny_data):
+    with pytest.raises(InputError, match="scheme 'mosaic'; valid: detr_multiscale, letterbox_jitter"):
+        dataset(tiny_data, Augment("mosaic"))

@@ -56,6 +56,7 @@ def test_resume_mid_epoch_continues_identically(tiny_data, tmp_path):
     model_a, cfg = model_from_checkpoint(tmp_path / "full" / "last")
     model_b, _ = model_from_checkpoint(tmp_path / "part" / "last")
     assert cfg == tiny_config()
+    assert read_meta(tmp_path / "full" / "last")["augment"]["scheme"] == "letterbox_jitter"  # the config's
     for (name, x), (_, y) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
         assert (x == y).all(), name
 
