@@ -11,6 +11,7 @@ more padding), a crop before it the zoom-in.
 import numpy as np
 
 from detrt.data.preprocess import Preprocessor, Transform, resize_transform
+from detrt.optional import require
 
 
 def box_area(boxes):
@@ -95,7 +96,7 @@ def random_crop_region(rng, width, height, min_side):
 def to_model_target(target, input_hw):
     """Network-pixel xyxy target -> the criterion's format: boxes / ignore_boxes cxcywh normalized to the
     padded input, labels 0 (person). Boxes are clipped to the input; zero-size ones are dropped."""
-    import torch
+    torch = require("torch", "training targets")  # the numpy transforms above run without it
 
     H, W = input_hw
     out = {}
