@@ -9,6 +9,8 @@ import importlib
 import platform
 from pathlib import Path
 
+import onnxruntime as ort
+
 from detrt.bench.device import device_facts
 from detrt.errors import InputError
 from detrt.manifest import check_artifact
@@ -78,10 +80,6 @@ def _plugin_lines(plugins, trt_ok):
 
 
 def _onnxruntime_lines():
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        return [("onnxruntime", f"not installed ({e})")]
     lines = [("onnxruntime", f"{ort.__version__}, providers: {', '.join(ort.get_available_providers())}")]
     try:  # needs the optional onnxruntime-extensions (detrt[cpu-plugins])
         import detrt.ops.ort  # noqa: F401
