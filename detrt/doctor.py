@@ -9,6 +9,8 @@ import importlib
 import platform
 from pathlib import Path
 
+import onnxruntime as ort
+
 from detrt.bench.device import device_facts
 from detrt.errors import InputError
 from detrt.manifest import check_artifact
@@ -16,11 +18,9 @@ from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_MSDA_OP
 from detrt.ops.tensorrt import (check_plugin_library, find_plugin_library, gpu_here, import_tensorrt, plugin_creators,
                                 register_plugins, tensorrt_available)
+from detrt.optional import EXTRAS
 from detrt.runtime.backend import choose_backend
 
-# The modules each pip extra brings (pyproject.toml), to tell which verbs can run here.
-EXTRA_MODULES = {"train": ("torch", "scipy", "safetensors"),
-                 "compile": ("torch", "onnx", "onnx_graphsurgeon", "onnxscript"), "bench": ("matplotlib",)}
 OPS = f"{DETRT_DOMAIN}::{MSDA_OP} and {DETRT_DOMAIN}::{DCG_OP}"
 
 
@@ -80,10 +80,6 @@ def _plugin_lines(plugins, trt_ok):
 
 
 def _onnxruntime_lines():
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        return [("onnxruntime", f"not installed ({e})")]
     lines = [("onnxruntime", f"{ort.__version__}, providers: {', '.join(ort.get_available_providers())}")]
     try:  # needs the optional onnxruntime-extensions (detrt[cpu-plugins])
         import detrt.ops.ort  # noqa: F401
@@ -109,8 +105,7 @@ def _verb_lines(verbs, trt_ok):
     ok, missing = [], []
     for name, extra in verbs:
         extras = extra.split(",") if extra else []
-        absent = [m for e in extras for m in EXTRA_MODULES.get(e, ()) if not _installed(m)]
-        absent = list(dict.fromkeys(absent))  # torch is in two extras
+        absent = [m for e in extras for m in EXTRAS[e] if not _installed(m)]
         (missing if absent else ok).append(name + (f" (needs detrt[{extra}]: {', '.join(absent)})" if absent else ""))
     lines = [("runnable verbs", ", ".join(ok) or "none")]
     if missing:

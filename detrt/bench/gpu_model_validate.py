@@ -20,18 +20,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from detrt.data.preprocess import Preprocessor
 from detrt.data.synthetic import synth_image
 from detrt.models import build_model
 from detrt.models.checkpoint import model_from_checkpoint
 from detrt.ops.tensorrt import tensorrt_here
+from detrt.optional import require
 from detrt.runtime.backend import open_backend
 
 
 def tiny_model():
-    import torch
-
+    torch = require("torch", "a random model")
     torch.manual_seed(0)
     model = build_model("dhdetr_r18_tiny").eval()
     for head in model.class_embed:
@@ -63,8 +64,6 @@ def main(argv, root):
     if not ok:
         print(f"gpu_model_validate: skipped: {why}")
         return 0
-    import onnxruntime as ort
-
     from detrt.compile.export import export_model_to, finite_max_abs_diff
     from detrt.compile.build import build
 

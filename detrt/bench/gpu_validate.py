@@ -37,7 +37,8 @@ from detrt.bench.measure import wall_time
 from detrt.bench.report import update_results_md, write_json
 from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PLUGIN_VERSION
-from detrt.ops.tensorrt import gpu_here, register_plugins, tensorrt_available
+from detrt.ops.tensorrt import gpu_here, import_tensorrt, register_plugins, tensorrt_available
+from detrt.optional import require
 
 TOLERANCE = {"float32": 1e-5, "float16": 1e-3}
 DTYPE_CODE = {"float32": 0, "float16": 1}  # detrtCudaApi.cpp
@@ -67,9 +68,7 @@ class DeviceBuffers:
     to that stream (never the legacy default stream)."""
 
     def __init__(self):
-        from cuda.bindings import runtime as cudart
-
-        self.rt = cudart
+        self.rt = cudart = require("cuda.bindings.runtime", "gpu_validate")
         self.ptrs = []
         self.stream = self._check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreate")
 
@@ -270,7 +269,7 @@ def cuda_event_ms(torch, fn, repeats=TIMED_REPEATS):
 def time_against_torch(lib, cases):
     """Each CUDA kernel and its PyTorch reference on the same GPU inputs, on one non-default torch stream;
     skipped (None) where PyTorch cannot use the GPU."""
-    try:
+    try:  # not require: without PyTorch the timing is skipped, not the validation
         import torch
     except ImportError:
         return None
@@ -321,8 +320,7 @@ def time_against_torch(lib, cases):
 
 def run_tensorrt(plugin_lib, cases):
     """One-node engines through libdetrt_plugins.so, compared with the CPU kernels."""
-    import tensorrt as trt
-
+    trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     register_plugins(trt, plugin_lib)
     registry = trt.get_plugin_registry()

@@ -31,8 +31,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import onnxruntime as ort
 
+from detrt.errors import InputError
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_DOMAIN, NVIDIA_MSDA_OP
+from detrt.optional import require
 
 MSDA_OPS = (MSDA_OP, NVIDIA_MSDA_OP)
 CUSTOM_DOMAINS = (DETRT_DOMAIN, NVIDIA_DOMAIN, "")  # where the custom-op shape rules below apply (portable is a function)
@@ -55,9 +58,13 @@ class GraphCost:
         return asdict(self)
 
 
-def _load(model):
-    import onnx
+def _onnx():
+    """onnx (detrt[compile]), which counting needs and the peaks do without; InputError naming the extra."""
+    return require("onnx", "the roofline")
 
+
+def _load(model):
+    onnx = _onnx()
     if isinstance(model, onnx.ModelProto):
         m = onnx.ModelProto()
         m.CopyFrom(model)
@@ -92,9 +99,8 @@ def _custom_output_shapes(node, shapes):
 
 def infer_shapes(model, batch, input_size=None):
     """{tensor name: [dims] or None} and {name: elem_type}, for the graph with its batch fixed to `batch`."""
-    import onnx
-    from onnx import helper, shape_inference
-
+    onnx = _onnx()
+    helper, shape_inference = onnx.helper, onnx.shape_inference
     inp = model.graph.input[0].type.tensor_type.shape.dim
     symbol = inp[0].dim_param if inp[0].HasField("dim_param") else None
     inp[0].ClearField("dim_param")
@@ -147,10 +153,8 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
     to a computed shape is unknown at batch 1). Plugin-form graphs run through detrt's CPU kernels.
     Returns {} when the graph does not run here (e.g. a TensorRT-only plugin).
     """
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
-
+    onnx = _onnx()
+    helper = onnx.helper
     m = onnx.ModelProto()
     m.CopyFrom(model)
     outputs = {o.name for o in m.graph.output}
@@ -184,8 +188,7 @@ def shapes_from_onnxruntime(model, names, types, batch, input_size=None):
 
 
 def _nbytes(name, shapes, types):
-    from onnx import helper
-
+    helper = _onnx().helper
     dims = shapes.get(name)
     if not _known(dims) or name not in types or not types[name]:
         return None
@@ -197,8 +200,7 @@ def _nbytes(name, shapes, types):
 
 
 def _attr(node, name, default=None):
-    from onnx import helper
-
+    helper = _onnx().helper
     for a in node.attribute:
         if a.name == name:
             v = helper.get_attribute_value(a)
@@ -286,9 +288,8 @@ def _best(fn, seconds, min_runs=3):
 
 def _ort_matmul(n, threads):
     """A one-node ONNX Runtime MatMul session (ORT's MLAS GEMM is what its Conv/MatMul nodes use)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
+    onnx = _onnx()
+    helper, TensorProto = onnx.helper, onnx.TensorProto
     vi = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "abc"]
     g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak", vi[:2], vi[2:])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -315,7 +316,7 @@ def measure_peak(seconds=2.0, n=2048, copy_mb=128, threads=None):
         sess = _ort_matmul(n, threads)
         feed = {"a": a, "b": b}
         out["onnxruntime_matmul_gflops"] = flop / _best(lambda: sess.run(None, feed), seconds / 3) / 1e9
-    except ImportError:  # onnx (the [compile] extra) absent: numpy alone
+    except InputError:  # onnx (the [compile] extra) absent: numpy alone
         pass
     out["matmul_gflops"] = max(v for k, v in out.items() if k.endswith("_matmul_gflops"))
     src = np.ones(copy_mb * 2**20 // 4, np.float32)
@@ -328,7 +329,7 @@ def measure_peak(seconds=2.0, n=2048, copy_mb=128, threads=None):
 
 def measure_gpu_peak(seconds=2.0, n=8192, copy_mb=1024):
     """The GPU's measured peak through torch (FP32 and FP16 matmul, device copy), or None without CUDA."""
-    try:
+    try:  # not require: without PyTorch there is no GPU peak, and the roofline goes on without it
         import torch
     except ImportError:
         return None

@@ -159,14 +159,11 @@ def run_bench(specs, batches, warmup_s, duration_s, frames=None, threads=None, p
     try:
         images, frames_what = load_frames(frames, count=max(16, 4 * max(batches)), notice=notice)
         costs, peak = {}, {}
-        if roofline:
-            try:
-                costs = _costs(entries, batches)
-                peak["cpu"] = measure_peak(threads=threads)
-                if any(e.kind == "tensorrt" for e in entries):
-                    peak["gpu"] = measure_gpu_peak()
-            except ImportError as err:  # onnx absent (runtime-only install): no roofline, say why
-                notice(f"no roofline: {err.name} is not installed (pip install 'detrt[compile]')")
+        if roofline:  # without onnx (detrt[compile]) _costs notes why per artifact, and the peaks do without it
+            costs = _costs(entries, batches)
+            peak["cpu"] = measure_peak(threads=threads)
+            if any(e.kind == "tensorrt" for e in entries):
+                peak["gpu"] = measure_gpu_peak()
         results = []
         bar = progress_bar(total=round(len(entries) * len(batches) * (warmup_s + duration_s), 1), show=progress,
                            unit="s", desc="benchmarking", leave=False,

@@ -27,12 +27,14 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+from torch.onnx import register_custom_op_symbolic, symbolic_helper, unregister_custom_op_symbolic
 
 from detrt.compile import surgery
 from detrt.compile.onnx_io import save_onnx
 from detrt.errors import InputError
 from detrt.manifest import Manifest
 from detrt.models.checkpoint import model_from_checkpoint
+from detrt.models.dhdetr import PostProcess
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
@@ -52,8 +54,6 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model, input_size, postprocess=True, topk=100, score_floor=0.0):
         super().__init__()
-        from detrt.models.dhdetr import PostProcess
-
         self.model = model
         self.postprocess = PostProcess(topk, score_floor) if postprocess else None
         self.register_buffer("size", torch.tensor([list(input_size)], dtype=torch.float32), persistent=False)
@@ -69,8 +69,6 @@ class ExportWrapper(nn.Module):
 @contextlib.contextmanager
 def detrt_symbolics(opset):
     """Within the block, the TorchScript exporter writes the two detrt custom ops as single detrt:: nodes."""
-    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
-
     register_custom_op_symbolic(TORCH_MSDA_OP, _msda_symbolic, opset)
     register_custom_op_symbolic(TORCH_DCG_OP, _dcg_symbolic, opset)
     try:
@@ -81,8 +79,6 @@ def detrt_symbolics(opset):
 
 
 def _sizes(value):
-    from torch.onnx import symbolic_helper
-
     return symbolic_helper._get_tensor_sizes(value) or None
 
 
@@ -97,8 +93,6 @@ def _msda_symbolic(g, value, spatial_shapes, level_start_index, sampling_locatio
 
 
 def _dcg_symbolic(g, boxes, scores, k, iou_threshold, low_score):
-    from torch.onnx import symbolic_helper
-
     k = symbolic_helper._get_const(k, "i", "k")
     iou_threshold = symbolic_helper._get_const(iou_threshold, "f", "iou_threshold")
     low_score = symbolic_helper._get_const(low_score, "f", "low_score")

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 
 from detrt.manifest import save_artifact
 
@@ -16,8 +17,6 @@ def ort_artifact(model, manifest, output, log=print):
 
     ORT_ENABLE_EXTENDED, not ALL: ALL adds layout transforms tied to this machine's CPU.
     """
-    import onnxruntime as ort
-
     if manifest.form == "plugin":
         from detrt.ops.ort import InferenceSession
     else:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from detrt.compile import surgery
 from detrt.data.preprocess import Preprocessor
@@ -208,8 +209,6 @@ def _input_shape(model):
 def quantize(model, batches, per_channel=True):
     """Portable FP32 ModelProto + calibration batches [{"images": float32 [B, 3, H, W]}] -> INT8 QDQ ModelProto
     as ONNX Runtime writes it; passes_for("int8") fixes it up."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     check_calibration(batches, model)
     with tempfile.TemporaryDirectory(prefix="detrt-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"

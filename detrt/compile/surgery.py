@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+import onnxruntime as ort
 
 from detrt.compile.onnx_io import load_onnx, save_onnx
 from detrt.compile.portable_ops import dcg_function, msda_function
@@ -47,8 +48,6 @@ def form_of(model):
 
 def fold_constants(graph):
     """Evaluate every subgraph that depends on constants only (shape arithmetic, spatial shapes)."""
-    import onnxruntime as ort
-
     ort.set_default_logger_severity(3)  # gs folds through ONNX Runtime sessions, whose optimizer warns per node
     try:
         return graph.fold_constants(error_ok=False).cleanup()

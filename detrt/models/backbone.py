@@ -15,12 +15,14 @@ stem + layer1 as the paper does.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from detrt.errors import InputError
+from detrt.optional import require
 
 ARCHS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -195,13 +197,11 @@ def read_state_dict(path):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: backbone weights file not found")
+    # chosen before the try below: a missing package is not a corrupt file
+    load = (require("safetensors.torch", str(path)).load_file if path.suffix == ".safetensors"
+            else partial(torch.load, map_location="cpu", weights_only=True))
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load(str(path))
     except Exception as e:  # a corrupt or non-weights file: one line, not a traceback
         raise InputError(f"{path}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     for key in ("state_dict", "model"):  # common checkpoint wrappers

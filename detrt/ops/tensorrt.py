@@ -9,7 +9,9 @@ The library does not register itself when opened (plugins/README.md), so a dlope
 the engine deserializer without its creators: registration goes through IPluginRegistry.load_library, which
 dlopens it and registers what its getCreators returns.
 
-Torch-free. tensorrt and cuda-python (detrt[trt]) are optional, so they are imported inside the functions.
+Torch-free. tensorrt and cuda-python (detrt[trt]) are optional, so they are imported inside the functions: tensorrt
+through import_tensorrt (which says where TensorRT comes from), cuda-python through detrt.optional.require; the
+availability probes import them directly, to report any failure of a broken install.
 """
 
 import ctypes
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from detrt.errors import InputError
 from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_MSDA_OP, NVIDIA_NAMESPACE
+from detrt.optional import require
 
 PLUGIN_GLOBS = ("libdetrt*plugin*.so", "detrt*plugin*.dll")
 
@@ -96,7 +99,7 @@ def tensorrt_available():
 
 def import_tensorrt():
     """The tensorrt module; InputError saying what to install where it is absent."""
-    try:
+    try:  # not require: on Jetson TensorRT comes from apt, not pip, and the CPU artifact needs none
         import tensorrt as trt
     except ImportError as e:
         raise InputError(f"TensorRT is not installed here ({e}); on a GPU machine install detrt[trt] (Jetson: "
@@ -107,10 +110,7 @@ def import_tensorrt():
 
 def gpu_properties(device=0):
     """(name, compute capability 'M.m') of a CUDA device through cuda-python."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError as e:
-        raise InputError(f"cuda-python is not installed ({e}); install detrt[trt]") from None
+    cudart = require("cuda.bindings.runtime", "reading the CUDA device")
     err, props = cudart.cudaGetDeviceProperties(device)
     if int(err) != 0:
         raise InputError(f"no usable CUDA device {device} (cudaGetDeviceProperties: {err})")

@@ -10,6 +10,7 @@ ONNX Runtime's spin-waiting workers would take their time.
 """
 
 import numpy as np
+import onnxruntime as ort
 
 from detrt.errors import InputError
 from detrt.runtime.base import Backend, check_threads, default_threads
@@ -32,8 +33,6 @@ class OrtBackend(Backend):
 
     def __init__(self, artifact, manifest, threads=None):
         super().__init__(artifact, manifest)
-        import onnxruntime as ort
-
         self.threads = check_threads(threads) or default_threads()
         plugin = manifest.form == "plugin"
         try:

@@ -34,7 +34,8 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.manifest import check_engine_environment, sha256_file
-from detrt.ops.tensorrt import find_plugin_library, register_plugins
+from detrt.ops.tensorrt import find_plugin_library, import_tensorrt, register_plugins
+from detrt.optional import require
 from detrt.runtime.base import Backend
 
 
@@ -42,9 +43,7 @@ class _Cuda:
     """cuda.bindings.runtime calls with error checking: each returns its results, raising on error."""
 
     def __init__(self):
-        from cuda.bindings import runtime as cudart
-
-        self.rt = cudart
+        self.rt = require("cuda.bindings.runtime", "a TensorRT engine")
 
     def __call__(self, fn, *args):
         res = getattr(self.rt, fn)(*args)
@@ -129,9 +128,7 @@ class TrtBackend(Backend):
 
     def __init__(self, artifact, manifest, plugins=None, cuda_graph=False, device=0):
         super().__init__(artifact, manifest)
-        import tensorrt as trt
-
-        self.trt = trt
+        self.trt = trt = import_tensorrt()
         self.cuda = cuda = _Cuda()
         cuda("cudaSetDevice", device)
         props = cuda("cudaGetDeviceProperties", device)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from detrt.data.preprocess import Preprocessor, Transform, resize_transform
+from detrt.optional import require
 
 
 def box_area(boxes):
@@ -165,7 +166,7 @@ SCHEMES = {"detr_multiscale": detr_multiscale, "letterbox_jitter": letterbox_jit
 def to_model_target(target, input_hw):
     """Network-pixel xyxy target -> the criterion's format: boxes / ignore_boxes cxcywh normalized to the
     padded input, labels 0 (person). Boxes are clipped to the input; zero-size ones are dropped."""
-    import torch
+    torch = require("torch", "training targets")  # the numpy transforms above run without it
 
     H, W = input_hw
     out = {}
