@@ -19,6 +19,7 @@ from detrt.bench import report as bench_report
 from detrt.bench.run import run_bench
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_set import format_stats, synthesize
+from detrt.data.synthetic_vocab import VocabConfig, format_vocab_stats, synthesize_vocab
 from detrt.demo import run_demo
 from detrt.doctor import report as doctor_report
 from detrt.errors import InputError
@@ -147,16 +148,20 @@ def run(args):
 
 def _synth_flags(p):
     p.add_argument("out", metavar="OUT", help="output directory (must be absent or empty, see --overwrite)")
+    p.add_argument("--kind", choices=("crowd", "vocab"), default="crowd",
+                   help="crowd: street scenes of persons, CrowdHuman .odgt; vocab: shapes of 1,152 leaf classes "
+                        "(shape x colour x texture x size, a 4-level hierarchy of 1,608 categories), COCO JSON")
     p.add_argument("--num", type=int, default=1000, help="images to render; 0: none")
-    p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames; 0: none")
+    p.add_argument("--frames", type=int, default=0, help="crowd: also render a video of this many frames; 0: none")
     p.add_argument("--fps", type=float, default=15.0, help="video frame rate")
     _seed_flag(p)
-    p.add_argument("--size", default="512x320", help="image size WxH")
-    p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38 gives 23 on average, "
-                                                     "like CrowdHuman); in video, the mean is kept on screen")
-    p.add_argument("--overlap", type=float, default=0.4,
-                   help="probability that a person joins a group, standing beside another, in [0, 1] (0.4 gives "
-                        "~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
+    p.add_argument("--size", help="image size WxH (default: 512x320 for crowd, 160x160 for vocab)")
+    p.add_argument("--persons", help="crowd: persons drawn per image MIN-MAX (default 8-38: 23 on average, like "
+                                     "CrowdHuman); in video, the mean is kept on screen")
+    p.add_argument("--overlap", type=float,
+                   help="crowd: probability that a person joins a group, standing beside another, in [0, 1] "
+                        "(default 0.4: ~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
+    p.add_argument("--objects", help="vocab: objects drawn per image MIN-MAX (default 2-6)")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it holds an earlier synth output")
 
@@ -169,28 +174,49 @@ def _parse_pair(flag, text, sep, kind=int):
     return a, b
 
 
+def _count_range(flag, text):
+    lo, hi = _parse_pair(flag, text, "-")
+    if not 0 <= lo <= hi:
+        raise InputError(f"{flag} must be MIN-MAX with 0 <= MIN <= MAX, got {text}")
+    return lo, hi
+
+
 @verb(_synth_flags)
 def synth(args):
-    """Render a synthetic crowd set (images + CrowdHuman .odgt) and optionally a walking-crowd video.
+    """Render a synthetic set: a crowd (images + CrowdHuman .odgt, optionally a walking-crowd video), or with
+    --kind vocab a vast vocabulary of shapes (images + COCO JSON + the names/hierarchy file).
 
-    Writes OUT/images/*.jpg + OUT/annotations.odgt, OUT/video.mp4 + OUT/video.odgt (frame IDs
-    "frame_000000"...), and OUT/synth.json; prints the statistics. Needs numpy and OpenCV only.
+    Crowd: OUT/images/*.jpg + OUT/annotations.odgt, OUT/video.mp4 + OUT/video.odgt (frame IDs
+    "frame_000000"...). Vocab: OUT/images/*.jpg + OUT/annotations.json + OUT/vocabulary.json. Both write
+    OUT/synth.json and print the statistics. Needs numpy and OpenCV only.
     examples:
       detrt synth data/synth --num 2000 --seed 1
       detrt synth data/dense --num 200 --persons 40-80 --overlap 0.7
       detrt synth data/clip --num 0 --frames 300 --fps 15
+      detrt synth data/vocab --kind vocab --num 2000 --seed 1
     """
-    width, height = _parse_pair("--size", args.size, "x")
-    lo, hi = _parse_pair("--persons", args.persons, "-")
+    crowd = args.kind == "crowd"
+    wrong = [flag for flag, value in (("--persons", args.persons), ("--overlap", args.overlap),
+                                      ("--frames", args.frames or None), ("--objects", args.objects))
+             if value is not None and (flag == "--objects") == crowd]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)}: not used by --kind {args.kind}")
+    width, height = _parse_pair("--size", args.size or ("512x320" if crowd else "160x160"), "x")
     if not (64 <= width <= 8192 and 64 <= height <= 8192):  # 8192x8192 BGR is 200 MB a frame
         raise InputError(f"--size must be from 64x64 to 8192x8192, got {args.size}")
-    if not 0 <= lo <= hi:
-        raise InputError(f"--persons must be MIN-MAX with 0 <= MIN <= MAX, got {args.persons}")
-    if not 0 <= args.overlap <= 1:
-        raise InputError(f"--overlap must be in [0, 1], got {args.overlap}")
     if args.num < 0 or args.frames < 0 or args.fps <= 0:
         raise InputError("--num and --frames must be >= 0 and --fps > 0")
-    cfg = SynthConfig(width=width, height=height, persons=(lo, hi), overlap=args.overlap, ext=f".{args.format}")
+    if not crowd:
+        cfg = VocabConfig(width=width, height=height, objects=_count_range("--objects", args.objects or "2-6"),
+                          ext=f".{args.format}")
+        stats = synthesize_vocab(args.out, num=args.num, seed=args.seed, cfg=cfg, overwrite=args.overwrite)
+        print(format_vocab_stats(args.out, stats))
+        return
+    overlap = 0.4 if args.overlap is None else args.overlap
+    if not 0 <= overlap <= 1:
+        raise InputError(f"--overlap must be in [0, 1], got {args.overlap}")
+    cfg = SynthConfig(width=width, height=height, persons=_count_range("--persons", args.persons or "8-38"),
+                      overlap=overlap, ext=f".{args.format}")
     stats = synthesize(args.out, num=args.num, frames=args.frames, seed=args.seed, cfg=cfg, fps=args.fps,
                        overwrite=args.overwrite)
     for name, s in stats.items():
