@@ -23,6 +23,7 @@ from detrt.data.synthetic_vocab import VocabConfig, format_vocab_stats, synthesi
 from detrt.demo import run_demo
 from detrt.doctor import report as doctor_report
 from detrt.errors import InputError
+from detrt.eval import coco as coco_eval
 from detrt.eval.crowdhuman import evaluate_files, format_table
 from detrt.manifest import manifest_path
 from detrt.optional import extra_for
@@ -224,22 +225,39 @@ def synth(args):
 
 
 def _eval_flags(p):
-    p.add_argument("--gt", required=True, help="ground truth .odgt")
-    p.add_argument("--dt", required=True, help="detections .odgt (every score, no threshold)")
-    p.add_argument("--images", help="images directory: sizes for records that carry no width/height")
+    p.add_argument("--gt", required=True, help="ground truth: CrowdHuman .odgt, or COCO-format .json (COCO, LVIS, "
+                                                "V3Det, detrt synth --kind vocab)")
+    p.add_argument("--dt", required=True, help="detections, every score (no threshold): .odgt for CrowdHuman, "
+                                                "COCO results .json for COCO (detrt run --coco)")
+    p.add_argument("--images", help="CrowdHuman: images directory, sizes for records that carry no width/height")
+    p.add_argument("--train-gt", help="COCO: the training set's .json, whose image counts make the rare, common "
+                                      "and frequent groups (default: the categories' LVIS frequency field)")
     p.add_argument("--json", help="also write the metrics as JSON")
 
 
 @verb(_eval_flags)
 def eval(args):  # noqa: A001 - the verb's name
-    """CrowdHuman AP, MR-2 and JI of detections against ground truth (CrowdDet's definitions).
+    """AP of detections against ground truth: CrowdHuman's AP, MR-2 and JI (CrowdDet's definitions) for .odgt,
+    COCO's AP at 100 and 300 detections per image, and on rare classes, for COCO-format .json.
 
-    example:
+    examples:
       detrt eval --gt data/synth/annotations.odgt --dt dets.odgt --json metrics.json
+      detrt eval --gt data/val/annotations.json --dt results.json --train-gt data/train/annotations.json
     """
-    check_outputs([args.json], [args.gt, args.dt])
-    result = evaluate_files(args.gt, args.dt, args.images)
-    print(format_table(result))
+    coco = Path(args.gt).suffix.lower() == ".json"
+    check_outputs([args.json], [args.gt, args.dt, args.train_gt])
+    if Path(args.dt).suffix.lower() != (".json" if coco else ".odgt"):
+        raise InputError(f"{args.dt}: a {'COCO-format .json' if coco else 'CrowdHuman .odgt'} ground truth is "
+                         f"scored against {'COCO results (.json)' if coco else '.odgt detections'}")
+    wrong = "--images" if coco and args.images else "--train-gt" if not coco and args.train_gt else None
+    if wrong:
+        raise InputError(f"{wrong}: not used with a {'COCO' if coco else 'CrowdHuman'} ground truth")
+    if coco:
+        result = coco_eval.evaluate_files(args.gt, args.dt, args.train_gt)
+        print(coco_eval.format_table(result))
+    else:
+        result = evaluate_files(args.gt, args.dt, args.images)
+        print(format_table(result))
     if args.json:
         clean = json.loads(json.dumps(result), parse_constant=lambda c: None)  # NaN -> null
         with atomic_open(args.json, "w") as f:

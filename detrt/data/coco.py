@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.atomic import atomic_open
 from detrt.data.crowdhuman import GroundTruth
 from detrt.data.vocabulary import Vocabulary
 from detrt.errors import InputError
@@ -147,8 +148,12 @@ def read_coco(json_path, images_dir=None, vocabulary=None, drop_degenerate=False
     vocabulary: a Vocabulary (names file) that sets category order and hierarchy (see the module's doc).
     drop_degenerate: skip boxes without area instead of failing.
     """
-    path = Path(json_path)
-    data = load_json(path)
+    return parse_coco(load_json(json_path), json_path, images_dir, vocabulary, drop_degenerate)
+
+
+def parse_coco(data, path, images_dir=None, vocabulary=None, drop_degenerate=False):
+    """read_coco on the already parsed JSON `data` of file `path`; once it returns, `data` is known good."""
+    path = Path(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object with images, annotations and categories")
     images = _entries(path, data, "images")
@@ -211,3 +216,11 @@ def result_entries(image_id, detections, vocabulary):
             for (x0, y0, x1, y1), score, label in zip(np.asarray(detections.boxes, np.float64).reshape(-1, 4).tolist(),
                                                       np.asarray(detections.scores).tolist(),
                                                       np.asarray(detections.labels).tolist())]
+
+
+def write_results(path, entries):
+    """Write COCO results (a JSON list of result_entries) atomically. Returns the number of entries."""
+    entries = list(entries)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(entries, f, separators=(",", ":"))
+    return len(entries)
