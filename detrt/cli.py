@@ -30,7 +30,7 @@ from detrt.optional import extra_for
 from detrt.runtime.base import check_threads
 from detrt.runtime.pipeline import run as run_pipeline
 from detrt.runtime.postprocess import check_threshold
-from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
+from detrt.runtime.sinks import CocoSink, JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 from detrt.training.options import TrainOptions
 
 # Verbs register here as (function, add_flags, extra it needs or None). Order is the help order.
@@ -84,11 +84,12 @@ def _run_flags(p):
                    help="video file, image folder or glob, camera index, v4l2:///dev/video0, csi://0, "
                         "rtsp://host/path, http(s) stream, or a GStreamer pipeline string")
     p.add_argument("sink", metavar="SINK", nargs="?",
-                   help="optional output: out.mp4, dets.jsonl, dets.odgt or display://0")
+                   help="optional output: out.mp4, dets.jsonl, dets.odgt, results.json (COCO) or display://0")
     p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it")
     p.add_argument("--out", help="annotated video (.mp4/.avi/.mkv/.mov)")
     p.add_argument("--jsonl", help="detections per frame, one JSON line each, flushed every frame")
-    p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval)")
+    p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval); person models only")
+    p.add_argument("--coco", help="COCO results .json, every score, the dataset's category ids (for detrt eval)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
                    help="auto: chosen from the artifact and this machine (detrt doctor explains)")
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window")
@@ -103,18 +104,19 @@ def _run_flags(p):
 
 @verb(_run_flags)
 def run(args):
-    """Run a model over a video, camera, stream or images: annotated video, JSONL, .odgt, window.
+    """Run a model over a video, camera, stream or images: annotated video, JSONL, .odgt, COCO results, window.
 
     examples:
       detrt run clip.mp4 --model model.onnx --out out.mp4 --jsonl dets.jsonl
       detrt run csi://0 display://0 --model model.engine
       detrt run rtsp://cam.local:8554/live --model model.onnx --jsonl dets.jsonl
+      detrt run data/vocab/images --model cqdino.onnx --coco results.json --out shapes.mp4
     Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency.
     """
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
-    check_outputs([sink, args.out, args.jsonl, args.odgt, args.summary],
+    check_outputs([sink, args.out, args.jsonl, args.odgt, args.coco, args.summary],
                   [args.source, args.model, manifest_path(args.model), args.plugins])
     sinks = []
     try:
@@ -126,6 +128,8 @@ def run(args):
             sinks.append(JsonlSink(args.jsonl))
         if args.odgt:
             sinks.append(OdgtSink(args.odgt))
+        if args.coco:
+            sinks.append(CocoSink(args.coco))
         if args.show:
             sinks.append(open_sink("display://0"))
     except BaseException:

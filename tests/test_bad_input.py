@@ -86,6 +86,7 @@ TABLE = {
         ("truncated", lambda f: (["run", f.clip, "--model", f.truncated(f.model)], f.root / "cut_m.onnx")),
         ("wrong type", lambda f: (["run", f.clip, "--model", f.gt], f.gt)),
         ("unwritable output", lambda f: (_run(f, f.clip, "--jsonl", f.under_file("d.jsonl")), f.a_file)),
+        ("unwritable output", lambda f: (_run(f, f.clip, "--coco", f.under_file("r.json")), f.a_file)),
         ("full disk", lambda f: (_run(f, f.clip, "--summary", f.full("s.json")), f.full(""))),
     ],
     "synth": [

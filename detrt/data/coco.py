@@ -205,17 +205,13 @@ def _resolve_images(path, images, records, images_dir):
                          f"{images_dir}{more}")
 
 
-def result_entries(image_id, detections, vocabulary):
-    """COCO results entries of one image: [{"image_id", "category_id", "bbox": [x, y, w, h], "score"}].
-
-    detections: anything with boxes (xyxy), scores and labels (vocabulary indices), e.g. the runtime's
-    Detections; category ids come from vocabulary.ids."""
-    ids = vocabulary.ids
-    return [{"image_id": image_id, "category_id": ids[int(label)],
-             "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(score, 5)}
-            for (x0, y0, x1, y1), score, label in zip(np.asarray(detections.boxes, np.float64).reshape(-1, 4).tolist(),
-                                                      np.asarray(detections.scores).tolist(),
-                                                      np.asarray(detections.labels).tolist())]
+def result_entries(image_id, boxes, scores, category_ids):
+    """COCO results entries of one image: [{"image_id", "category_id", "bbox": [x, y, w, h], "score"}] from xyxy
+    boxes [N, 4], scores [N] and the dataset's category ids [N] (Vocabulary.ids of the labels)."""
+    return [{"image_id": image_id, "category_id": int(c), "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2),
+                                                                  round(y1 - y0, 2)], "score": round(s, 5)}
+            for (x0, y0, x1, y1), s, c in zip(np.asarray(boxes, np.float64).reshape(-1, 4).tolist(),
+                                              np.asarray(scores, np.float64).tolist(), category_ids)]
 
 
 def write_results(path, entries):

@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from detrt.data.coco import read_coco, result_entries
+from detrt.data.coco import read_coco, result_entries, write_results
 from detrt.data.vocabulary import Vocabulary
 from detrt.errors import InputError
-from detrt.runtime.postprocess import Detections
 
 
 def dataset(**changes):
@@ -114,9 +113,8 @@ def test_bad_json(tmp_path, content, message):
         read_coco(tmp_path / "gt.json")
 
 
-def test_result_entries_use_dataset_ids():
-    vocab = Vocabulary.flat(["person", "toothbrush"], [1, 90])
-    dets = Detections(np.array([[10, 20, 40, 60.123]], np.float32), np.array([0.87654321], np.float32),
-                      np.array([1]))
-    assert result_entries(7, dets, vocab) == [{"image_id": 7, "category_id": 90, "bbox": [10.0, 20.0, 30.0, 40.12],
-                                               "score": 0.87654}]
+def test_result_entries_and_writer(tmp_path):
+    entries = result_entries(7, np.array([[10, 20, 40, 60.123]], np.float32), np.array([0.87654321]), [90])
+    assert entries == [{"image_id": 7, "category_id": 90, "bbox": [10.0, 20.0, 30.0, 40.12], "score": 0.87654}]
+    assert write_results(tmp_path / "r.json", entries) == 1
+    assert json.loads((tmp_path / "r.json").read_text()) == entries
