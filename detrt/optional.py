@@ -17,6 +17,8 @@ EXTRAS = {  # extra -> the top-level modules it brings
     "cpu-plugins": ("onnxruntime_extensions",),
     "trt": ("tensorrt", "cuda"),
     "bench": ("matplotlib",),
+    "triton": ("tritonclient", "grpc"),
+    "serve": ("pytriton",),
 }
 
 

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from detrt.assets import bundled_model_path
-from detrt.cli import VERBS, main
+from detrt.cli import VERBS, main, verb_name
 from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
 KINDS = ("missing", "empty", "truncated", "wrong type", "unwritable output", "full disk")
@@ -160,7 +160,7 @@ TABLE = {
 
 
 def test_every_verb_has_rows_of_known_kinds():
-    assert set(TABLE) == {fn.__name__ for fn, _, _ in VERBS}
+    assert set(TABLE) == {verb_name(fn) for fn, _, _ in VERBS}
     assert {kind for rows in TABLE.values() for kind, _ in rows} <= set(KINDS)
 
 

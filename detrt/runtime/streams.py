@@ -1,0 +1,138 @@
+"""Several sources in one process: one pipeline per stream, one backend shared by all.
+
+    summaries = run_streams(["cam0.mp4", "rtsp://cam1/live"], backend, [[JsonlSink("a.jsonl")], [...]])
+
+Each stream is a detrt.runtime.pipeline run in its own thread with its own sinks, so a stream that fails (a
+camera that never answers, a file that does not decode) is reported in its Summary's `error` and the others go
+on. With a local backend the streams' batches meet in a `StreamMuxer` (the idea of DeepStream's nvstreammux):
+what the streams submit within `delay_s` of each other runs as one batch, up to the backend's max batch. A
+Triton backend needs no muxer: the server's dynamic batcher does the same across every client.
+"""
+
+import threading
+import time
+
+import numpy as np
+
+from detrt.errors import InputError
+from detrt.runtime.pipeline import run
+from detrt.runtime.stats import Summary
+
+
+class _Pending:
+    def __init__(self, images):
+        self.images, self.done, self.outputs, self.error = images, threading.Event(), None, None
+
+    def result(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.outputs
+
+
+class StreamMuxer:
+    """A backend's view for many streams: submits from several threads are batched together (the interface of
+    detrt.runtime.base.Backend, by delegation)."""
+
+    def __init__(self, backend, delay_s=0.005):
+        self.backend, self.delay_s = backend, delay_s
+        self.name, self.manifest = backend.name, backend.manifest
+        self.max_batch, self.input_shape = backend.max_batch, backend.input_shape
+        self.batches = []  # the batch sizes run, for the summary and the tests
+        self._queue, self._cv, self._closed = [], threading.Condition(), False
+        self._worker = threading.Thread(target=self._loop, name="detrt-muxer", daemon=True)
+        self._worker.start()
+
+    def submit(self, feed):
+        pending = _Pending(self.backend.check_input(feed))
+        with self._cv:
+            self._queue.append(pending)
+            self._cv.notify()
+        return pending.result
+
+    def infer(self, feed):
+        return self.submit(feed)()
+
+    def warmup(self, iterations=2, batch=None):
+        self.backend.warmup(iterations, batch)
+
+    def _take(self):
+        """Wait for a first request, then up to delay_s for more, up to the max batch; [] when closed."""
+        with self._cv:
+            while not self._queue and not self._closed:
+                self._cv.wait()
+            deadline = time.monotonic() + self.delay_s
+            while sum(len(p.images) for p in self._queue) < self.max_batch and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            taken, size = [], 0
+            while self._queue and size + len(self._queue[0].images) <= self.max_batch:
+                taken.append(self._queue.pop(0))
+                size += len(taken[-1].images)
+            return taken
+
+    def _loop(self):
+        while True:
+            taken = self._take()
+            if not taken:
+                return
+            try:
+                outputs = self.backend.infer(np.concatenate([p.images for p in taken]))
+            except BaseException as e:  # noqa: BLE001 - every waiting stream gets the error
+                for p in taken:
+                    p.error = e
+                    p.done.set()
+                continue
+            self.batches.append(sum(len(p.images) for p in taken))
+            start = 0
+            for p in taken:
+                n = len(p.images)
+                p.outputs = {k: v[start:start + n] for k, v in outputs.items()}
+                start += n
+                p.done.set()
+
+    def close(self):
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._worker.join(timeout=10)
+
+
+def run_streams(sources, backend, sinks, *, labels=None, **options):
+    """Run every source through `backend` (an open Backend, shared) into its own list of sinks, each stream in
+    a thread; return one Summary per stream (a failed stream's has `error` set and keeps what it wrote).
+    options: those of detrt.runtime.pipeline.run (threshold, batch, live, progress, ...); batch defaults to
+    the backend's max batch shared out over the streams, so that their batches fit one batch together."""
+    if len(sinks) != len(sources):
+        raise ValueError(f"{len(sources)} sources but {len(sinks)} lists of sinks")
+    if options.get("batch") is None:
+        options["batch"] = max(1, backend.max_batch // len(sources))
+    labels = labels or [f"stream {i}" for i in range(len(sources))]
+    summaries = [None] * len(sources)
+
+    def one(i):
+        try:
+            summaries[i] = run(sources[i], backend, sinks[i], label=labels[i], position=i, **options)
+        except Exception as e:  # noqa: BLE001 - one stream's failure is reported, the others go on
+            summaries[i] = getattr(e, "summary", None) or Summary(backend=backend.name)
+            summaries[i].error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"detrt-stream-{i}", daemon=True)
+               for i in range(len(sources))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.1)
+    return summaries
+
+
+def aggregate(summaries):
+    """One line over all streams: frames, the summed FPS of the streams, drops, failed streams."""
+    frames = sum(s.frames for s in summaries)
+    wall = max((s.wall_s for s in summaries), default=0.0)
+    failed = sum(1 for s in summaries if s.error)
+    return (f"all {len(summaries)} streams: {frames} frames, {frames / wall if wall else 0.0:.1f} FPS aggregate, "
+            f"dropped {sum(s.dropped for s in summaries)}" + (f", {failed} failed" if failed else ""))
