@@ -22,8 +22,9 @@ from detrt.optional import require
 from detrt.runtime.base import Backend
 
 DTYPES = {"FP32": "float32", "INT64": "int64"}
-# Errors no retry can fix: the request itself is wrong.
-FINAL = ("StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED", "StatusCode.PERMISSION_DENIED")
+# Errors no retry can fix: the request is wrong, or the model failed on it.
+FINAL = ("StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED", "StatusCode.PERMISSION_DENIED",
+         "StatusCode.INTERNAL")
 
 
 def _first_line(e):
@@ -63,12 +64,11 @@ class TritonBackend(Backend):
         try:
             self.client.is_server_live()
             ready = self.client.is_model_ready(self.model_name)
-            served = [m["name"] for m in self.client.get_model_repository_index(as_json=True).get("models", [])]
         except self.errors.InferenceServerException as e:
             raise InputError(f"{self.url}: cannot reach the Triton server ({_first_line(e)})") from None
         if not ready:
-            raise InputError(f"{self.url}: no model {self.model_name!r} ready on this server (it has: "
-                             f"{', '.join(served) or 'none'}); pass --triton-model NAME")
+            raise InputError(f"{self.url}: no model {self.model_name!r} ready on this server{self._models()}; "
+                             f"pass --triton-model NAME")
         meta = self.client.get_model_metadata(self.model_name, as_json=True)
         config = self.client.get_model_config(self.model_name, as_json=True)["config"]
         H, W = self.manifest.input_size
@@ -82,6 +82,14 @@ class TritonBackend(Backend):
             raise InputError(f"{self.url}: model {self.model_name!r} has no output(s) {sorted(missing)} that the "
                              f"manifest promises")
         self._max_batch = max(1, min(self.max_batch, int(config.get("max_batch_size", 1))))
+
+    def _models(self):
+        """" (it has: a, b)" where the server lists its models (PyTriton restricts that endpoint), else ""."""
+        try:
+            index = self.client.get_model_repository_index(as_json=True).get("models", [])
+        except self.errors.InferenceServerException:
+            return ""
+        return f" (it has: {', '.join(m['name'] for m in index) or 'none'})"
 
     def submit(self, feed):
         images = self.check_input(feed)
@@ -127,7 +135,7 @@ class _Request:
                 return self.outputs
             status = str(self.error.status() or "")
             if status in FINAL:
-                raise InputError(f"{be.url}: model {be.model_name!r} refused the request: {_first_line(self.error)}")
+                raise InputError(f"{be.url}: model {be.model_name!r} failed on the request: {_first_line(self.error)}")
             now = time.monotonic()
             if deadline is None:
                 deadline = now + be.retry_s

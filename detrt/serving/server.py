@@ -28,6 +28,7 @@ NUMPY_DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
 def check_port_free(host, port, flag):
     """InputError naming the port (and its flag) when something on this host listens on it already."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closed port's TIME_WAIT is free
         try:
             s.bind((host, port))
         except OSError as e:
@@ -50,12 +51,12 @@ def serve(artifact, *, host="127.0.0.1", grpc_port=8001, http_port=8000, metrics
     """Serve `artifact` until SIGINT or SIGTERM. max_batch: Triton's max_batch_size (default and upper bound:
     the artifact's); preferred: dynamic batching's preferred sizes (default: max_batch); queue_delay_us: how
     long a request may wait for others to fill a batch."""
-    pytriton = require("pytriton.triton", "detrt serve")
-    config = require("pytriton.model_config", "detrt serve")
-    decorators = require("pytriton.decorators", "detrt serve")
     for port, flag in ((grpc_port, "--grpc-port"), (http_port, "--http-port"), (metrics_port, "--metrics-port")):
         check_port_free(host, port, flag)
     with open_backend(artifact, backend, threads=threads, plugins=plugins) as be:
+        pytriton = require("pytriton.triton", "detrt serve")
+        config = require("pytriton.model_config", "detrt serve")
+        decorators = require("pytriton.decorators", "detrt serve")
         max_batch = be.max_batch if max_batch is None else max_batch
         if not 1 <= max_batch <= be.max_batch:
             raise InputError(f"--max-batch {max_batch}: must be 1..{be.max_batch} (the artifact's max batch)")
@@ -64,9 +65,11 @@ def serve(artifact, *, host="127.0.0.1", grpc_port=8001, http_port=8000, metrics
             raise InputError(f"--preferred-batch {','.join(map(str, sizes))}: sizes must be 1..{max_batch}")
         be.warmup(iterations=1, batch=max_batch)
 
+        dtypes = {n: NUMPY_DTYPES[t] for n, t, _ in network_outputs(be.manifest)}
+
         @decorators.batch
-        def infer(images):
-            return be.infer(images)
+        def infer(images):  # as the declared dtypes: ONNX Runtime's int64 may be numpy's longlong, not its int64
+            return {n: v.astype(dtypes[n]) for n, v in be.infer(images).items()}
 
         H, W = be.manifest.input_size
         outputs = [config.Tensor(name=n, dtype=NUMPY_DTYPES[t], shape=tuple(dims))
