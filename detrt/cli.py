@@ -7,7 +7,9 @@ is missing says which extra to install. Bad input ends with one line on stderr a
 
 import argparse
 import dataclasses
+import functools
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -93,8 +95,8 @@ def _run_flags(p):
                    help="video file, image folder or glob, camera index, v4l2:///dev/video0, csi://0, "
                         "rtsp://host/path, http(s) stream, or a GStreamer pipeline string; several: one stream "
                         "each, in one process (their outputs: --jsonl/--out/--odgt/--summary names with {stream}). "
-                        "Exactly two without --server: SOURCE SINK, the second an output: out.mp4, dets.jsonl, "
-                        "dets.odgt or display://0")
+                        "Exactly two without --server, the second no camera or stream URI: SOURCE SINK, the second "
+                        "an output: out.mp4, dets.jsonl, dets.odgt or display://0")
     p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it; with "
                                                   "--server, the artifact the server runs (only its manifest is read)")
     p.add_argument("--out", help="annotated video (.mp4/.avi/.mkv/.mov)")
@@ -115,7 +117,8 @@ def _run_flags(p):
     p.add_argument("--triton-model", default=DETECTOR, help="--server: the model's name on the server")
     p.add_argument("--timeout", type=float, default=10.0, help="--server: seconds a request may take")
     p.add_argument("--retry", type=float, default=60.0,
-                   help="--server: seconds to keep retrying a failed request (server restarting) before stopping")
+                   help="seconds to keep retrying a failed --server request (a server restarting), or a network "
+                        "stream of several that does not open, before giving up on it")
     p.add_argument("--in-flight", type=int, default=4, help="--server: requests on the wire per stream")
 
 
@@ -162,15 +165,11 @@ def _run_streams(args, sources):
     else:
         backend = StreamMuxer(open_backend(args.model, args.backend, threads=args.threads, plugins=args.plugins,
                                            cuda_graph=args.use_cuda_graph))
-    sinks = []
+    make_sinks = [functools.partial(_open_sinks, None, o["out"], o["jsonl"], o["odgt"], False) for o in outputs]
     try:
-        for o in outputs:
-            sinks.append(_open_sinks(None, o["out"], o["jsonl"], o["odgt"], False))
-        summaries = run_streams(sources, backend, sinks, threshold=args.threshold, batch=args.batch, progress=True)
+        summaries = run_streams(sources, backend, make_sinks, threshold=args.threshold, batch=args.batch,
+                                progress=True, open_retry_s=args.retry, notice=lambda m: print(f"detrt run: {m}", file=sys.stderr, flush=True))
     finally:
-        for stream in sinks:
-            for s in stream:
-                s.close()
         backend.close()
         if not args.server:
             backend.backend.close()
@@ -187,9 +186,14 @@ def _run_streams(args, sources):
 
 
 def _sources_and_sink(args):
-    """SOURCE SINK (two positionals, no --server, as detrt run has always read them), else every one a source."""
+    """SOURCE SINK (two positionals, no --server, the second no camera or stream URI: as detrt run has always read
+    them), else every one a source."""
     if len(args.source) == 2 and args.server is None:
-        return args.source[:1], args.source[1]
+        second = args.source[1]
+        camera = second.isdigit() or (re.match(r"^[a-z][a-z0-9+.-]*://", second)
+                                      and not second.startswith(("file://", "display://")))
+        if not camera:
+            return args.source[:1], second
     return args.source, None
 
 

@@ -1,6 +1,6 @@
 """Several sources in one process: one pipeline per stream, one backend shared by all.
 
-    summaries = run_streams(["cam0.mp4", "rtsp://cam1/live"], backend, [[JsonlSink("a.jsonl")], [...]])
+    summaries = run_streams(["cam0.mp4", "rtsp://cam1/live"], backend, [lambda: [JsonlSink("a.jsonl")], ...])
 
 Each stream is a detrt.runtime.pipeline run in its own thread with its own sinks, so a stream that fails (a
 camera that never answers, a file that does not decode) is reported in its Summary's `error` and the others go
@@ -16,6 +16,7 @@ import numpy as np
 
 from detrt.errors import InputError
 from detrt.runtime.pipeline import run
+from detrt.runtime.sources import STREAM_SCHEMES
 from detrt.runtime.stats import Summary
 
 
@@ -100,24 +101,41 @@ class StreamMuxer:
         self._worker.join(timeout=10)
 
 
-def run_streams(sources, backend, sinks, *, labels=None, **options):
-    """Run every source through `backend` (an open Backend, shared) into its own list of sinks, each stream in
-    a thread; return one Summary per stream (a failed stream's has `error` set and keeps what it wrote).
+def run_streams(sources, backend, make_sinks, *, labels=None, open_retry_s=30.0, notice=None, **options):
+    """Run every source through `backend` (an open Backend, shared) into its own sinks, each stream in a thread;
+    return one Summary per stream (a failed stream's has `error` set and keeps what it wrote). make_sinks[i]()
+    makes stream i's list of sinks (Sink objects or URIs), again for each try to open it.
+    A network stream (rtsp://, http://, ...) that cannot be opened is tried again with back-off (1 s doubling to
+    8 s) for `open_retry_s` seconds, each failure told to notice(message); a stream that breaks once running
+    reconnects by itself (detrt.runtime.sources).
     options: those of detrt.runtime.pipeline.run (threshold, batch, live, progress, ...); batch defaults to
     the backend's max batch shared out over the streams, so that their batches fit one batch together."""
-    if len(sinks) != len(sources):
-        raise ValueError(f"{len(sources)} sources but {len(sinks)} lists of sinks")
+    if len(make_sinks) != len(sources):
+        raise ValueError(f"{len(sources)} sources but {len(make_sinks)} sink makers")
     if options.get("batch") is None:
         options["batch"] = max(1, backend.max_batch // len(sources))
     labels = labels or [f"stream {i}" for i in range(len(sources))]
     summaries = [None] * len(sources)
 
+    notice = notice or (lambda message: None)
+
     def one(i):
-        try:
-            summaries[i] = run(sources[i], backend, sinks[i], label=labels[i], position=i, **options)
-        except Exception as e:  # noqa: BLE001 - one stream's failure is reported, the others go on
-            summaries[i] = getattr(e, "summary", None) or Summary(backend=backend.name)
-            summaries[i].error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+        deadline, wait = time.monotonic() + open_retry_s, 1.0
+        while True:
+            try:
+                summaries[i] = run(sources[i], backend, make_sinks[i](), label=labels[i], position=i, **options)
+                return
+            except Exception as e:  # noqa: BLE001 - one stream's failure is reported, the others go on
+                summary = getattr(e, "summary", None)
+                retry = (summary is None and isinstance(e, InputError) and str(sources[i]).startswith(STREAM_SCHEMES)
+                         and time.monotonic() + wait < deadline)
+                if not retry:
+                    summaries[i] = summary or Summary(backend=backend.name)
+                    summaries[i].error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+                    return
+                notice(f"{labels[i]}: {e}; trying again in {wait:g} s")
+                time.sleep(wait)
+                wait = min(2 * wait, 8.0)
 
     threads = [threading.Thread(target=one, args=(i,), name=f"detrt-stream-{i}", daemon=True)
                for i in range(len(sources))]
