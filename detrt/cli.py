@@ -8,6 +8,7 @@ is missing says which extra to install. Bad input ends with one line on stderr a
 import argparse
 import dataclasses
 import functools
+import glob
 import json
 import re
 import signal
@@ -95,8 +96,8 @@ def _run_flags(p):
                    help="video file, image folder or glob, camera index, v4l2:///dev/video0, csi://0, "
                         "rtsp://host/path, http(s) stream, or a GStreamer pipeline string; several: one stream "
                         "each, in one process (their outputs: --jsonl/--out/--odgt/--summary names with {stream}). "
-                        "Exactly two without --server, the second no camera or stream URI: SOURCE SINK, the second "
-                        "an output: out.mp4, dets.jsonl, dets.odgt or display://0")
+                        "Two, the second an output (display://0, dets.jsonl, dets.odgt, or a new out.mp4) and no "
+                        "--server: SOURCE SINK")
     p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it; with "
                                                   "--server, the artifact the server runs (only its manifest is read)")
     p.add_argument("--out", help="annotated video (.mp4/.avi/.mkv/.mov)")
@@ -186,13 +187,14 @@ def _run_streams(args, sources):
 
 
 def _sources_and_sink(args):
-    """SOURCE SINK (two positionals, no --server, the second no camera or stream URI: as detrt run has always read
-    them), else every one a source."""
+    """SOURCE SINK where the second of two positionals (no --server) is an output: display://N, .jsonl, .odgt, or
+    a path that does not exist yet; else every positional is a source (an existing video is never written over
+    unless --out names it)."""
     if len(args.source) == 2 and args.server is None:
         second = args.source[1]
-        camera = second.isdigit() or (re.match(r"^[a-z][a-z0-9+.-]*://", second)
-                                      and not second.startswith(("file://", "display://")))
-        if not camera:
+        path = second.removeprefix("file://")
+        if (second.startswith("display://") or Path(path).suffix.lower() in (".jsonl", ".odgt")
+                or not (second.isdigit() or re.match(r"^[a-z][a-z0-9+.-]*://", path) or glob.glob(path))):
             return args.source[:1], second
     return args.source, None
 

@@ -66,3 +66,11 @@ def test_several_sources_need_a_stream_placeholder(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 sources write one file each: put {stream} in the name (e.g. d_{stream}.jsonl)" in err[0]
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_existing_video_second_is_a_source_never_written_over(tmp_path, capsys):
+    make_topk_model(tmp_path / "m.onnx")
+    first, second = _clips(tmp_path, 2, frames=2)
+    before = second.read_bytes()
+    assert main(["run", str(first), str(second), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert second.read_bytes() == before and "all 2 streams: 4 frames" in capsys.readouterr().out
