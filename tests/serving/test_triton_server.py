@@ -17,8 +17,9 @@ from detrt.assets import bundled_model_path
 from detrt.compile.export import export_checkpoint
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_video import write_video
+from detrt.serving.process import ServeProcess, free_ports
 from detrt.serving.repository import export_triton
-from tests.helpers.serving import ROOT, Server, env, free_ports, serve_env
+from tests.helpers.serving import ROOT, env, serve_env
 
 CFG = SynthConfig(width=384, height=256)
 
@@ -40,9 +41,9 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(work):
     bin_dir, tmp, model, _ = work
-    s = Server(bin_dir, model, tmp, "--preferred-batch", "4", "--max-queue-delay-us", "5000").start()
-    yield s
-    s.stop()
+    with ServeProcess(bin_dir / "detrt", model, "--preferred-batch", 4, "--max-queue-delay-us", 5000,
+                      log=tmp / "serve.log", env=env(tmp)) as s:
+        yield s
 
 
 def detrt(bin_dir, tmp, *argv, timeout=600):
