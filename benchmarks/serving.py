@@ -11,6 +11,7 @@ streams, each stream a file read as fast as the server answers. Figures per run:
 the longest stream's time) and each stream's request latency (the infer stage: sent to answered) p50 / p99.
 1. 4 streams, dynamic vs batch 1, interleaved (--rounds pairs, A B A B): the throughput ratio (goal >= 1.3x).
 2. A load sweep on the dynamic server: 1, 2, 4, 8 streams, to see where latency turns up.
+3. ONNX Runtime alone in this process at batch 1, 2, 4, 8: the per-frame cost that batching changes.
 Server and clients share this machine's cores, as on an edge box serving its own cameras.
 """
 
@@ -22,11 +23,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 from detrt.bench.device import device_facts
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_video import write_video
+from detrt.runtime.backend import open_backend
 from detrt.serving.process import ServeProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +54,21 @@ def clients(server, clips, model, tmp, tag):
     return dict(streams=len(clips), frames=frames, fps=frames / max(s["wall_s"] for s in streams),
                 infer_p50_ms=[s["stages"]["infer"][0] for s in streams],
                 infer_p99_ms=[s["stages"]["infer"][2] for s in streams])
+
+
+def alone(model, batches=(1, 2, 4, 8), rounds=3):
+    """ONNX Runtime alone in this process, ms per frame at each batch (median of rounds, batches interleaved):
+    what dynamic batching can gain or lose on this CPU."""
+    times = {b: [] for b in batches}
+    with open_backend(model) as be:
+        inputs = {b: np.zeros((b, *be.input_shape[1:]), np.float32) for b in batches}
+        be.warmup(1, max(batches))
+        for _ in range(rounds):
+            for b in batches:
+                t0 = time.perf_counter()
+                be.infer(inputs[b])
+                times[b].append((time.perf_counter() - t0) * 1000 / b)
+    return {b: statistics.median(t) for b, t in times.items()}
 
 
 def bench(args, tmp):
@@ -79,7 +99,7 @@ def bench(args, tmp):
         for s in servers.values():
             s.stop()
     fps = {name: statistics.median(r["fps"] for r in runs) for name, runs in pairs.items()}
-    return dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(None),
+    return dict(alone_ms_per_frame=alone(model),date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(None),
                 model=str(model), frames_per_stream=args.frames, servers=SERVERS, rounds=pairs, median_fps=fps,
                 ratio=fps["dynamic"] / fps["batch 1"], goal=1.3, sweep=sweep, load_average=load)
 
@@ -105,6 +125,9 @@ def markdown(r, argv):
         each = ", ".join(f"{x['fps']:.2f}" for x in runs)
         lines.append(f"| {name} | {each} | {r['median_fps'][name]:.2f} "
                      f"| {ratio:.2f}x | {'>= 1.3x' if name == 'dynamic' else ''} |")
+    lines += ["", "ONNX Runtime alone, ms per frame at batch " + ", ".join(
+        f"{b}: {ms:.0f}" for b, ms in r["alone_ms_per_frame"].items()) + " (what a batch gains or costs per frame "
+              "on this CPU)."]
     last = {name: runs[-1] for name, runs in r["rounds"].items()}
     lines += ["", "Request latency per stream, last round, ms (stream 0 / 1 / 2 / 3): "
               + "; ".join(f"{name} p50 {_ms(x['infer_p50_ms'])}, p99 {_ms(x['infer_p99_ms'])}"

@@ -183,6 +183,8 @@ def _run_streams(args, sources):
             with atomic_open(outputs[i]["summary"], "w") as f:
                 json.dump(summary.to_dict(), f, indent=2)
     print(aggregate(summaries))
+    if any(s.interrupted for s in summaries):
+        return 130
     return 1 if any(s.error for s in summaries) else 0
 
 

@@ -42,7 +42,7 @@ class Pipeline:
     """The threads of one run. Use `run()`; this class holds their shared state."""
 
     def __init__(self, source, backend, sinks, *, threshold=0.5, batch=None, topk=None, queue_size=4,
-                 progress=False, on_frame=None, label="detrt run", position=None):
+                 progress=False, on_frame=None, label="detrt run", position=None, stop=None):
         self.source = source
         self.backend = backend
         self.sinks = list(sinks)
@@ -59,7 +59,7 @@ class Pipeline:
         self.q_frames = queue.Queue(maxsize=max(queue_size, 2 * self.batch))
         self.q_batches = queue.Queue(maxsize=2)
         self.q_outputs = queue.Queue(maxsize=2)
-        self.stop_reading = threading.Event()  # graceful: finish what is in flight
+        self.stop_reading = stop or threading.Event()  # graceful: finish what is in flight (shared by streams)
         self.abort = threading.Event()  # now: drop what is in flight
         self.interrupted = False
         self.signal = None  # the name of the first signal that stopped the run
@@ -283,7 +283,7 @@ def _signals_to(handler):
 
 def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, topk=None, threads=None,
         plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True, label="detrt run",
-        position=None):
+        position=None, stop=None):
     """Run a model over a source into sinks; return the Summary (frames, drops, FPS, latencies).
 
     source: a URI or path (see detrt.runtime.sources) or a Source. model: an artifact path or an
@@ -291,7 +291,8 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
     dets.jsonl, dets.odgt, display://0). threshold: score cut for sinks that do not set their own.
     batch: frames per inference for files (default: the backend's max batch; live sources use 1).
     on_frame(frame, detections): called after each frame is written (e.g. to collect results). label,
-    position: the progress bar's name and row (several streams, detrt.runtime.streams).
+    position: the progress bar's name and row; stop: an Event that, once set, ends the run as a first Ctrl-C does
+    (several streams, detrt.runtime.streams).
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed
     either way.
     """
@@ -307,7 +308,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         for s in sinks:
             sink_objs.append(s if isinstance(s, Sink) else open_sink(s, threshold=None))
         pipe = Pipeline(src, be, sink_objs, threshold=threshold, batch=batch, topk=topk, progress=progress,
-                        on_frame=on_frame, label=label, position=position)
+                        on_frame=on_frame, label=label, position=position, stop=stop)
         if warmup:
             be.warmup(iterations=1, batch=pipe.batch)
         for s in sink_objs:

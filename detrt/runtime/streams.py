@@ -107,7 +107,8 @@ def run_streams(sources, backend, make_sinks, *, labels=None, open_retry_s=30.0,
     makes stream i's list of sinks (Sink objects or URIs), again for each try to open it.
     A network stream (rtsp://, http://, ...) that cannot be opened is tried again with back-off (1 s doubling to
     8 s) for `open_retry_s` seconds, each failure told to notice(message); a stream that breaks once running
-    reconnects by itself (detrt.runtime.sources).
+    reconnects by itself (detrt.runtime.sources). A Ctrl-C ends every stream as it ends one run: reading stops,
+    the frames in flight are written and the sinks closed; a second one abandons them.
     options: those of detrt.runtime.pipeline.run (threshold, batch, live, progress, ...); batch defaults to
     the backend's max batch shared out over the streams, so that their batches fit one batch together."""
     if len(make_sinks) != len(sources):
@@ -118,32 +119,50 @@ def run_streams(sources, backend, make_sinks, *, labels=None, open_retry_s=30.0,
     summaries = [None] * len(sources)
 
     notice = notice or (lambda message: None)
+    stop = threading.Event()
 
     def one(i):
         deadline, wait = time.monotonic() + open_retry_s, 1.0
         while True:
             try:
-                summaries[i] = run(sources[i], backend, make_sinks[i](), label=labels[i], position=i, **options)
+                summaries[i] = run(sources[i], backend, make_sinks[i](), label=labels[i], position=i, stop=stop,
+                                   **options)
                 return
             except Exception as e:  # noqa: BLE001 - one stream's failure is reported, the others go on
                 summary = getattr(e, "summary", None)
                 retry = (summary is None and isinstance(e, InputError) and str(sources[i]).startswith(STREAM_SCHEMES)
-                         and time.monotonic() + wait < deadline)
+                         and time.monotonic() + wait < deadline and not stop.is_set())
                 if not retry:
                     summaries[i] = summary or Summary(backend=backend.name)
                     summaries[i].error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
                     return
                 notice(f"{labels[i]}: {e}; trying again in {wait:g} s")
-                time.sleep(wait)
+                stop.wait(wait)
                 wait = min(2 * wait, 8.0)
 
-    threads = [threading.Thread(target=one, args=(i,), name=f"detrt-stream-{i}", daemon=True)
-               for i in range(len(sources))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(timeout=0.1)
+    # Waited for through events: a Thread.join that a KeyboardInterrupt cuts short can leave the thread marked
+    # finished while it still runs (CPython gh-90882).
+    done = [threading.Event() for _ in sources]
+
+    def stream(i):
+        try:
+            one(i)
+        finally:
+            done[i].set()
+
+    for i in range(len(sources)):
+        threading.Thread(target=stream, args=(i,), name=f"detrt-stream-{i}", daemon=True).start()
+    for finished in done:
+        while not finished.is_set():
+            try:
+                finished.wait(0.1)
+            except KeyboardInterrupt:  # the first Ctrl-C stops every stream's reading, what is in flight finishes
+                if stop.is_set():
+                    raise
+                stop.set()
+                notice("interrupted: finishing the frames in flight (Ctrl-C again to abandon them)")
+    for s in summaries:
+        s.interrupted = s.interrupted or stop.is_set()
     return summaries
 
 

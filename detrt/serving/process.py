@@ -41,10 +41,11 @@ class ServeProcess:
     def start(self, timeout=180):
         """Start and wait until it serves; RuntimeError with the end of its log if it exits or takes too long."""
         with open(self.log, "a") as out:
+            start = out.tell()  # a restart appends: look for its own READY line only
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                          env=self.env)
         deadline = time.monotonic() + timeout
-        while READY not in self.log.read_text():
+        while READY not in self.log.read_text()[start:]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"detrt serve did not start: {self.log.read_text()[-3000:]}")

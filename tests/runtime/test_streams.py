@@ -2,13 +2,16 @@
 the muxer, and one failing stream does not stop the others."""
 
 import json
+import os
+import signal
+import threading
 
 import numpy as np
 
 from detrt.cli import main
 from detrt.runtime.backend import open_backend
 from detrt.runtime.streams import StreamMuxer, aggregate, run_streams
-from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
+from tests.helpers.probe_models import SlowBackend, gradient_frames, make_topk_model, write_video
 
 
 def _clips(tmp_path, n, frames=6):
@@ -74,3 +77,19 @@ def test_an_existing_video_second_is_a_source_never_written_over(tmp_path, capsy
     before = second.read_bytes()
     assert main(["run", str(first), str(second), "--model", str(tmp_path / "m.onnx")]) == 0
     assert second.read_bytes() == before and "all 2 streams: 4 frames" in capsys.readouterr().out
+
+
+def test_ctrl_c_ends_every_stream_and_writes_what_is_in_flight(tmp_path):
+    make_topk_model(tmp_path / "m.onnx")
+    clips = _clips(tmp_path, 2, frames=80)
+    muxer = StreamMuxer(SlowBackend(open_backend(tmp_path / "m.onnx"), 0.05))
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        summaries = run_streams([str(c) for c in clips], muxer,
+                                [lambda i=i: [str(tmp_path / f"d{i}.jsonl")] for i in range(2)], threshold=0.0)
+    finally:
+        muxer.close()
+        muxer.backend.close()
+    for i, s in enumerate(summaries):
+        assert s.interrupted and 0 < s.frames < 80 and not s.error
+        assert [r["frame"] for r in _lines(tmp_path / f"d{i}.jsonl")] == list(range(s.frames))
