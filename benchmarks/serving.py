@@ -99,9 +99,10 @@ def bench(args, tmp):
         for s in servers.values():
             s.stop()
     fps = {name: statistics.median(r["fps"] for r in runs) for name, runs in pairs.items()}
-    return dict(alone_ms_per_frame=alone(model),date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(None),
-                model=str(model), frames_per_stream=args.frames, servers=SERVERS, rounds=pairs, median_fps=fps,
-                ratio=fps["dynamic"] / fps["batch 1"], goal=1.3, sweep=sweep, load_average=load)
+    return dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=device_facts(None),
+                alone_ms_per_frame=alone(model), model=str(model), frames_per_stream=args.frames, servers=SERVERS,
+                rounds=pairs, median_fps=fps, ratio=fps["dynamic"] / fps["batch 1"], goal=1.3, sweep=sweep,
+                load_average=load)
 
 
 def _ms(values):

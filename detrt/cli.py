@@ -169,7 +169,7 @@ def _run_streams(args, sources):
     make_sinks = [functools.partial(_open_sinks, None, o["out"], o["jsonl"], o["odgt"], False) for o in outputs]
     try:
         summaries = run_streams(sources, backend, make_sinks, threshold=args.threshold, batch=args.batch,
-                                progress=True, open_retry_s=args.retry, notice=lambda m: print(f"detrt run: {m}", file=sys.stderr, flush=True))
+                                progress=True, open_retry_s=args.retry, notice=_notice)
     finally:
         backend.close()
         if not args.server:
@@ -206,8 +206,12 @@ def _server_backend(args):
     if args.timeout <= 0 or args.retry < 0 or args.in_flight < 1:
         raise InputError("--timeout must be > 0, --retry >= 0 and --in-flight >= 1")
     return TritonBackend(args.server, load_manifest(args.model), args.triton_model, timeout_s=args.timeout,
-                         retry_s=args.retry, in_flight=args.in_flight,
-                         notice=lambda message: print(f"detrt run: {message}", file=sys.stderr, flush=True))
+                         retry_s=args.retry, in_flight=args.in_flight, notice=_notice)
+
+
+def _notice(message):
+    """What detrt run tells while it goes on (a retry, a stream reconnecting): one line on stderr."""
+    print(f"detrt run: {message}", file=sys.stderr, flush=True)
 
 
 @verb(_run_flags)
@@ -565,8 +569,9 @@ def serve(args):
 
     For hosts without a Triton install: PyTriton ships tritonserver. Needs pip install 'detrt[serve]' in a Python
     whose libpython matches PyTriton's stub (README: Serving on Triton). Clients: detrt run --server.
-    example:
-      detrt serve model.onnx --grpc-port 8001 --preferred-batch 4 && detrt run cam.mp4 --server grpc://127.0.0.1:8001 --model model.onnx
+    examples:
+      detrt serve model.onnx --grpc-port 8001 --preferred-batch 4
+      detrt run cam.mp4 --server grpc://127.0.0.1:8001 --model model.onnx       (a client, from elsewhere)
     """
     check_outputs([], [args.artifact, args.plugins])
     serve_model(args.artifact, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,

@@ -69,8 +69,8 @@ class Pipeline:
         self.progress = progress
         self.on_frame = on_frame
         # Batches in flight: a remote backend says how many (several per stream); TensorRT overlaps two on files.
-        self.depth = getattr(backend, "in_flight", None) or (2 if (getattr(backend, "name", "") == "tensorrt" and not live)
-                                                                   else 1)
+        overlap = 2 if (getattr(backend, "name", "") == "tensorrt" and not live) else 1
+        self.depth = getattr(backend, "in_flight", None) or overlap
         self.label, self.position = label, position
 
     # -- queue helpers that give up when aborted --
