@@ -22,6 +22,16 @@ def _lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _muxed(clips, muxer, prefix):
+    """run_streams of `clips` through `muxer` into PREFIX{i}.jsonl at threshold 0; closes the muxer's backend."""
+    try:
+        return run_streams([str(c) for c in clips], muxer,
+                           [lambda i=i: [f"{prefix}{i}.jsonl"] for i in range(len(clips))], threshold=0.0)
+    finally:
+        muxer.close()
+        muxer.backend.close()
+
+
 def test_streams_write_what_single_runs_write_and_the_muxer_batches_them(tmp_path, capsys):
     make_topk_model(tmp_path / "m.onnx", max_batch=4)
     clips = _clips(tmp_path, 4)
@@ -29,12 +39,7 @@ def test_streams_write_what_single_runs_write_and_the_muxer_batches_them(tmp_pat
         assert main(["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--jsonl", str(tmp_path / f"a{i}.jsonl"),
                      "--batch", "1", "--threshold", "0"]) == 0
     muxer = StreamMuxer(open_backend(tmp_path / "m.onnx"), delay_s=0.05)
-    try:
-        summaries = run_streams([str(c) for c in clips], muxer,
-                                [lambda i=i: [str(tmp_path / f"b{i}.jsonl")] for i in range(4)], threshold=0.0)
-    finally:
-        muxer.close()
-        muxer.backend.close()
+    summaries = _muxed(clips, muxer, tmp_path / "b")
     assert [s.frames for s in summaries] == [6] * 4 and not any(s.error for s in summaries)
     assert sum(muxer.batches) == 24 and max(muxer.batches) > 1  # frames of several streams in one batch
     for i in range(4):
@@ -82,14 +87,8 @@ def test_an_existing_video_second_is_a_source_never_written_over(tmp_path, capsy
 def test_ctrl_c_ends_every_stream_and_writes_what_is_in_flight(tmp_path):
     make_topk_model(tmp_path / "m.onnx")
     clips = _clips(tmp_path, 2, frames=80)
-    muxer = StreamMuxer(SlowBackend(open_backend(tmp_path / "m.onnx"), 0.05))
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-    try:
-        summaries = run_streams([str(c) for c in clips], muxer,
-                                [lambda i=i: [str(tmp_path / f"d{i}.jsonl")] for i in range(2)], threshold=0.0)
-    finally:
-        muxer.close()
-        muxer.backend.close()
+    summaries = _muxed(clips, StreamMuxer(SlowBackend(open_backend(tmp_path / "m.onnx"), 0.05)), tmp_path / "d")
     for i, s in enumerate(summaries):
         assert s.interrupted and 0 < s.frames < 80 and not s.error
         assert [r["frame"] for r in _lines(tmp_path / f"d{i}.jsonl")] == list(range(s.frames))
