@@ -7,7 +7,10 @@ is missing says which extra to install. Bad input ends with one line on stderr a
 
 import argparse
 import dataclasses
+import functools
+import glob
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -25,16 +28,27 @@ from detrt.doctor import report as doctor_report
 from detrt.errors import InputError
 from detrt.eval import coco as coco_eval
 from detrt.eval.crowdhuman import evaluate_files, format_table
-from detrt.manifest import manifest_path
+from detrt.manifest import load_manifest, manifest_path
 from detrt.optional import extra_for
+from detrt.runtime.backend import open_backend
 from detrt.runtime.base import check_threads
 from detrt.runtime.pipeline import run as run_pipeline
 from detrt.runtime.postprocess import check_threshold
 from detrt.runtime.sinks import CocoSink, JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
+from detrt.runtime.streams import StreamMuxer, aggregate, run_streams
+from detrt.runtime.triton_backend import TritonBackend
+from detrt.serving.repository import DETECTOR
+from detrt.serving.repository import export_triton as export_triton_repo
+from detrt.serving.server import serve as serve_model
 from detrt.training.options import TrainOptions
 
 # Verbs register here as (function, add_flags, extra it needs or None). Order is the help order.
 VERBS = []
+
+
+def verb_name(fn):
+    """The verb's name on the command line: the function's, with "-" for "_" (export_triton -> export-triton)."""
+    return fn.__name__.replace("_", "-")
 
 
 def verb(add_flags, extra=None):
@@ -80,12 +94,14 @@ def _seed_flag(p, default=0):
 
 
 def _run_flags(p):
-    p.add_argument("source", metavar="SOURCE",
+    p.add_argument("source", metavar="SOURCE", nargs="+",
                    help="video file, image folder or glob, camera index, v4l2:///dev/video0, csi://0, "
-                        "rtsp://host/path, http(s) stream, or a GStreamer pipeline string")
-    p.add_argument("sink", metavar="SINK", nargs="?",
-                   help="optional output: out.mp4, dets.jsonl, dets.odgt, results.json (COCO) or display://0")
-    p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it")
+                        "rtsp://host/path, http(s) stream, or a GStreamer pipeline string; several: one stream "
+                        "each, in one process (their outputs: --jsonl/--out/--odgt/--coco/--summary names with "
+                        "{stream}). Two, the second an output (display://0, dets.jsonl, dets.odgt, results.json "
+                        "(COCO) or a new out.mp4) and no --server: SOURCE SINK")
+    p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it; with "
+                                                  "--server, the artifact the server runs (only its manifest is read)")
     p.add_argument("--out", help="annotated video (.mp4/.avi/.mkv/.mov)")
     p.add_argument("--jsonl", help="detections per frame, one JSON line each, flushed every frame")
     p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval); person models only")
@@ -100,50 +116,148 @@ def _run_flags(p):
                    help="TensorRT: replay a captured CUDA graph per batch size")
     p.add_argument("--show", action="store_true", help="also show a window (needs opencv-python, not -headless)")
     p.add_argument("--summary", metavar="JSON", help="also write the end-of-run summary as JSON")
+    p.add_argument("--server", metavar="URL", help="infer on a Triton Inference Server's gRPC endpoint, "
+                                                   "grpc://HOST:PORT (detrt serve, or an export-triton repository)")
+    p.add_argument("--triton-model", default=DETECTOR, help="--server: the model's name on the server")
+    p.add_argument("--timeout", type=float, default=10.0, help="--server: seconds a request may take")
+    p.add_argument("--retry", type=float, default=60.0,
+                   help="seconds to keep retrying a failed --server request (a server restarting), or a network "
+                        "stream of several that does not open, before giving up on it")
+    p.add_argument("--in-flight", type=int, default=4, help="--server: requests on the wire per stream")
+
+
+def _open_sinks(sink, out, jsonl, odgt, coco, show):
+    """The sinks of one stream (closed again if one of them cannot be made)."""
+    sinks = []
+    try:
+        if sink:
+            sinks.append(open_sink(sink))
+        if out:
+            sinks.append(VideoSink(out))
+        if jsonl:
+            sinks.append(JsonlSink(jsonl))
+        if odgt:
+            sinks.append(OdgtSink(odgt))
+        if coco:
+            sinks.append(CocoSink(coco))
+        if show:
+            sinks.append(open_sink("display://0"))
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return sinks
+
+
+def _per_stream(args, count):
+    """The output paths of each stream: --jsonl/--out/--odgt/--coco/--summary with {stream} replaced by its
+    number."""
+    names = {flag: getattr(args, flag) for flag in ("out", "jsonl", "odgt", "coco", "summary")}
+    for flag, name in names.items():
+        if name is not None and "{stream}" not in name:
+            raise InputError(f"--{flag} {name}: {count} sources write one file each: put {{stream}} in the name "
+                             f"(e.g. {Path(name).stem}_{{stream}}{Path(name).suffix})")
+    return [{flag: name and name.replace("{stream}", str(i)) for flag, name in names.items()} for i in range(count)]
+
+
+def _run_streams(args, sources):
+    """Several sources: one pipeline each, one shared backend (a StreamMuxer batching them when it is local)."""
+    outputs = _per_stream(args, len(sources))
+    check_outputs([p for o in outputs for p in o.values()],
+                  [*sources, args.model, manifest_path(args.model), args.plugins])
+    if args.show:
+        raise InputError("--show: one window per stream is not supported; write --out videos instead")
+    if args.server:
+        backend = _server_backend(args)
+    else:
+        backend = StreamMuxer(open_backend(args.model, args.backend, threads=args.threads, plugins=args.plugins,
+                                           cuda_graph=args.use_cuda_graph))
+    make_sinks = [functools.partial(_open_sinks, None, o["out"], o["jsonl"], o["odgt"], o["coco"], False)
+                  for o in outputs]
+    try:
+        summaries = run_streams(sources, backend, make_sinks, threshold=args.threshold, batch=args.batch,
+                                progress=True, open_retry_s=args.retry, notice=_notice)
+    finally:
+        backend.close()
+        if not args.server:
+            backend.backend.close()
+    for i, (source, summary) in enumerate(zip(sources, summaries)):
+        print(f"stream {i}: {source}")
+        print(summary.format())
+        if summary.error:
+            print(f"detrt run: stream {i} ({source}): error: {summary.error}", file=sys.stderr)
+        if outputs[i]["summary"]:
+            with atomic_open(outputs[i]["summary"], "w") as f:
+                json.dump(summary.to_dict(), f, indent=2)
+    print(aggregate(summaries))
+    if any(s.interrupted for s in summaries):
+        return 130
+    return 1 if any(s.error for s in summaries) else 0
+
+
+def _sources_and_sink(args):
+    """SOURCE SINK where the second of two positionals (no --server) is an output: display://N, .jsonl, .odgt, or
+    a path that does not exist yet; else every positional is a source (an existing video is never written over
+    unless --out names it)."""
+    if len(args.source) == 2 and args.server is None:
+        second = args.source[1]
+        path = second.removeprefix("file://")
+        if (second.startswith("display://") or Path(path).suffix.lower() in (".jsonl", ".odgt", ".json")
+                or not (second.isdigit() or re.match(r"^[a-z][a-z0-9+.-]*://", path) or glob.glob(path))):
+            return args.source[:1], second
+    return args.source, None
+
+
+def _server_backend(args):
+    """The Triton backend of --server, with the manifest of --model."""
+    if args.timeout <= 0 or args.retry < 0 or args.in_flight < 1:
+        raise InputError("--timeout must be > 0, --retry >= 0 and --in-flight >= 1")
+    return TritonBackend(args.server, load_manifest(args.model), args.triton_model, timeout_s=args.timeout,
+                         retry_s=args.retry, in_flight=args.in_flight, notice=_notice)
+
+
+def _notice(message):
+    """What detrt run tells while it goes on (a retry, a stream reconnecting): one line on stderr."""
+    print(f"detrt run: {message}", file=sys.stderr, flush=True)
 
 
 @verb(_run_flags)
 def run(args):
-    """Run a model over a video, camera, stream or images: annotated video, JSONL, .odgt, COCO results, window.
+    """Run a model over videos, cameras, streams or images: annotated video, JSONL, .odgt, COCO results, window.
 
     examples:
       detrt run clip.mp4 --model model.onnx --out out.mp4 --jsonl dets.jsonl
       detrt run csi://0 display://0 --model model.engine
       detrt run rtsp://cam.local:8554/live --model model.onnx --jsonl dets.jsonl
       detrt run data/vocab/images --model cqdino.onnx --coco results.json --out shapes.mp4
-    Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency.
+      detrt run cam0.mp4 cam1.mp4 cam2.mp4 --model model.onnx --jsonl dets_{stream}.jsonl
+      detrt run rtsp://cam1/live rtsp://cam2/live --server grpc://gpu1:8001 --model model.onnx --jsonl d{stream}.jsonl
+    Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency; with
+    several sources one per stream and the aggregate FPS. Several local streams share the model, their frames
+    batched together; on a server, Triton's dynamic batching does that across every client.
     """
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
+    sources, args.sink = _sources_and_sink(args)
+    if len(sources) > 1:
+        return _run_streams(args, sources)
+    args.source = sources[0]
     sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
     check_outputs([sink, args.out, args.jsonl, args.odgt, args.coco, args.summary],
                   [args.source, args.model, manifest_path(args.model), args.plugins])
-    sinks = []
+    model = _server_backend(args) if args.server else args.model
     try:
-        if args.sink:
-            sinks.append(open_sink(args.sink))
-        if args.out:
-            sinks.append(VideoSink(args.out))
-        if args.jsonl:
-            sinks.append(JsonlSink(args.jsonl))
-        if args.odgt:
-            sinks.append(OdgtSink(args.odgt))
-        if args.coco:
-            sinks.append(CocoSink(args.coco))
-        if args.show:
-            sinks.append(open_sink("display://0"))
-    except BaseException:
-        for s in sinks:
-            s.close()
-        raise
-    try:
-        summary = run_pipeline(args.source, args.model, sinks, backend=args.backend, threshold=args.threshold,
+        sinks = _open_sinks(args.sink, args.out, args.jsonl, args.odgt, args.coco, args.show)
+        summary = run_pipeline(args.source, model, sinks, backend=args.backend, threshold=args.threshold,
                                batch=args.batch, threads=args.threads, plugins=args.plugins,
                                cuda_graph=args.use_cuda_graph, progress=True)
     except SinkError as e:
         if getattr(e, "summary", None) is not None:
             print(e.summary.format())
         raise
+    finally:
+        if model is not args.model:
+            model.close()
     print(summary.format())
     if args.summary:
         with atomic_open(args.summary, "w") as f:
@@ -445,6 +559,77 @@ def build(args):
                    calib_frames=args.calib_frames, fp16_all=args.fp16_all, msda_plugin=args.msda_plugin)
 
 
+def _batching_flags(p):
+    p.add_argument("--max-batch", type=int, help="Triton's max_batch_size (default and upper bound: the artifact's)")
+    p.add_argument("--preferred-batch", help="dynamic batching's preferred batch sizes, e.g. 4,8 (default: the max "
+                                             "batch)")
+    p.add_argument("--max-queue-delay-us", type=int, default=2000,
+                   help="dynamic batching: microseconds a request may wait for others to fill a batch")
+
+
+def _batch_sizes(text):
+    return measure.parse_batches(text, "--preferred-batch") if text else None
+
+
+def _export_triton_flags(p):
+    p.add_argument("artifact", metavar="ARTIFACT", help="model.onnx (portable form) or model.engine, its manifest "
+                                                        "beside it")
+    p.add_argument("--repo", required=True, help="the model repository directory to write (absent or empty)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --repo")
+    _batching_flags(p)
+    p.add_argument("--instances", type=int, default=1, help="instances of each model (instance_group count)")
+    _plugins_flag(p)
+
+
+@verb(_export_triton_flags)
+def export_triton(args):
+    """Write a Triton Inference Server model repository: the network, pre/post steps and an ensemble.
+
+    The network runs as onnxruntime_onnx on KIND_CPU (model.onnx) or tensorrt_plan on KIND_GPU (model.engine,
+    with the plugin library and REPO/README.md saying how to load it); clients call the ensemble `detrt` with
+    BGR uint8 frames and get boxes in frame pixels with class names. Every config.pbtxt carries the manifest.
+    examples:
+      detrt export-triton model.onnx --repo triton_repo --preferred-batch 4,8
+      detrt export-triton model.engine --repo triton_repo --instances 2
+    """
+    check_outputs([], [args.artifact, args.plugins], directories=[args.repo])
+    files = export_triton_repo(args.artifact, args.repo, force=args.force, max_batch=args.max_batch,
+                               instances=args.instances, preferred=_batch_sizes(args.preferred_batch),
+                               queue_delay_us=args.max_queue_delay_us, plugins=args.plugins)
+    print(f"wrote {args.repo}: " + ", ".join(files))
+
+
+def _serve_flags(p):
+    p.add_argument("artifact", metavar="ARTIFACT", help="model.onnx or model.engine, its manifest beside it")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="Triton's gRPC port")
+    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP port")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Triton's metrics port")
+    p.add_argument("--triton-model", default=DETECTOR, help="the model's name on the server")
+    _batching_flags(p)
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+                   help="what runs the model in this process (as detrt run)")
+    _threads_flag(p)
+    _plugins_flag(p)
+
+
+@verb(_serve_flags, extra="serve")
+def serve(args):
+    """Serve a model on a real Triton Inference Server through PyTriton, with dynamic batching across clients.
+
+    For hosts without a Triton install: PyTriton ships tritonserver. Needs pip install 'detrt[serve]' in a Python
+    whose libpython matches PyTriton's stub (README: Serving on Triton). Clients: detrt run --server.
+    examples:
+      detrt serve model.onnx --grpc-port 8001 --preferred-batch 4
+      detrt run cam.mp4 --server grpc://127.0.0.1:8001 --model model.onnx       (a client, from elsewhere)
+    """
+    check_outputs([], [args.artifact, args.plugins])
+    serve_model(args.artifact, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                metrics_port=args.metrics_port, model_name=args.triton_model, max_batch=args.max_batch,
+                preferred=_batch_sizes(args.preferred_batch), queue_delay_us=args.max_queue_delay_us,
+                backend=args.backend, threads=args.threads, plugins=args.plugins)
+
+
 def _doctor_flags(p):
     p.add_argument("--model", help="an artifact: say which backend detrt run would choose for it, and why")
     _plugins_flag(p)
@@ -457,7 +642,7 @@ def doctor(args):
     example:
       detrt doctor --model model.onnx
     """
-    lines = doctor_report(args.model, args.plugins, verbs=[(fn.__name__, extra) for fn, _, extra in VERBS])
+    lines = doctor_report(args.model, args.plugins, verbs=[(verb_name(fn), extra) for fn, _, extra in VERBS])
     width = max(len(topic) for topic, _ in lines)
     for topic, finding in lines:
         print(f"{topic:<{width}}  {finding}")
@@ -532,7 +717,7 @@ def build_parser():
     sub.required = True
     for fn, add_flags, _ in VERBS:
         doc = (fn.__doc__ or "").strip()
-        p = sub.add_parser(fn.__name__, help=doc.splitlines()[0] if doc else None, description=doc,
+        p = sub.add_parser(verb_name(fn), help=doc.splitlines()[0] if doc else None, description=doc,
                            formatter_class=HelpFormatter)
         add_flags(p)
         p.set_defaults(_fn=fn)

@@ -18,6 +18,8 @@ EXTRAS = {  # extra -> the top-level modules it brings
     "trt": ("tensorrt", "cuda"),
     "bench": ("matplotlib",),
     "eval": ("faster_coco_eval",),
+    "triton": ("tritonclient", "grpc"),
+    "serve": ("pytriton",),
 }
 
 

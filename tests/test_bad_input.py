@@ -8,14 +8,16 @@ asserts the same contract); the others run in-process.
 """
 
 import shutil
+import socket
 
 import pytest
 
 from detrt.assets import bundled_model_path
-from detrt.cli import VERBS, main
+from detrt.cli import VERBS, main, verb_name
 from tests.helpers.probe_models import gradient_frames, make_topk_model, write_video
 
-KINDS = ("missing", "empty", "truncated", "wrong type", "unwritable output", "full disk")
+KINDS = ("missing", "empty", "truncated", "wrong type", "unwritable output", "full disk", "no manifest", "not empty",
+         "port in use")
 
 
 class Files:
@@ -74,9 +76,34 @@ class Files:
     def full(self, name):
         return self.root / "full" / name
 
+    def without_manifest(self):
+        """A copy of the model with no manifest beside it."""
+        bare = self.root / "bare.onnx"
+        shutil.copy(self.model, bare)
+        return bare
+
+    def not_empty(self):
+        full = self.root / "not_empty"
+        full.mkdir(exist_ok=True)
+        self.text("not_empty/keep.txt", "someone's file\n")
+        return full
+
+    def port_in_use(self):
+        """A port this process listens on (kept open while the tests of this module run)."""
+        if not hasattr(self, "_listener"):
+            self._listener = socket.socket()
+            self._listener.bind(("127.0.0.1", 0))
+            self._listener.listen()
+        return self._listener.getsockname()[1]
+
 
 def _run(f, src, *extra):
     return ["run", src, "--model", f.model, *extra]
+
+
+def _serve(model, grpc_port=0):
+    """detrt serve on ports that are free (0: any), but for the gRPC port given."""
+    return ["serve", model, "--grpc-port", str(grpc_port), "--http-port", "0", "--metrics-port", "0"]
 
 
 TABLE = {
@@ -159,6 +186,24 @@ TABLE = {
         ("unwritable output", lambda f: (["build", f.model, "--backend", "onnxruntime", "-o",
                                           f.under_file("b.onnx")], f.a_file)),
     ],
+    "export-triton": [
+        ("missing", lambda f: (["export-triton", f.root / "nope.onnx", "--repo", f.out / "r"], f.root / "nope.onnx")),
+        ("empty", lambda f: (["export-triton", f.empty("e.onnx"), "--repo", f.out / "r"], f.root / "e.onnx.json")),
+        ("truncated", lambda f: (["export-triton", f.truncated(f.model), "--repo", f.out / "r"],
+                                 f.root / "cut_m.onnx")),
+        ("wrong type", lambda f: (["export-triton", f.gt, "--repo", f.out / "r"], f.gt)),
+        ("no manifest", lambda f: (["export-triton", f.without_manifest(), "--repo", f.out / "r"],
+                                   f.root / "bare.onnx.json")),
+        ("not empty", lambda f: (["export-triton", f.model, "--repo", f.not_empty()], f.root / "not_empty")),
+        ("unwritable output", lambda f: (["export-triton", f.model, "--repo", f.under_file("r")], f.a_file)),
+    ],
+    "serve": [
+        ("missing", lambda f: (_serve(f.root / "nope.onnx"), f.root / "nope.onnx")),
+        ("wrong type", lambda f: (_serve(f.gt), f.gt)),
+        ("no manifest", lambda f: (_serve(f.without_manifest()), f.root / "bare.onnx.json")),
+        ("port in use", lambda f: (_serve(f.model, f.port_in_use()),
+                                   f"port {f.port_in_use()} on 127.0.0.1 is in use (--grpc-port")),
+    ],
     "doctor": [
         ("missing", lambda f: (["doctor", "--model", f.root / "nope.onnx"], f.root / "nope.onnx")),
         ("empty", lambda f: (["doctor", "--model", f.empty("e.onnx")], f.root / "e.onnx")),
@@ -173,7 +218,7 @@ TABLE = {
 
 
 def test_every_verb_has_rows_of_known_kinds():
-    assert set(TABLE) == {fn.__name__ for fn, _, _ in VERBS}
+    assert set(TABLE) == {verb_name(fn) for fn, _, _ in VERBS}
     assert {kind for rows in TABLE.values() for kind, _ in rows} <= set(KINDS)
 
 

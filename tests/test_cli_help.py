@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 import pytest
 
-from detrt.cli import VERBS, build_parser, main
+from detrt.cli import VERBS, build_parser, main, verb_name
 
 
 def _verb_parsers():
@@ -21,7 +21,7 @@ def test_version_is_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == f"detrt {version('detrt')}"
 
 
-@pytest.mark.parametrize("name", [fn.__name__ for fn, _, _ in VERBS])
+@pytest.mark.parametrize("name", [verb_name(fn) for fn, _, _ in VERBS])
 def test_help_shows_an_example_and_every_default(name):
     parser = _verb_parsers()[name]
     text = parser.format_help()

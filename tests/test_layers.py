@@ -5,6 +5,7 @@ other (directly or round a cycle), and detrt's own modules are imported at the t
     models, data, eval, manifest, assets   above ops (the manifest reads data's Vocabulary)
     training, compile                      above those
     runtime                                on ops, data and the manifest only (never torch)
+    serving (Triton)                       on runtime
     bench, demo, doctor, cli               on top
 """
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "detrt"
 
 BASE = {"errors", "atomic", "progress", "box_ops", "optional"}  # small modules every layer may use
 TOP = {"bench", "demo", "doctor", "cli"}
-LOWER = {"ops", "models", "data", "eval", "manifest", "assets", "training", "compile", "runtime", *BASE}
+LOWER = {"ops", "models", "data", "eval", "manifest", "assets", "training", "compile", "runtime", "serving", *BASE}
 ALLOWED = {  # part of detrt (a subpackage or a top-level module) -> the parts it may import (its own part always)
     **{base: BASE for base in BASE},
     "ops": BASE,
@@ -28,6 +29,7 @@ ALLOWED = {  # part of detrt (a subpackage or a top-level module) -> the parts i
     "training": BASE | {"ops", "models", "data", "eval", "manifest", "assets"},
     "compile": BASE | {"ops", "models", "data", "eval", "manifest", "assets"},
     "runtime": BASE | {"ops", "data", "manifest"},
+    "serving": BASE | {"ops", "data", "manifest", "runtime"},
     "bench": LOWER,
     "demo": LOWER | {"bench"},
     "doctor": LOWER | {"bench"},

@@ -9,7 +9,7 @@ import pytest
 
 from detrt import doctor
 from detrt.bench.roofline import count_graph, measure_peak
-from detrt.cli import VERBS
+from detrt.cli import VERBS, verb_name
 from detrt.errors import InputError
 from detrt.models.backbone import read_state_dict
 from detrt.ops.tensorrt import gpu_properties
@@ -73,17 +73,18 @@ def test_cuda_python_missing_names_the_extra(monkeypatch):
 
 
 @pytest.mark.parametrize("package, runnable, stopped", [
-    ("onnx_graphsurgeon", "run, synth, eval, bench, train, doctor",
+    ("onnx_graphsurgeon", "run, synth, eval, bench, train, export-triton, doctor",
      "export (needs detrt[train,compile]: onnx_graphsurgeon); surgery (needs detrt[compile]: onnx_graphsurgeon); "
-     "build (needs detrt[compile]: onnx_graphsurgeon); demo (needs detrt[train,compile]: onnx_graphsurgeon)"),
+     "build (needs detrt[compile]: onnx_graphsurgeon); serve (needs detrt[serve]: pytriton); "
+     "demo (needs detrt[train,compile]: onnx_graphsurgeon)"),
     # torch is detrt[train]'s: surgery and build (detrt[compile] alone) run without it
-    ("torch", "run, synth, eval, bench, surgery, build, doctor",
+    ("torch", "run, synth, eval, bench, surgery, build, export-triton, doctor",
      "train (needs detrt[train]: torch); export (needs detrt[train,compile]: torch); "
-     "demo (needs detrt[train,compile]: torch)"),
+     "serve (needs detrt[serve]: pytriton); demo (needs detrt[train,compile]: torch)"),
 ])
 def test_doctor_names_the_verbs_an_absent_package_stops(monkeypatch, package, runnable, stopped):
     """doctor reads which modules each extra brings from detrt.optional.EXTRAS and each verb's extras."""
-    verbs = [(fn.__name__, extra) for fn, _, extra in VERBS]
+    verbs = [(verb_name(fn), extra) for fn, _, extra in VERBS]
     hide(monkeypatch, package)
     lines = dict(doctor.report(verbs=verbs))
     assert (lines["runnable verbs"], lines["not runnable"]) == (runnable, stopped)

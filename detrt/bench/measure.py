@@ -41,14 +41,14 @@ def parse_duration(text, flag="--duration", bare="s"):
     return seconds
 
 
-def parse_batches(text):
-    """'1,4,8' -> [1, 4, 8] (sorted, unique, each >= 1); InputError otherwise."""
+def parse_batches(text, flag="--batch"):
+    """'1,4,8' -> [1, 4, 8] (sorted, unique, each >= 1); InputError naming `flag` otherwise."""
     try:
         batches = sorted({int(v) for v in str(text).split(",") if v.strip()})
     except ValueError:
-        raise InputError(f"--batch {text!r}: expected comma-separated integers such as 1,4,8") from None
+        raise InputError(f"{flag} {text!r}: expected comma-separated integers such as 1,4,8") from None
     if not batches or batches[0] < 1:
-        raise InputError(f"--batch {text!r}: batch sizes must be integers >= 1")
+        raise InputError(f"{flag} {text!r}: batch sizes must be integers >= 1")
     return batches
 
 

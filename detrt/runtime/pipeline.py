@@ -42,7 +42,7 @@ class Pipeline:
     """The threads of one run. Use `run()`; this class holds their shared state."""
 
     def __init__(self, source, backend, sinks, *, threshold=0.5, batch=None, topk=None, queue_size=4,
-                 progress=False, on_frame=None):
+                 progress=False, on_frame=None, label="detrt run", position=None, stop=None):
         self.source = source
         self.backend = backend
         self.sinks = list(sinks)
@@ -61,7 +61,7 @@ class Pipeline:
         self.q_frames = queue.Queue(maxsize=max(queue_size, 2 * self.batch))
         self.q_batches = queue.Queue(maxsize=2)
         self.q_outputs = queue.Queue(maxsize=2)
-        self.stop_reading = threading.Event()  # graceful: finish what is in flight
+        self.stop_reading = stop or threading.Event()  # graceful: finish what is in flight (shared by streams)
         self.abort = threading.Event()  # now: drop what is in flight
         self.interrupted = False
         self.signal = None  # the name of the first signal that stopped the run
@@ -70,7 +70,10 @@ class Pipeline:
         self._lock = threading.Lock()
         self.progress = progress
         self.on_frame = on_frame
-        self.depth = 2 if (getattr(backend, "name", "") == "tensorrt" and not live) else 1
+        # Batches in flight: a remote backend says how many (several per stream); TensorRT overlaps two on files.
+        overlap = 2 if (getattr(backend, "name", "") == "tensorrt" and not live) else 1
+        self.depth = getattr(backend, "in_flight", None) or overlap
+        self.label, self.position = label, position
 
     # -- queue helpers that give up when aborted --
     def _put(self, q, item):
@@ -203,7 +206,7 @@ class Pipeline:
     # -- the run --
     def run(self):
         bar = progress_bar(total=self.source.frame_count, show=self.progress, unit="frame", dynamic_ncols=True,
-                           desc=f"detrt run ({self.backend.name}, batch {self.batch})")
+                           desc=f"{self.label} ({self.backend.name}, batch {self.batch})", position=self.position)
         stages = [self._preprocess, self._infer]
         if not self.source.is_live:
             stages.insert(0, self._decode)
@@ -281,14 +284,17 @@ def _signals_to(handler):
 
 
 def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, topk=None, threads=None,
-        plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True):
+        plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True, label="detrt run",
+        position=None, stop=None):
     """Run a model over a source into sinks; return the Summary (frames, drops, FPS, latencies).
 
     source: a URI or path (see detrt.runtime.sources) or a Source. model: an artifact path or an
     open Backend (left open for the caller). sinks: Sink objects or URIs/paths (out.mp4,
     dets.jsonl, dets.odgt, results.json, display://0). threshold: score cut for sinks that do not set their own.
     batch: frames per inference for files (default: the backend's max batch; live sources use 1).
-    on_frame(frame, detections): called after each frame is written (e.g. to collect results).
+    on_frame(frame, detections): called after each frame is written (e.g. to collect results). label,
+    position: the progress bar's name and row; stop: an Event that, once set, ends the run as a first Ctrl-C does
+    (several streams, detrt.runtime.streams).
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed
     either way.
     """
@@ -304,7 +310,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         for s in sinks:
             sink_objs.append(s if isinstance(s, Sink) else open_sink(s, threshold=None))
         pipe = Pipeline(src, be, sink_objs, threshold=threshold, batch=batch, topk=topk, progress=progress,
-                        on_frame=on_frame)
+                        on_frame=on_frame, label=label, position=position, stop=stop)
         if warmup:
             be.warmup(iterations=1, batch=pipe.batch)
         for s in sink_objs:

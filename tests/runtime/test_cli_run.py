@@ -106,7 +106,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
         (["--out", str(clip)], f"c.mp4: is also an input ({clip})"),
         (["--summary", str(tmp_path / "m.onnx.json")], "m.onnx.json: is also an input"),  # the model's manifest
         (["--odgt", str(jsonl)], "d.jsonl: given as two outputs"),
-        ([str(tmp_path / "." / "c.mp4")], "c.mp4: is also an input"),  # the SINK argument, spelled differently
+        ([str(tmp_path / "." / "d.jsonl")], "d.jsonl: given as two outputs"),  # the SINK argument, spelled apart
     ]
     for extra, words in cases:
         argv = base[:2] + extra + base[2:] if not extra[0].startswith("--") else base + extra

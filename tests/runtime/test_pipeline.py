@@ -98,12 +98,15 @@ def test_corrupt_frame_in_a_file_is_skipped_counted_and_the_run_goes_on(tmp_path
     assert [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")] == [i for i in range(20) if i not in (7, 13)]
 
 
-def test_live_source_drops_stale_frames(tmp_path, model):
-    """A 200 fps camera and a 25 ms model: the pipeline infers the newest frame, the rest are dropped."""
+@pytest.mark.parametrize("in_flight", [None, 4])
+def test_live_source_drops_stale_frames(tmp_path, model, in_flight):
+    """A 200 fps camera and a 25 ms model (or an overloaded server, 4 requests in flight): the pipeline infers the
+    newest frame, the rest are dropped and counted."""
     cap = FakeCapture(n=200, fps=200)
     src = VideoSource(lambda: cap, "fake://cam", live=True, reconnect_timeout=0.05, backoff=(0.01, 0.01))
     with open_backend(model) as be:
         slow = SlowBackend(be, 0.025)
+        slow.in_flight = in_flight
         s = run(src, slow, [tmp_path / "d.jsonl"])
     idx = [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")]
     assert s.batch == 1 and s.frames == len(idx) and slow.calls >= len(idx)
