@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -139,7 +141,10 @@ __attribute__((target("avx2,fma,f16c"))) void to_float_f16c(const half_t* in, fl
 // reads a row of zeros with weight 0, so every point takes the same branch-free 4-tap path. Each tap has
 // its own accumulators (more independent FMA chains), added at the end.
 constexpr int kLanes = 16;
-constexpr int kMaxPoints = 64;  // L*P of a row taken by this path (Deformable DETR, DINO: 4 levels x 4 points)
+// L*P of a row taken by this path (Deformable DETR, DINO: 4 levels x 4 points; up to 4 x 8). Two rows' Taps
+// then fit in 3 KiB: the stores of the next row's taps never alias the loads of this row's modulo 4 KiB,
+// which the core would take for a dependency and stall on.
+constexpr int kMaxPoints = 32;
 
 struct LevelLanes {  // per sampling point i of a row (its level is i / P): the level's size and first row
   alignas(64) float wf[kMaxPoints], hf[kMaxPoints];
@@ -148,11 +153,12 @@ struct LevelLanes {  // per sampling point i of a row (its level is i / P): the 
 
 alignas(64) const float kZeroRow[64] = {};  // read by taps outside the map (D <= 64)
 
-struct Taps {  // one group of lanes: weight (0 outside the map) and the address of each tap's value row
-  alignas(64) float weight[4][kLanes];
-  alignas(64) uint64_t row[4][kLanes];
+struct Taps {  // the points of one row: weight (0 outside the map) and the address of each tap's value row
+  alignas(64) float weight[4][kMaxPoints];
+  alignas(64) uint64_t row[4][kMaxPoints];
 };
 
+// Taps of points [i0, i0 + count) of a row, count <= 16; loc and attn point at point i0.
 DETRT_AVX512 inline void lane_taps(const float* loc, const float* attn, int count, const LevelLanes& lv, int i0,
                                    const float* value_nm, int64_t row_stride, Taps& t) {
   const __mmask16 live = static_cast<__mmask16>((1u << count) - 1u);
@@ -194,71 +200,103 @@ DETRT_AVX512 inline void lane_taps(const float* loc, const float* attn, int coun
   const __m512i stride_bytes = _mm512_set1_epi64(static_cast<long long>(row_stride * sizeof(float)));
   // 64-bit addresses, 8 lanes at a time (the masked forms: GCC 12 warns about the unmasked ones' undefined source)
   for (int k = 0; k < 4; ++k) {
-    _mm512_store_ps(t.weight[k], _mm512_maskz_mov_ps(mask[k], weight[k]));
+    _mm512_store_ps(t.weight[k] + i0, _mm512_maskz_mov_ps(mask[k], weight[k]));
     const __m512i lanes_lo = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xFF, rows[k], 0));
     const __m512i lanes_hi = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xFF, rows[k], 1));
     const __m512i at_lo = _mm512_add_epi64(base, _mm512_mullo_epi64(lanes_lo, stride_bytes));
     const __m512i at_hi = _mm512_add_epi64(base, _mm512_mullo_epi64(lanes_hi, stride_bytes));
-    _mm512_store_si512(t.row[k], _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k]), zero_row, at_lo));
-    _mm512_store_si512(t.row[k] + 8, _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k] >> 8), zero_row, at_hi));
+    _mm512_store_si512(t.row[k] + i0, _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k]), zero_row, at_lo));
+    _mm512_store_si512(t.row[k] + i0 + 8,
+                       _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k] >> 8), zero_row, at_hi));
+  }
+}
+
+// One output row (n, q, m): its value slice, its sampling points and its output.
+template <typename TO>
+struct Row {
+  const float* value_nm;
+  const float* loc;
+  const float* attn;
+  TO* out;
+};
+
+template <typename TO>
+DETRT_AVX512 inline void row_taps(const Args<float, float, TO>& a, const LevelLanes& lv, const Row<TO>& row, Taps& t) {
+  const int points = a.dims.L * a.dims.P;
+  const int64_t row_stride = static_cast<int64_t>(a.dims.M) * a.dims.D;
+  for (int i0 = 0; i0 < points; i0 += kLanes) {
+    lane_taps(row.loc + 2 * i0, row.attn + i0, std::min(kLanes, points - i0), lv, i0, row.value_nm, row_stride, t);
   }
 }
 
 template <int NV, typename TO>
-DETRT_AVX512 inline void query_head_avx512(const Args<float, float, TO>& a, const LevelLanes& lv, int n, int q,
-                                           int m) {
-  const msda::Dims& dims = a.dims;
-  constexpr int D = NV * kLanes;
-  const int points = dims.L * dims.P;
-  const int64_t row_stride = static_cast<int64_t>(dims.M) * D;
-  const float* value_nm = a.value + (static_cast<int64_t>(n) * dims.S * dims.M + m) * D;
-  const int64_t first = ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * points;
+DETRT_AVX512 inline void row_sum(const Args<float, float, TO>& a, const Row<TO>& row, const Taps& t) {
+  const int points = a.dims.L * a.dims.P;
   __m512 acc[4][NV];
   for (int k = 0; k < 4; ++k) {
     for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_setzero_ps();
   }
-  Taps t;
-  for (int i0 = 0; i0 < points; i0 += kLanes) {
-    const int count = std::min(kLanes, points - i0);
-    lane_taps(a.loc + 2 * (first + i0), a.attn + first + i0, count, lv, i0, value_nm, row_stride, t);
-    for (int i = 0; i < count; ++i) {
-      for (int k = 0; k < 4; ++k) {
-        const __m512 wk = _mm512_set1_ps(t.weight[k][i]);
-        const float* row = reinterpret_cast<const float*>(t.row[k][i]);
-        for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_fmadd_ps(wk, _mm512_loadu_ps(row + kLanes * v), acc[k][v]);
-      }
+  for (int i = 0; i < points; ++i) {
+    for (int k = 0; k < 4; ++k) {
+      const __m512 wk = _mm512_set1_ps(t.weight[k][i]);
+      const float* value = reinterpret_cast<const float*>(t.row[k][i]);
+      for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_fmadd_ps(wk, _mm512_loadu_ps(value + kLanes * v), acc[k][v]);
     }
   }
-  TO* out_row = a.out + ((static_cast<int64_t>(n) * dims.Lq + q) * dims.M + m) * D;
   for (int v = 0; v < NV; ++v) {
     const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0][v], acc[1][v]), _mm512_add_ps(acc[2][v], acc[3][v]));
     if constexpr (std::is_same<TO, float>::value) {
-      _mm512_storeu_ps(out_row + kLanes * v, sum);
+      _mm512_storeu_ps(row.out + kLanes * v, sum);
     } else {
       alignas(64) float tmp[kLanes];
       _mm512_store_ps(tmp, sum);
-      for (int d = 0; d < kLanes; ++d) IoTraits<TO>::store(out_row + kLanes * v + d, tmp[d]);
+      for (int d = 0; d < kLanes; ++d) IoTraits<TO>::store(row.out + kLanes * v + d, tmp[d]);
     }
   }
 }
 
+// Rows [begin, end) of the flattened (n, q, m) index in a two-stage pipeline: the taps of the next row are
+// computed while a row's sums run, so the sums read taps stored long before (not from stores still in
+// flight) and the two overlap in the core. (n, q, m) are stepped, not divided out per row.
 template <int NV, typename TO>
 DETRT_AVX512 void rows_avx512_d(const Args<float, float, TO>& a, int64_t begin, int64_t end) {
+  if (begin >= end) return;
+  const msda::Dims& dims = a.dims;
+  const int points = dims.L * dims.P;
   LevelLanes lv;
-  const int points = a.dims.L * a.dims.P;
   for (int i = 0; i < kMaxPoints; ++i) {  // lanes past the last point: a 1 x 1 level, never read
-    const int l = i < points ? i / a.dims.P : -1;
+    const int l = i < points ? i / dims.P : -1;
     lv.h[i] = l < 0 ? 1 : a.shapes[2 * l];
     lv.w[i] = l < 0 ? 1 : a.shapes[2 * l + 1];
     lv.start[i] = l < 0 ? 0 : a.starts[l];
     lv.hf[i] = static_cast<float>(lv.h[i]);
     lv.wf[i] = static_cast<float>(lv.w[i]);
   }
-  const int M = a.dims.M, Lq = a.dims.Lq;
+  int64_t n = begin / (static_cast<int64_t>(dims.Lq) * dims.M);
+  int m = static_cast<int>(begin % dims.M), q = static_cast<int>(begin / dims.M % dims.Lq);
+  auto row = [&](int64_t r) {
+    return Row<TO>{a.value + (n * dims.S * dims.M + m) * dims.D, a.loc + 2 * r * points, a.attn + r * points,
+                   a.out + r * dims.D};
+  };
+  Taps taps[2];
+  Row<TO> current = row(begin);
+  row_taps(a, lv, current, taps[0]);
   for (int64_t r = begin; r < end; ++r) {
-    const int64_t nq = r / M;
-    query_head_avx512<NV>(a, lv, static_cast<int>(nq / Lq), static_cast<int>(nq % Lq), static_cast<int>(r % M));
+    const Row<TO> this_row = current;
+    if (r + 1 < end) {
+      if (++m == dims.M) {
+        m = 0;
+        if (++q == dims.Lq) q = 0, ++n;
+      }
+      current = row(r + 1);
+      row_taps(a, lv, current, taps[(r + 1 - begin) & 1]);
+    }
+    row_sum<NV>(a, this_row, taps[(r - begin) & 1]);
   }
+}
+
+bool avx512_rows_take(const msda::Dims& dims) {
+  return (dims.D == 16 || dims.D == 32 || dims.D == 64) && dims.L * dims.P <= kMaxPoints;
 }
 
 // Shapes the AVX-512 loop does not take run the AVX2 loop compiled for AVX-512.
@@ -266,12 +304,11 @@ template <typename TV, typename TS, typename TO>
 DETRT_AVX512 __attribute__((flatten)) void rows_avx512(const Args<TV, TS, TO>& a, int64_t begin, int64_t end,
                                                        float* acc) {
   if constexpr (std::is_same<TV, float>::value && std::is_same<TS, float>::value) {
-    if (a.dims.L * a.dims.P <= kMaxPoints) {
+    if (avx512_rows_take(a.dims)) {
       switch (a.dims.D) {
         case 16: return rows_avx512_d<1>(a, begin, end);
         case 32: return rows_avx512_d<2>(a, begin, end);
-        case 64: return rows_avx512_d<4>(a, begin, end);
-        default: break;
+        default: return rows_avx512_d<4>(a, begin, end);
       }
     }
   }
@@ -297,14 +334,53 @@ Isa cpu_isa() {
 }
 #endif
 
+// float storage on 64-byte lines: the AVX-512 rows read a value row as whole zmm loads, which split in two
+// wherever a row does not start on a line (numpy's arrays are 16-byte aligned; torch's, 64).
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedFloats = std::unique_ptr<float[], FreeDeleter>;
+
+AlignedFloats aligned_floats(int64_t count) {
+  const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64);
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  return AlignedFloats(p);
+}
+
+// fn(begin, count) over [0, count) in chunks, on up to num_threads threads where count is large.
+template <typename Fn>
+void for_chunks(int64_t count, int num_threads, Fn fn) {
+  const int64_t chunk = int64_t(1) << 14;
+#if defined(_OPENMP)
+  const int threads = count < (int64_t(1) << 16) ? 1 : (num_threads > 0 ? num_threads : omp_get_max_threads());
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#else
+  (void)num_threads;
+#endif
+  for (int64_t c = 0; c < (count + chunk - 1) / chunk; ++c) fn(c * chunk, std::min(chunk, count - c * chunk));
+}
+
 template <typename TV, typename TS, typename TO>
-void run_rows(const Args<TV, TS, TO>& a, int num_threads) {
+void run_rows(const Args<TV, TS, TO>& given, int num_threads) {
+  Args<TV, TS, TO> a = given;
   const msda::Dims& dims = a.dims;
   const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
   void (*fn)(const Args<TV, TS, TO>&, int64_t, int64_t, float*) = rows_baseline<TV, TS, TO>;
+  AlignedFloats aligned;
 #if defined(DETRT_MSDA_DISPATCH)
   if (cpu_isa() == Isa::kAvx512) fn = rows_avx512<TV, TS, TO>;
   if (cpu_isa() == Isa::kAvx2) fn = rows_avx2<TV, TS, TO>;
+  if constexpr (std::is_same<TV, float>::value) {
+    if (cpu_isa() == Isa::kAvx512 && avx512_rows_take(dims) && reinterpret_cast<uintptr_t>(a.value) % 64 != 0) {
+      const int64_t count = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
+      aligned = aligned_floats(count);
+      for_chunks(count, num_threads, [&](int64_t begin, int64_t n) {
+        std::memcpy(aligned.get() + begin, a.value + begin, n * sizeof(float));
+      });
+      a.value = aligned.get();
+    }
+  }
 #endif
   // Small problems run on the calling thread: a parallel region costs more than it saves.
   const int64_t work = total * dims.L * dims.P * (dims.D + 8);
@@ -338,17 +414,7 @@ void to_float(const half_t* in, float* out, int64_t count, int num_threads) {
 #if defined(DETRT_MSDA_DISPATCH)
   if (cpu_isa() != Isa::kBaseline) fn = to_float_f16c;
 #endif
-#if defined(_OPENMP)
-  const int threads = count < (int64_t(1) << 16) ? 1 : (num_threads > 0 ? num_threads : omp_get_max_threads());
-  const int64_t chunk = int64_t(1) << 14;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t c = 0; c < (count + chunk - 1) / chunk; ++c) {
-    fn(in + c * chunk, out + c * chunk, std::min(chunk, count - c * chunk));
-  }
-#else
-  (void)num_threads;
-  fn(in, out, count);
-#endif
+  for_chunks(count, num_threads, [&](int64_t begin, int64_t n) { fn(in + begin, out + begin, n); });
 }
 
 }  // namespace
@@ -372,7 +438,8 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
     // float32 code and only the output is rounded to float16.
     const int64_t n_value = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
     const int64_t n_attn = total * dims.L * dims.P;
-    std::unique_ptr<float[]> value32(new float[n_value]), attn32(new float[n_attn]), loc32;
+    AlignedFloats value32 = aligned_floats(n_value);
+    std::unique_ptr<float[]> attn32(new float[n_attn]), loc32;
     to_float(value, value32.get(), n_value, num_threads);
     to_float(attention_weights, attn32.get(), n_attn, num_threads);
     const float* loc = nullptr;

@@ -25,7 +25,7 @@ def load(path):
 def random_msda(rng):
     n, m, d, lq, p = (int(rng.integers(1, 5)) for _ in range(5))
     # half the calls at the channel counts of the vector paths (D = 16, 32, 64), some with more than 16
-    # points per row (more than one AVX-512 group) or more than 64 (past that path)
+    # points per row (more than one AVX-512 group) or more than 32 (past that path)
     d = int(rng.choice([16, 32, 64])) if rng.random() < 0.5 else int(rng.integers(1, 40))
     p = int(rng.choice([p, p, 8, 22]))
     levels = int(rng.integers(1, 4))

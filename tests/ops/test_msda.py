@@ -357,10 +357,10 @@ def test_narrower_and_dispatched_kernels_agree(tmp_path, isa):
 
 
 @needs_ext
-@pytest.mark.parametrize("points", [1, 16, 20, 66])
+@pytest.mark.parametrize("points", [1, 16, 20, 32, 34])
 def test_points_per_row_in_and_past_the_vector_groups(points):
-    """L*P sampling points per row: one lane, one full group of 16, a group and a tail, and more than the
-    AVX-512 path takes (64: the AVX2 loop runs); D = 32 and 16, threads 1 and 2."""
+    """L*P sampling points per row: one lane, one full group of 16, a group and a tail, two groups, and more
+    than the AVX-512 path takes (32: the AVX2 loop runs); D = 32 and 16, threads 1 and 2."""
     rng = np.random.default_rng(points)
     levels = [[9, 6], [5, 3]] if points % 2 == 0 else [[9, 6]]
     for d, threads in ((32, 1), (16, 2)):
