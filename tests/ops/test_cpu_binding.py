@@ -232,7 +232,8 @@ def test_asan_fuzz(tmp_path):
     env = dict(os.environ, LD_PRELOAD=f"{libasan}:{libubsan}", ASAN_OPTIONS="detect_leaks=0",
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     # every MSDA variant this CPU runs: the dispatched one, then capped at AVX2 and at the portable build
-    variants = {"avx512": [None, "avx2", "baseline"], "avx2+fma": [None, "baseline"]}.get(cpu.info()["msda_isa"], [None])
+    narrower = {"avx512": ["avx2", "baseline"], "avx2+fma": ["baseline"]}.get(cpu.info()["msda_isa"], [])
+    variants = [None, *narrower]
     for cap in variants:
         env.pop("DETRT_CPU_ISA", None)
         if cap:
