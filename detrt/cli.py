@@ -476,7 +476,7 @@ def _export_flags(p):
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the config's)")
     p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                    help="raw outputs pred_logits/pred_boxes instead of top-K scores/labels/boxes")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 21 (21: GroupNorm as one GroupNormalization node)")
     _msda_plugin_flag(p)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch.onnx import register_custom_op_symbolic, symbolic_helper, unregister_custom_op_symbolic
 
 from detrt.compile import surgery
-from detrt.compile.onnx_io import save_onnx
+from detrt.compile.onnx_io import save_onnx, upgrade_opset
 from detrt.errors import InputError
 from detrt.manifest import Manifest
 from detrt.models.checkpoint import model_from_checkpoint
@@ -38,7 +38,10 @@ from detrt.models.dhdetr import PostProcess
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 (a split LayerNorm overflows in FP16)
-MAX_OPSET = 20  # the newest the TorchScript exporter (dynamo=False) writes, in torch 2.5 to 2.13
+TORCH_MAX_OPSET = 20  # the newest the TorchScript exporter (dynamo=False) writes, in torch 2.5 to 2.13
+# Newer opsets: torch's newest, converted by onnx's version converter. 21 is the first whose GroupNormalization
+# takes a scale and bias per channel (surgery.group_norm_op).
+MAX_OPSET = 21
 DEFAULT_OPSET = 17
 INT64, BOOL = 7, 9  # onnx.TensorProto.INT64 / BOOL, for Cast's `to`
 
@@ -116,7 +119,7 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset {opset}: supported are {MIN_OPSET} to {MAX_OPSET} (from {MIN_OPSET}: "
-                         f"LayerNormalization as one node; up to {MAX_OPSET}: what torch's exporter writes)")
+                         f"LayerNormalization as one node; {MAX_OPSET}: GroupNormalization as one node)")
     h, w = input_size
     if h % 32 or w % 32 or h <= 0 or w <= 0:
         raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")
@@ -126,13 +129,15 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
     names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
     images = torch.zeros(batch, 3, h, w)
     buffer = io.BytesIO()
-    with torch.no_grad(), detrt_symbolics(opset), warnings.catch_warnings():
+    traced_opset = min(opset, TORCH_MAX_OPSET)
+    with torch.no_grad(), detrt_symbolics(traced_opset), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings for the static level shapes, the legacy-exporter notice
-        torch.onnx.export(wrapper, (images,), buffer, dynamo=False, opset_version=opset,
+        torch.onnx.export(wrapper, (images,), buffer, dynamo=False, opset_version=traced_opset,
                           input_names=["images"], output_names=names,
                           dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
                           custom_opsets={DETRT_DOMAIN: OPSET_VERSION}, do_constant_folding=True)
-    model_proto = surgery.rewrite(onnx.load_from_string(buffer.getvalue()), surgery.passes_for(form, msda_plugin))
+    traced = upgrade_opset(onnx.load_from_string(buffer.getvalue()), opset)
+    model_proto = surgery.rewrite(traced, surgery.passes_for(form, msda_plugin))
     model_proto.producer_name = "detrt"
     return model_proto
 

@@ -4,7 +4,10 @@ The portable form of an exported model keeps each op as one node in the domain `
 definition (a FunctionProto carried in the model) is the reference semantics in standard ops:
 
 - `MSDeformAttn`: F.grid_sample form of docs/ops.md's definition (one GridSample per level, zero padding,
-  align_corners=0), exactly the arithmetic of `detrt.ops.msda.ms_deform_attn_reference`.
+  align_corners=0), the bilinear arithmetic of `detrt.ops.msda.ms_deform_attn_reference`; each level's
+  samples are weighted and summed over its points where they are made, and the levels' sums added, so
+  the reference's Concat of every level's samples (the largest tensor of the op) is never written. Only
+  the order of the final float sums differs from the reference.
 - `DCGNeighbors`: the dense O(N^2) IoU + TopK of `detrt.ops.dcg.dcg_neighbors_reference`, with the
   same float operations in the same order, so neighbour sets agree bit for bit.
 
@@ -41,7 +44,6 @@ def msda_function(num_levels, opset):
         "lq = Shape<start = 1, end = 2>(sampling_locations)",
         "nl = Shape<start = 3, end = 4>(sampling_locations)",
         "p = Shape<start = 4, end = 5>(sampling_locations)",
-        "lp = Mul(nl, p)",
         "minus1 = Constant<value = int64[1] {-1}>()",
         "one = Constant<value = int64[1] {1}>()",
         "two = Constant<value = int64[1] {2}>()",
@@ -55,7 +57,13 @@ def msda_function(num_levels, opset):
         "grids = Sub(scaled, one_t)",  # grid_sample wants [-1, 1]
         "gshape = Concat<axis = 0>(minus1, lq, p, two)",
     ]
-    samples = []
+    body += [
+        # [N, Lq, M, L, P] -> [N, M, Lq, L, P] -> [N*M, 1, Lq, L, P]: each level's slice broadcasts over D
+        "wt = Transpose<perm = [0, 2, 1, 3, 4]>(attention_weights)",
+        "wshape = Concat<axis = 0>(minus1, one, lq, nl, p)",
+        "weights = Reshape(wt, wshape)",
+    ]
+    sums = []
     for lvl in range(num_levels):
         body += [
             f"i{lvl} = Constant<value = int64 {{{lvl}}}>()",
@@ -76,15 +84,15 @@ def msda_function(num_levels, opset):
             f"gt{lvl} = Transpose<perm = [0, 2, 1, 3, 4]>(g{lvl})",
             f"grid{lvl} = Reshape(gt{lvl}, gshape)",
             f's{lvl} = GridSample<align_corners = 0, mode = "{mode}", padding_mode = "zeros">(vimg{lvl}, grid{lvl})',
+            # each level's samples [N*M, D, Lq, P] weighted and summed over P where they are made: no Concat
+            # of all levels' samples (the largest tensor of the old form) is ever written
+            f"a{lvl} = Gather<axis = 3>(weights, i{lvl})",  # [N*M, 1, Lq, P]
+            f"ws{lvl} = Mul(s{lvl}, a{lvl})",
+            f"sum{lvl} = ReduceSum<keepdims = 0>(ws{lvl}, minus1)",  # [N*M, D, Lq]
         ]
-        samples.append(f"s{lvl}")
+        sums.append(f"sum{lvl}")
     body += [
-        f"samples = Concat<axis = 3>({', '.join(samples)})",  # [N*M, D, Lq, L*P], level-major
-        "wt = Transpose<perm = [0, 2, 1, 3, 4]>(attention_weights)",
-        "wshape = Concat<axis = 0>(minus1, one, lq, lp)",
-        "weights = Reshape(wt, wshape)",
-        "weighted = Mul(samples, weights)",
-        "summed = ReduceSum<keepdims = 0>(weighted, minus1)",  # [N*M, D, Lq]
+        f"summed = Sum({', '.join(sums)})",
         "oshape = Concat<axis = 0>(n, minus1, lq)",
         "out3 = Reshape(summed, oshape)",
         "output = Transpose<perm = [0, 2, 1]>(out3)",

@@ -134,6 +134,67 @@ def to_nvidia_msda(graph):
     return graph.cleanup()
 
 
+GROUP_NORM_OPSET = 21  # GroupNormalization with per-channel scale and bias (opset 18's, per group, is deprecated)
+
+
+def group_norm_op(graph):
+    """GroupNorm as exported (Reshape [0, G, -1] -> InstanceNormalization -> Reshape back -> Mul -> Add)
+    -> one GroupNormalization node, in graphs of opset >= 21; older graphs keep the pattern.
+
+    A runtime with a GroupNormalization kernel (OpenVINO) then normalizes in the input's own layout, where
+    the pattern's reshapes force layout copies. Only the exact pattern is taken: unit InstanceNormalization
+    scale, zero bias, and a per-channel affine [C, 1, ..] that follows it and nothing else.
+    """
+    if graph.opset < GROUP_NORM_OPSET:
+        return graph
+    for norm in [n for n in graph.nodes if n.op == "InstanceNormalization"]:
+        match = _group_norm_pattern(graph, norm)
+        if match is None:
+            continue
+        x, groups, scale, bias, add = match
+        out = add.outputs[0]
+        add.outputs.clear()
+        graph.nodes.append(gs.Node("GroupNormalization", f"{norm.name}/GroupNormalization",
+                                   {"num_groups": groups, "epsilon": float(norm.attrs.get("epsilon", 1e-5))},
+                                   [x, scale, bias], [out]))
+    return graph.cleanup()
+
+
+def _group_norm_pattern(graph, norm):
+    """(x, groups, scale [C], bias [C], the Add node) if `norm` is the middle of an exported GroupNorm, else None."""
+    def only_consumer(tensor, op):  # an intermediate that the fused node absorbs: read by one node, no graph output
+        users = tensor.outputs
+        return users[0] if len(users) == 1 and users[0].op == op and tensor not in graph.outputs else None
+
+    split, unit, zero = norm.inputs[0], norm.inputs[1], norm.inputs[2]
+    if not split.inputs or split.inputs[0].op != "Reshape" or not isinstance(unit, gs.Constant):
+        return None
+    reshape = split.inputs[0]
+    x, shape = reshape.inputs
+    groups = unit.values.size
+    if not (isinstance(shape, gs.Constant) and shape.values.tolist() == [0, groups, -1]) or \
+            not (isinstance(zero, gs.Constant) and (unit.values == 1).all() and (zero.values == 0).all()):
+        return None
+    back = only_consumer(norm.outputs[0], "Reshape")
+    back_shape = back.inputs[1] if back else None
+    if back is None or not (back_shape.inputs and back_shape.inputs[0].op == "Shape" and
+                            back_shape.inputs[0].inputs[0] is x):
+        return None
+    mul = only_consumer(back.outputs[0], "Mul")
+    add = only_consumer(mul.outputs[0], "Add") if mul else None
+    if add is None:
+        return None
+    affine = []
+    channels = x.shape[1] if x.shape and len(x.shape) > 2 else None
+    for node in (mul, add):
+        const = [t for t in node.inputs if isinstance(t, gs.Constant)]
+        if len(const) != 1 or not isinstance(channels, int) or const[0].values.size != channels or \
+                const[0].values.shape[0] != channels or channels % groups:
+            return None
+        affine.append(gs.Constant(f"{const[0].name}_per_channel", const[0].values.reshape(channels)))
+    return x, groups, affine[0], affine[1], add
+
+
 def infer_plugin_shapes(graph):
     """Set dtype and shape of plugin outputs from their inputs: ONNX shape inference cannot see into them."""
     for node in graph.nodes:
@@ -175,11 +236,11 @@ def infer_shapes(graph):
 def passes_for(form, msda_plugin="detrt"):
     """The pass list that takes any detrt graph to `form` ("plugin" or "portable")."""
     if form == "portable":
-        return [infer_shapes, fold_constants, to_portable, cleanup, toposort, infer_shapes]
+        return [infer_shapes, fold_constants, group_norm_op, to_portable, cleanup, toposort, infer_shapes]
     if form != "plugin":
         raise ValueError(f"form must be 'plugin' or 'portable', not {form!r}")
     # shapes first: folding evaluates Shape nodes only where the shape is known
-    passes = [infer_shapes, fold_constants, to_plugins, int32_shape_inputs]
+    passes = [infer_shapes, fold_constants, group_norm_op, to_plugins, int32_shape_inputs]
     if msda_plugin == "nvidia":
         passes.append(to_nvidia_msda)
     elif msda_plugin != "detrt":

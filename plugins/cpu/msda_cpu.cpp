@@ -1,12 +1,16 @@
 // detrt plugins/cpu/msda_cpu.cpp: CPU MSDA. OpenMP over rows (n, q, m); per row the shared core
 // (msda::query_head) computes each sampling point's taps once and runs a vectorizable loop over D.
-// On x86-64 a second copy of the row loop is compiled for AVX2+FMA+F16C and picked at run time,
-// so the package stays portable (no -march=native) and still uses wide vectors where they exist.
+// On x86-64 more copies of the row loop are compiled and picked at run time, so the package stays
+// portable (no -march=native) and still uses wide vectors where they exist: AVX2+FMA+F16C (the same
+// loop), and AVX-512, where the taps of 16 sampling points are computed at once in vector registers
+// (msda_core.h's bilinear_corners, lane by lane) and the channels accumulate in zmm registers.
 #include "msda_cpu.h"
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -20,10 +24,6 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(DETRT_NO_ISA_DISPATCH)
 #include <immintrin.h>
-#endif
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(DETRT_NO_ISA_DISPATCH)
 #define DETRT_MSDA_DISPATCH 1
 #endif
 
@@ -133,25 +133,254 @@ __attribute__((target("avx2,fma,f16c"))) void to_float_f16c(const half_t* in, fl
   for (; i < count; ++i) out[i] = _cvtsh_ss(in[i].bits);
 }
 
-// DETRT_CPU_ISA=baseline forces the portable variant (tests compare the two).
-bool cpu_has_avx2_fma() {
-  static const bool has = [] {
+#define DETRT_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma,f16c")))
+
+// AVX-512 rows for D = 16 * NV, float32 inputs (float16 inputs are converted before the row loop).
+// Per row, its L*P sampling points in groups of 16 lanes: the taps of each lane are msda_core.h's
+// bilinear_corners (same operations, same order, so the same weights and rows); a tap outside the map
+// reads a row of zeros with weight 0, so every point takes the same branch-free 4-tap path. Each tap has
+// its own accumulators (more independent FMA chains), added at the end.
+constexpr int kLanes = 16;
+// L*P of a row taken by this path (Deformable DETR, DINO: 4 levels x 4 points; up to 4 x 8). Two rows' Taps
+// then fit in 3 KiB: the stores of the next row's taps never alias the loads of this row's modulo 4 KiB,
+// which the core would take for a dependency and stall on.
+constexpr int kMaxPoints = 32;
+
+struct LevelLanes {  // per sampling point i of a row (its level is i / P): the level's size and first row
+  alignas(64) float wf[kMaxPoints], hf[kMaxPoints];
+  alignas(64) int32_t w[kMaxPoints], h[kMaxPoints], start[kMaxPoints];
+};
+
+alignas(64) const float kZeroRow[64] = {};  // read by taps outside the map (D <= 64)
+
+struct Taps {  // the points of one row: weight (0 outside the map) and the address of each tap's value row
+  alignas(64) float weight[4][kMaxPoints];
+  alignas(64) uint64_t row[4][kMaxPoints];
+};
+
+// Taps of points [i0, i0 + count) of a row, count <= 16; loc and attn point at point i0.
+DETRT_AVX512 inline void lane_taps(const float* loc, const float* attn, int count, const LevelLanes& lv, int i0,
+                                   const float* value_nm, int64_t row_stride, Taps& t) {
+  const __mmask16 live = static_cast<__mmask16>((1u << count) - 1u);
+  const __mmask16 live_lo = static_cast<__mmask16>(count >= 8 ? 0xFFFFu : (1u << (2 * count)) - 1u);
+  const __mmask16 live_hi = static_cast<__mmask16>(count > 8 ? (1u << (2 * count - 16)) - 1u : 0u);
+  const __m512 lo = _mm512_maskz_loadu_ps(live_lo, loc), hi = _mm512_maskz_loadu_ps(live_hi, loc + 16);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 x = _mm512_permutex2var_ps(lo, even, hi), y = _mm512_permutex2var_ps(lo, odd, hi);
+  const __m512 a = _mm512_maskz_loadu_ps(live, attn);
+  const __m512 wf = _mm512_load_ps(lv.wf + i0), hf = _mm512_load_ps(lv.hf + i0);
+  const __m512i w = _mm512_load_si512(lv.w + i0), h = _mm512_load_si512(lv.h + i0);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+  const __m512 ix = _mm512_sub_ps(_mm512_mul_ps(x, wf), half), iy = _mm512_sub_ps(_mm512_mul_ps(y, hf), half);
+  // NaN and far-away locations fail the ordered compares: no tap of theirs is read
+  __mmask16 in = _mm512_mask_cmp_ps_mask(live, ix, minus_one, _CMP_GT_OQ);
+  in = _mm512_mask_cmp_ps_mask(in, iy, minus_one, _CMP_GT_OQ);
+  in = _mm512_mask_cmp_ps_mask(in, ix, wf, _CMP_LT_OQ);
+  in = _mm512_mask_cmp_ps_mask(in, iy, hf, _CMP_LT_OQ);
+  const __m512 fx0 = _mm512_mask_roundscale_ps(ix, 0xFFFF, ix, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512 fy0 = _mm512_mask_roundscale_ps(iy, 0xFFFF, iy, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512i x0 = _mm512_maskz_cvttps_epi32(in, fx0), y0 = _mm512_maskz_cvttps_epi32(in, fy0);
+  const __m512 lx = _mm512_sub_ps(ix, fx0), ly = _mm512_sub_ps(iy, fy0);
+  const __m512 hx = _mm512_sub_ps(_mm512_add_ps(fx0, one), ix), hy = _mm512_sub_ps(_mm512_add_ps(fy0, one), iy);
+  const __m512i zero = _mm512_setzero_si512(), one_i = _mm512_set1_epi32(1);
+  const __mmask16 x0_in = _mm512_cmpge_epi32_mask(x0, zero), y0_in = _mm512_cmpge_epi32_mask(y0, zero);
+  const __mmask16 x1_in = _mm512_cmplt_epi32_mask(_mm512_add_epi32(x0, one_i), w);
+  const __mmask16 y1_in = _mm512_cmplt_epi32_mask(_mm512_add_epi32(y0, one_i), h);
+  const __mmask16 mask[4] = {static_cast<__mmask16>(in & y0_in & x0_in), static_cast<__mmask16>(in & y0_in & x1_in),
+                             static_cast<__mmask16>(in & y1_in & x0_in), static_cast<__mmask16>(in & y1_in & x1_in)};
+  const __m512 weight[4] = {_mm512_mul_ps(_mm512_mul_ps(hx, hy), a), _mm512_mul_ps(_mm512_mul_ps(lx, hy), a),
+                            _mm512_mul_ps(_mm512_mul_ps(hx, ly), a), _mm512_mul_ps(_mm512_mul_ps(lx, ly), a)};
+  const __m512i row0 = _mm512_add_epi32(_mm512_load_si512(lv.start + i0),
+                                        _mm512_add_epi32(_mm512_mullo_epi32(y0, w), x0));
+  const __m512i row2 = _mm512_add_epi32(row0, w);
+  const __m512i rows[4] = {row0, _mm512_add_epi32(row0, one_i), row2, _mm512_add_epi32(row2, one_i)};
+  const __m512i base = _mm512_set1_epi64(static_cast<long long>(reinterpret_cast<uintptr_t>(value_nm)));
+  const __m512i zero_row = _mm512_set1_epi64(static_cast<long long>(reinterpret_cast<uintptr_t>(kZeroRow)));
+  const __m512i stride_bytes = _mm512_set1_epi64(static_cast<long long>(row_stride * sizeof(float)));
+  // 64-bit addresses, 8 lanes at a time (the masked forms: GCC 12 warns about the unmasked ones' undefined source)
+  for (int k = 0; k < 4; ++k) {
+    _mm512_store_ps(t.weight[k] + i0, _mm512_maskz_mov_ps(mask[k], weight[k]));
+    const __m512i lanes_lo = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xFF, rows[k], 0));
+    const __m512i lanes_hi = _mm512_maskz_cvtepi32_epi64(0xFF, _mm512_maskz_extracti64x4_epi64(0xFF, rows[k], 1));
+    const __m512i at_lo = _mm512_add_epi64(base, _mm512_mullo_epi64(lanes_lo, stride_bytes));
+    const __m512i at_hi = _mm512_add_epi64(base, _mm512_mullo_epi64(lanes_hi, stride_bytes));
+    _mm512_store_si512(t.row[k] + i0, _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k]), zero_row, at_lo));
+    _mm512_store_si512(t.row[k] + i0 + 8,
+                       _mm512_mask_blend_epi64(static_cast<__mmask8>(mask[k] >> 8), zero_row, at_hi));
+  }
+}
+
+// One output row (n, q, m): its value slice, its sampling points and its output.
+template <typename TO>
+struct Row {
+  const float* value_nm;
+  const float* loc;
+  const float* attn;
+  TO* out;
+};
+
+template <typename TO>
+DETRT_AVX512 inline void row_taps(const Args<float, float, TO>& a, const LevelLanes& lv, const Row<TO>& row, Taps& t) {
+  const int points = a.dims.L * a.dims.P;
+  const int64_t row_stride = static_cast<int64_t>(a.dims.M) * a.dims.D;
+  for (int i0 = 0; i0 < points; i0 += kLanes) {
+    lane_taps(row.loc + 2 * i0, row.attn + i0, std::min(kLanes, points - i0), lv, i0, row.value_nm, row_stride, t);
+  }
+}
+
+template <int NV, typename TO>
+DETRT_AVX512 inline void row_sum(const Args<float, float, TO>& a, const Row<TO>& row, const Taps& t) {
+  const int points = a.dims.L * a.dims.P;
+  __m512 acc[4][NV];
+  for (int k = 0; k < 4; ++k) {
+    for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_setzero_ps();
+  }
+  for (int i = 0; i < points; ++i) {
+    for (int k = 0; k < 4; ++k) {
+      const __m512 wk = _mm512_set1_ps(t.weight[k][i]);
+      const float* value = reinterpret_cast<const float*>(t.row[k][i]);
+      for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_fmadd_ps(wk, _mm512_loadu_ps(value + kLanes * v), acc[k][v]);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0][v], acc[1][v]), _mm512_add_ps(acc[2][v], acc[3][v]));
+    if constexpr (std::is_same<TO, float>::value) {
+      _mm512_storeu_ps(row.out + kLanes * v, sum);
+    } else {
+      alignas(64) float tmp[kLanes];
+      _mm512_store_ps(tmp, sum);
+      for (int d = 0; d < kLanes; ++d) IoTraits<TO>::store(row.out + kLanes * v + d, tmp[d]);
+    }
+  }
+}
+
+// Rows [begin, end) of the flattened (n, q, m) index in a two-stage pipeline: the taps of the next row are
+// computed while a row's sums run, so the sums read taps stored long before (not from stores still in
+// flight) and the two overlap in the core. (n, q, m) are stepped, not divided out per row.
+template <int NV, typename TO>
+DETRT_AVX512 void rows_avx512_d(const Args<float, float, TO>& a, int64_t begin, int64_t end) {
+  if (begin >= end) return;
+  const msda::Dims& dims = a.dims;
+  const int points = dims.L * dims.P;
+  LevelLanes lv;
+  for (int i = 0; i < kMaxPoints; ++i) {  // lanes past the last point: a 1 x 1 level, never read
+    const int l = i < points ? i / dims.P : -1;
+    lv.h[i] = l < 0 ? 1 : a.shapes[2 * l];
+    lv.w[i] = l < 0 ? 1 : a.shapes[2 * l + 1];
+    lv.start[i] = l < 0 ? 0 : a.starts[l];
+    lv.hf[i] = static_cast<float>(lv.h[i]);
+    lv.wf[i] = static_cast<float>(lv.w[i]);
+  }
+  int64_t n = begin / (static_cast<int64_t>(dims.Lq) * dims.M);
+  int m = static_cast<int>(begin % dims.M), q = static_cast<int>(begin / dims.M % dims.Lq);
+  auto row = [&](int64_t r) {
+    return Row<TO>{a.value + (n * dims.S * dims.M + m) * dims.D, a.loc + 2 * r * points, a.attn + r * points,
+                   a.out + r * dims.D};
+  };
+  Taps taps[2];
+  Row<TO> current = row(begin);
+  row_taps(a, lv, current, taps[0]);
+  for (int64_t r = begin; r < end; ++r) {
+    const Row<TO> this_row = current;
+    if (r + 1 < end) {
+      if (++m == dims.M) {
+        m = 0;
+        if (++q == dims.Lq) q = 0, ++n;
+      }
+      current = row(r + 1);
+      row_taps(a, lv, current, taps[(r + 1 - begin) & 1]);
+    }
+    row_sum<NV>(a, this_row, taps[(r - begin) & 1]);
+  }
+}
+
+bool avx512_rows_take(const msda::Dims& dims) {
+  return (dims.D == 16 || dims.D == 32 || dims.D == 64) && dims.L * dims.P <= kMaxPoints;
+}
+
+// Shapes the AVX-512 loop does not take run the AVX2 loop compiled for AVX-512.
+template <typename TV, typename TS, typename TO>
+DETRT_AVX512 __attribute__((flatten)) void rows_avx512(const Args<TV, TS, TO>& a, int64_t begin, int64_t end,
+                                                       float* acc) {
+  if constexpr (std::is_same<TV, float>::value && std::is_same<TS, float>::value) {
+    if (avx512_rows_take(a.dims)) {
+      switch (a.dims.D) {
+        case 16: return rows_avx512_d<1>(a, begin, end);
+        case 32: return rows_avx512_d<2>(a, begin, end);
+        default: return rows_avx512_d<4>(a, begin, end);
+      }
+    }
+  }
+  rows(a, begin, end, acc);
+}
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+// The widest variant this CPU runs. DETRT_CPU_ISA=baseline or avx2 caps it (tests compare the variants).
+Isa cpu_isa() {
+  static const Isa isa = [] {
     const char* forced = std::getenv("DETRT_CPU_ISA");
-    if (forced && std::string(forced) == "baseline") return false;
+    const std::string cap = forced ? forced : "";
+    if (cap == "baseline") return Isa::kBaseline;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) {
+      return Isa::kBaseline;
+    }
+    if (cap == "avx2" || !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))) return Isa::kAvx2;
+    return Isa::kAvx512;
   }();
-  return has;
+  return isa;
 }
 #endif
 
+// float storage on 64-byte lines: the AVX-512 rows read a value row as whole zmm loads, which split in two
+// wherever a row does not start on a line (numpy's arrays are 16-byte aligned; torch's, 64).
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedFloats = std::unique_ptr<float[], FreeDeleter>;
+
+AlignedFloats aligned_floats(int64_t count) {
+  const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64);
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  return AlignedFloats(p);
+}
+
+// fn(begin, count) over [0, count) in chunks, on up to num_threads threads where count is large.
+template <typename Fn>
+void for_chunks(int64_t count, int num_threads, Fn fn) {
+  const int64_t chunk = int64_t(1) << 14;
+#if defined(_OPENMP)
+  const int threads = count < (int64_t(1) << 16) ? 1 : (num_threads > 0 ? num_threads : omp_get_max_threads());
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#else
+  (void)num_threads;
+#endif
+  for (int64_t c = 0; c < (count + chunk - 1) / chunk; ++c) fn(c * chunk, std::min(chunk, count - c * chunk));
+}
+
 template <typename TV, typename TS, typename TO>
-void run_rows(const Args<TV, TS, TO>& a, int num_threads) {
+void run_rows(const Args<TV, TS, TO>& given, int num_threads) {
+  Args<TV, TS, TO> a = given;
   const msda::Dims& dims = a.dims;
   const int64_t total = static_cast<int64_t>(dims.N) * dims.Lq * dims.M;
   void (*fn)(const Args<TV, TS, TO>&, int64_t, int64_t, float*) = rows_baseline<TV, TS, TO>;
+  AlignedFloats aligned;
 #if defined(DETRT_MSDA_DISPATCH)
-  if (cpu_has_avx2_fma()) fn = rows_avx2<TV, TS, TO>;
+  if (cpu_isa() == Isa::kAvx512) fn = rows_avx512<TV, TS, TO>;
+  if (cpu_isa() == Isa::kAvx2) fn = rows_avx2<TV, TS, TO>;
+  if constexpr (std::is_same<TV, float>::value) {
+    if (cpu_isa() == Isa::kAvx512 && avx512_rows_take(dims) && reinterpret_cast<uintptr_t>(a.value) % 64 != 0) {
+      const int64_t count = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
+      aligned = aligned_floats(count);
+      for_chunks(count, num_threads, [&](int64_t begin, int64_t n) {
+        std::memcpy(aligned.get() + begin, a.value + begin, n * sizeof(float));
+      });
+      a.value = aligned.get();
+    }
+  }
 #endif
   // Small problems run on the calling thread: a parallel region costs more than it saves.
   const int64_t work = total * dims.L * dims.P * (dims.D + 8);
@@ -183,26 +412,17 @@ void run_rows(const Args<TV, TS, TO>& a, int num_threads) {
 void to_float(const half_t* in, float* out, int64_t count, int num_threads) {
   void (*fn)(const half_t*, float*, int64_t) = to_float_baseline;
 #if defined(DETRT_MSDA_DISPATCH)
-  if (cpu_has_avx2_fma()) fn = to_float_f16c;
+  if (cpu_isa() != Isa::kBaseline) fn = to_float_f16c;
 #endif
-#if defined(_OPENMP)
-  const int threads = count < (int64_t(1) << 16) ? 1 : (num_threads > 0 ? num_threads : omp_get_max_threads());
-  const int64_t chunk = int64_t(1) << 14;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t c = 0; c < (count + chunk - 1) / chunk; ++c) {
-    fn(in + c * chunk, out + c * chunk, std::min(chunk, count - c * chunk));
-  }
-#else
-  (void)num_threads;
-  fn(in, out, count);
-#endif
+  for_chunks(count, num_threads, [&](int64_t begin, int64_t n) { fn(in + begin, out + begin, n); });
 }
 
 }  // namespace
 
 const char* msda_isa() {
 #if defined(DETRT_MSDA_DISPATCH)
-  if (cpu_has_avx2_fma()) return "avx2+fma";
+  if (cpu_isa() == Isa::kAvx512) return "avx512";
+  if (cpu_isa() == Isa::kAvx2) return "avx2+fma";
 #endif
   return "baseline";
 }
@@ -218,7 +438,8 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
     // float32 code and only the output is rounded to float16.
     const int64_t n_value = static_cast<int64_t>(dims.N) * dims.S * dims.M * dims.D;
     const int64_t n_attn = total * dims.L * dims.P;
-    std::unique_ptr<float[]> value32(new float[n_value]), attn32(new float[n_attn]), loc32;
+    AlignedFloats value32 = aligned_floats(n_value);
+    std::unique_ptr<float[]> attn32(new float[n_attn]), loc32;
     to_float(value, value32.get(), n_value, num_threads);
     to_float(attention_weights, attn32.get(), n_attn, num_threads);
     const float* loc = nullptr;

@@ -21,7 +21,7 @@ void ms_deform_attn(const T* value, const int* spatial_shapes, const int* level_
                     const TL* sampling_locations, const T* attention_weights, T* out, const msda::Dims& dims,
                     int num_threads);
 
-// "avx2+fma" or "baseline": which compiled variant of the float kernel this CPU runs.
+// "avx512", "avx2+fma" or "baseline": which compiled variant of the float kernel this CPU runs.
 const char* msda_isa();
 
 }  // namespace cpu

@@ -159,8 +159,8 @@ def test_export_opset_out_of_range_is_one_line(tiny, tmp_path, capsys):
     ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
     rc, _, err = run_cli(capsys, "export", ckpt, "-o", tmp_path / "m.onnx", "--opset", "99")
     assert rc == 2 and err.strip().splitlines() == [
-        "detrt export: error: --opset 99: supported are 17 to 20 (from 17: LayerNormalization as one node; "
-        "up to 20: what torch's exporter writes)"]
+        "detrt export: error: --opset 99: supported are 17 to 21 (from 17: LayerNormalization as one node; "
+        "21: GroupNormalization as one node)"]
     assert not (tmp_path / "m.onnx").exists()
 
 

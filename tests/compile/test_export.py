@@ -97,6 +97,17 @@ def test_top100_detections_identical(exported, frames, torch_outputs, form, tiny
             assert np.abs(ga - gb).max() <= BOXES_TOL  # same labels (column 0) and boxes
 
 
+def test_opset_21_has_group_normalization_and_matches_pytorch(tiny, frames, torch_outputs):
+    model = export.onnx_from_model(tiny, tiny.config.input_size, postprocess=False, opset=21)
+    export.check_onnx(model, "opset 21")
+    counts = export.count_ops(model)
+    groupnorms = sum(isinstance(m, torch.nn.GroupNorm) for m in tiny.modules())
+    assert counts[("", "GroupNormalization")] == groupnorms and ("", "InstanceNormalization") not in counts
+    logits, boxes = session(model, "portable").run(None, {"images": frames})
+    assert export.finite_max_abs_diff(logits, torch_outputs["pred_logits"]) <= LOGITS_TOL
+    assert export.finite_max_abs_diff(boxes, torch_outputs["pred_boxes"]) <= BOXES_TOL
+
+
 def test_score_floor_in_pytorch_graph_manifest_and_runtime(tiny, frames, torch_outputs, tmp_path):
     from detrt.data.preprocess import resize_transform
     from detrt.models.dhdetr import PostProcess
@@ -200,11 +211,11 @@ def test_bad_sizes_and_opset_are_refused(tiny):
     with pytest.raises(InputError, match="multiples of 32"):
         export.onnx_from_model(tiny, (250, 384))
     for opset in (16, 99):
-        with pytest.raises(InputError, match=f"--opset {opset}: supported are 17 to 20"):
+        with pytest.raises(InputError, match=f"--opset {opset}: supported are 17 to 21"):
             export.onnx_from_model(tiny, (256, 384), opset=opset)
 
 
 def test_max_opset_is_what_torch_exports():
     from torch.onnx import _constants
 
-    assert export.MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    assert export.TORCH_MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET

@@ -164,3 +164,73 @@ def test_toposort_and_cleanup():
 def test_unknown_form_is_refused():
     with pytest.raises(ValueError):
         surgery.passes_for("tensorrt")
+
+
+def test_portable_msda_sums_each_level_without_a_concat_of_samples():
+    model, _ = apply(tiny_model(), *surgery.passes_for("portable"))
+    (body,) = [f.node for f in model.functions if f.name == "MSDeformAttn"]
+    sampled = {o for n in body if n.op_type in ("GridSample", "Mul", "ReduceSum") for o in n.output}
+    assert not sampled & {i for n in body if n.op_type == "Concat" for i in n.input}
+    assert sum(n.op_type == "GridSample" for n in body) == sum(n.op_type == "ReduceSum" for n in body) == L
+    assert [len(n.input) for n in body if n.op_type == "Sum"] == [L]
+
+
+def group_norm_model(opset, affine=True):
+    """torch's export of Conv -> GroupNorm(2 groups, 8 channels, random affine) at `opset` (torch writes <= 20)."""
+    import io
+    import warnings
+
+    from detrt.compile.export import TORCH_MAX_OPSET
+    from detrt.compile.onnx_io import upgrade_opset
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.GroupNorm(2, 8, affine=affine)).eval()
+    if affine:
+        torch.nn.init.normal_(net[1].weight)
+        torch.nn.init.normal_(net[1].bias)
+    x = torch.randn(2, 3, 5, 6)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy-exporter notice, TracerWarnings
+        torch.onnx.export(net, (x,), buffer, dynamo=False, opset_version=min(opset, TORCH_MAX_OPSET),
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    with torch.no_grad():
+        want = net(x).numpy()
+    return upgrade_opset(onnx.load_from_string(buffer.getvalue()), opset), x.numpy(), want
+
+
+def test_group_norm_op_fuses_the_exported_pattern_from_opset_21():
+    model, x, want = group_norm_model(21)
+    fused, changes = apply(model, surgery.infer_shapes, surgery.fold_constants, surgery.group_norm_op)
+    assert [op for _, op in ops(fused)] == ["Conv", "GroupNormalization"], changes
+    onnx.checker.check_model(fused, full_check=True)
+    norm = fused.graph.node[1]
+    assert helper.get_attribute_value(next(a for a in norm.attribute if a.name == "num_groups")) == 2
+    (y,) = ort.InferenceSession(fused.SerializeToString()).run(None, {"x": x})
+    assert np.abs(y - want).max() < 1e-5
+    # older opsets keep the pattern (opset 18's GroupNormalization scales per group)
+    old, _ = apply(group_norm_model(20)[0], surgery.infer_shapes, surgery.fold_constants, surgery.group_norm_op)
+    assert ("", "InstanceNormalization") in ops(old) and ("", "GroupNormalization") not in ops(old)
+    # without a per-channel affine it is not the pattern: left alone
+    plain, _ = apply(group_norm_model(21, affine=False)[0], surgery.infer_shapes, surgery.group_norm_op)
+    assert ("", "InstanceNormalization") in ops(plain)
+
+
+def test_inline_functions_names_each_expanded_node_after_its_call():
+    from detrt.compile.onnx_io import inline_functions
+
+    portable, _ = apply(tiny_model(), *surgery.passes_for("portable"))
+    inlined = inline_functions(portable)
+    assert not inlined.functions and {d for d, _ in ops(inlined)} == {""}
+    onnx.checker.check_model(inlined, full_check=True)
+    names = [n.name for n in inlined.graph.node]
+    assert len(set(names)) == len(names)
+    top = {n.name for n in portable.graph.node if n.domain == ""}  # the nodes that were never calls
+    assert all(name in top or name.startswith(("msda/", "dcg/")) for name in names)
+    assert any(n.op_type == "GridSample" and n.name.startswith("msda/") for n in inlined.graph.node)
+    assert any(n.op_type == "TopK" and n.name.startswith("dcg/") for n in inlined.graph.node)
+    f = feeds()
+    got = ort.InferenceSession(inlined.SerializeToString()).run(["o", "idx", "val"], f)
+    want = ort.InferenceSession(portable.SerializeToString()).run(["o", "idx", "val"], f)
+    for a, b in zip(got, want):
+        assert (a == b).all()

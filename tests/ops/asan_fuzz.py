@@ -3,8 +3,8 @@
     python tests/ops/asan_fuzz.py PATH/TO/_cpu.so [iterations]
 
 Run it with LD_PRELOAD=$(c++ -print-file-name=libasan.so) (the Python interpreter is not instrumented);
-test_cpu_binding.py::test_asan_fuzz builds the library and does so. Exit status 0: no sanitizer report,
-every failure a ValueError.
+test_cpu_binding.py::test_asan_fuzz builds the library and does so, once per MSDA variant this CPU has
+(DETRT_CPU_ISA caps it). Exit status 0: no sanitizer report, every failure a ValueError.
 """
 
 import importlib.machinery
@@ -24,7 +24,10 @@ def load(path):
 
 def random_msda(rng):
     n, m, d, lq, p = (int(rng.integers(1, 5)) for _ in range(5))
-    d = int(rng.integers(1, 40))
+    # half the calls at the channel counts of the vector paths (D = 16, 32, 64), some with more than 16
+    # points per row (more than one AVX-512 group) or more than 32 (past that path)
+    d = int(rng.choice([16, 32, 64])) if rng.random() < 0.5 else int(rng.integers(1, 40))
+    p = int(rng.choice([p, p, 8, 22]))
     levels = int(rng.integers(1, 4))
     shapes = rng.integers(1, 6, (levels, 2))
     if rng.random() < 0.3:
@@ -92,7 +95,7 @@ def main():
             ran += 1
         except ValueError:
             refused += 1
-    print(f"asan fuzz: {ran} calls ran, {refused} refused with ValueError")
+    print(f"asan fuzz ({module.info()['msda_isa']}): {ran} calls ran, {refused} refused with ValueError")
 
 
 if __name__ == "__main__":

@@ -231,7 +231,16 @@ def test_asan_fuzz(tmp_path):
     (library,) = (tmp_path / "plugins" / "cpu").glob("_cpu*.so")
     env = dict(os.environ, LD_PRELOAD=f"{libasan}:{libubsan}", ASAN_OPTIONS="detect_leaks=0",
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-    run = subprocess.run([sys.executable, "-W", "ignore", root / "tests" / "ops" / "asan_fuzz.py", library, "600"],
-                         env=env, capture_output=True, text=True)
-    assert run.returncode == 0 and "ERROR: AddressSanitizer" not in run.stderr, run.stderr[-3000:]
-    assert "runtime error" not in run.stderr, run.stderr[-3000:]
+    # every MSDA variant this CPU runs: the dispatched one, then capped at AVX2 and at the portable build
+    narrower = {"avx512": ["avx2", "baseline"], "avx2+fma": ["baseline"]}.get(cpu.info()["msda_isa"], [])
+    variants = [None, *narrower]
+    for cap in variants:
+        env.pop("DETRT_CPU_ISA", None)
+        if cap:
+            env["DETRT_CPU_ISA"] = cap
+        run = subprocess.run([sys.executable, "-W", "ignore", root / "tests" / "ops" / "asan_fuzz.py", library,
+                              str(900 // len(variants))], env=env, capture_output=True, text=True)
+        assert run.returncode == 0 and "ERROR: AddressSanitizer" not in run.stderr, run.stderr[-3000:]
+        assert "runtime error" not in run.stderr, run.stderr[-3000:]
+        ran = {"avx2": "avx2+fma"}.get(cap, cap) or cpu.info()["msda_isa"]
+        assert f"asan fuzz ({ran})" in run.stdout, run.stdout

@@ -322,30 +322,66 @@ def test_fallback_warns_once_and_uses_reference(monkeypatch):
 
 
 @needs_ext
-def test_baseline_and_dispatched_kernels_agree(tmp_path):
-    """DETRT_CPU_ISA=baseline forces the portable build of the kernel; both variants match the reference."""
+@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+def test_narrower_and_dispatched_kernels_agree(tmp_path, isa):
+    """DETRT_CPU_ISA caps the variant (baseline: the portable build; avx2: AVX2+FMA on an AVX-512 CPU); the
+    capped and the dispatched kernel both match the reference, at the sizes of every vector path (D = 32
+    and 33; 9 points per row, and 24: more than one group of 16 lanes)."""
+    import os
     import subprocess
     import sys
 
     rng = np.random.default_rng(13)
-    args = make_inputs(rng, 2, [[7, 5], [3, 3], [1, 1]], m=3, d=33, lq=40, p=3)
-    half = [a.astype(np.float16) if a.dtype == np.float32 else a for a in args]
-    np.savez(tmp_path / "in.npz", *args)
+    cases = [make_inputs(rng, 2, [[7, 5], [3, 3], [1, 1]], m=3, d=33, lq=40, p=3),
+             make_inputs(rng, 2, [[7, 5], [3, 3], [1, 1]], m=2, d=32, lq=40, p=8)]
+    for i, args in enumerate(cases):
+        np.savez(tmp_path / f"in{i}.npz", *args)
     code = (
         "import sys, numpy as np; from detrt.ops import cpu\n"
-        "a = np.load(sys.argv[1]); a = [a[f'arr_{i}'] for i in range(5)]\n"
-        "h = [x.astype(np.float16) if x.dtype == np.float32 else x for x in a]\n"
-        "np.savez(sys.argv[2], f32=cpu.ms_deform_attn(*a), f16=cpu.ms_deform_attn(*h), isa=cpu.info()['msda_isa'])"
+        "for i in range(2):\n"
+        "    a = np.load(f'{sys.argv[1]}/in{i}.npz'); a = [a[f'arr_{j}'] for j in range(5)]\n"
+        "    h = [x.astype(np.float16) if x.dtype == np.float32 else x for x in a]\n"
+        "    np.savez(f'{sys.argv[1]}/out{i}.npz', f32=cpu.ms_deform_attn(*a), f16=cpu.ms_deform_attn(*h),\n"
+        "             isa=cpu.info()['msda_isa'])"
     )
-    env = dict(__import__("os").environ, DETRT_CPU_ISA="baseline")
-    subprocess.run([sys.executable, "-c", code, tmp_path / "in.npz", tmp_path / "out.npz"], check=True, env=env)
-    base = np.load(tmp_path / "out.npz")
-    assert str(base["isa"]) == "baseline"
-    ref = reference_np(*args)
-    assert_close32(base["f32"], ref)
-    assert_close32(cpu.ms_deform_attn(*args), ref)
-    np.testing.assert_allclose(base["f16"].astype(np.float32), cpu.ms_deform_attn(*half).astype(np.float32),
-                               rtol=1e-3, atol=1e-3)
+    subprocess.run([sys.executable, "-c", code, tmp_path], check=True, env=dict(os.environ, DETRT_CPU_ISA=isa))
+    for i, args in enumerate(cases):
+        capped = np.load(tmp_path / f"out{i}.npz")
+        assert str(capped["isa"]) in {"baseline": ["baseline"], "avx2": ["baseline", "avx2+fma"]}[isa]
+        ref = reference_np(*args)
+        assert_close32(capped["f32"], ref)
+        assert_close32(cpu.ms_deform_attn(*args), ref)
+        half = [a.astype(np.float16) if a.dtype == np.float32 else a for a in args]
+        np.testing.assert_allclose(capped["f16"].astype(np.float32), cpu.ms_deform_attn(*half).astype(np.float32),
+                                   rtol=1e-3, atol=1e-3)
+
+
+@needs_ext
+@pytest.mark.parametrize("points", [1, 16, 20, 32, 34])
+def test_points_per_row_in_and_past_the_vector_groups(points):
+    """L*P sampling points per row: one lane, one full group of 16, a group and a tail, two groups, and more
+    than the AVX-512 path takes (32: the AVX2 loop runs); D = 32 and 16, threads 1 and 2."""
+    rng = np.random.default_rng(points)
+    levels = [[9, 6], [5, 3]] if points % 2 == 0 else [[9, 6]]
+    for d, threads in ((32, 1), (16, 2)):
+        args = make_inputs(rng, 2, levels, m=2, d=d, lq=33, p=points // len(levels))
+        assert_close32(cpu.ms_deform_attn(*args, num_threads=threads), reference_np(*args))
+
+
+@needs_ext
+def test_taps_outside_the_map_read_nothing():
+    """Non-finite values where no tap inside the map lands never reach the output (the reference reads
+    only taps inside the map; a vector path must not read a stand-in row for the others)."""
+    rng = np.random.default_rng(21)
+    value, shapes, starts, loc, attn = make_inputs(rng, 1, [[4, 4], [2, 3]], m=2, d=32, lq=20, p=4)
+    value[:, 0] = np.nan  # the first row of level 0
+    value[:, 16] = np.inf  # the first row of level 1
+    loc[..., 0] = rng.choice([-3.0, -0.2, 1.2, 4.0], loc[..., 0].shape)  # every x outside (-0.2: taps x0, x1 < 0)
+    out = cpu.ms_deform_attn(value, shapes, starts, loc, attn)
+    assert (out == 0).all()
+    np.testing.assert_array_equal(reference_np(value, shapes, starts, loc, attn), out)
+    loc[..., 0] = rng.choice([np.inf, -np.inf, np.nan], loc[..., 0].shape)  # the reference makes these NaN
+    assert (cpu.ms_deform_attn(value, shapes, starts, loc, attn) == 0).all()
 
 
 @needs_ext
