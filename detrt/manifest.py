@@ -66,6 +66,7 @@ class Manifest:
     gpu_name: str = None
     compute_capability: str = None  # "8.7"
     plugin_sha256: str = None  # sha256 of the plugin library the engine was built with
+    class_parents: list = None  # the class hierarchy: parent index per class, -1 for roots; None: flat
     format: int = FORMAT_VERSION
 
     def __post_init__(self):
@@ -77,7 +78,8 @@ class Manifest:
     @classmethod
     def for_config(cls, cfg, **fields):
         """The manifest of a model made from DetrConfig `cfg` (export); `fields` set the rest."""
-        base = dict(family="dh-detr" if cfg.dcg_layers else "deformable-detr", config=cfg.name,
+        family = "cq-dino" if cfg.is_cqdino else "dh-detr" if cfg.dcg_layers else "deformable-detr"
+        base = dict(family=family, config=cfg.name, class_parents=list(cfg.class_parents) or None,
                     class_names=list(cfg.class_names), input_size=tuple(cfg.input_size), onnx_sha256=None,
                     mean=tuple(cfg.mean), std=tuple(cfg.std), num_select=cfg.num_select, score_floor=cfg.score_floor)
         return cls(**{**base, **fields})
@@ -135,6 +137,10 @@ class Manifest:
                 or not all(isinstance(c, str) for c in self.class_names)):
             bad("class_names", "must be a non-empty list of strings")
         self.class_names = list(self.class_names)
+        parents, n = self.class_parents, len(self.class_names)
+        if parents is not None and (not isinstance(parents, (list, tuple)) or len(parents) != n or not all(
+                isinstance(p, int) and not isinstance(p, bool) and -1 <= p < n for p in parents)):
+            bad("class_parents", f"must be null or {n} integers in [-1, {n}) (a parent index per class)")
         hw = self.input_size
         if (not isinstance(hw, (list, tuple)) or len(hw) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw)):

@@ -41,7 +41,8 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
     Raises NonFiniteLoss (with step + 1) without changing the weights when the loss is not finite.
     check: optional function(flag) -> bool combining the finiteness flag across processes.
     """
-    outputs = model(images)
+    # a denoising model (CQ-DINO) sees the ground truth in training: its noised copies become extra queries
+    outputs = model(images, targets) if criterion.denoising else model(images)
     bad_outputs = _nan_outputs(outputs)
     if bad_outputs:  # the Hungarian matcher cannot even run on NaN costs
         losses, total = {f"{name} (NaN output)": float("nan") for name in bad_outputs}, torch.tensor(float("nan"))
