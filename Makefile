@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 LOCK   := requirements.lock
-EXTRAS := train,compile,cpu-plugins,bench,dev
+EXTRAS := train,compile,cpu-plugins,bench,eval,dev
 # torch is the local CPU wheel: any other version lets pip pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 # Cache nothing outside the repository.

@@ -19,16 +19,18 @@ from detrt.bench import report as bench_report
 from detrt.bench.run import run_bench
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_set import format_stats, synthesize
+from detrt.data.synthetic_vocab import VocabConfig, format_vocab_stats, synthesize_vocab
 from detrt.demo import run_demo
 from detrt.doctor import report as doctor_report
 from detrt.errors import InputError
+from detrt.eval import coco as coco_eval
 from detrt.eval.crowdhuman import evaluate_files, format_table
 from detrt.manifest import manifest_path
 from detrt.optional import extra_for
 from detrt.runtime.base import check_threads
 from detrt.runtime.pipeline import run as run_pipeline
 from detrt.runtime.postprocess import check_threshold
-from detrt.runtime.sinks import JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
+from detrt.runtime.sinks import CocoSink, JsonlSink, OdgtSink, SinkError, VideoSink, open_sink
 from detrt.training.options import TrainOptions
 
 # Verbs register here as (function, add_flags, extra it needs or None). Order is the help order.
@@ -82,11 +84,12 @@ def _run_flags(p):
                    help="video file, image folder or glob, camera index, v4l2:///dev/video0, csi://0, "
                         "rtsp://host/path, http(s) stream, or a GStreamer pipeline string")
     p.add_argument("sink", metavar="SINK", nargs="?",
-                   help="optional output: out.mp4, dets.jsonl, dets.odgt or display://0")
+                   help="optional output: out.mp4, dets.jsonl, dets.odgt, results.json (COCO) or display://0")
     p.add_argument("--model", required=True, help="model.onnx or model.engine, with its manifest beside it")
     p.add_argument("--out", help="annotated video (.mp4/.avi/.mkv/.mov)")
     p.add_argument("--jsonl", help="detections per frame, one JSON line each, flushed every frame")
-    p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval)")
+    p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval); person models only")
+    p.add_argument("--coco", help="COCO results .json, every score, the dataset's category ids (for detrt eval)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
                    help="auto: chosen from the artifact and this machine (detrt doctor explains)")
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window")
@@ -101,18 +104,19 @@ def _run_flags(p):
 
 @verb(_run_flags)
 def run(args):
-    """Run a model over a video, camera, stream or images: annotated video, JSONL, .odgt, window.
+    """Run a model over a video, camera, stream or images: annotated video, JSONL, .odgt, COCO results, window.
 
     examples:
       detrt run clip.mp4 --model model.onnx --out out.mp4 --jsonl dets.jsonl
       detrt run csi://0 display://0 --model model.engine
       detrt run rtsp://cam.local:8554/live --model model.onnx --jsonl dets.jsonl
+      detrt run data/vocab/images --model cqdino.onnx --coco results.json --out shapes.mp4
     Prints a summary: frames, dropped frames, FPS, per-stage latency p50/p95/p99, end-to-end latency.
     """
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     sink = args.sink.removeprefix("file://") if args.sink and not args.sink.startswith("display://") else None
-    check_outputs([sink, args.out, args.jsonl, args.odgt, args.summary],
+    check_outputs([sink, args.out, args.jsonl, args.odgt, args.coco, args.summary],
                   [args.source, args.model, manifest_path(args.model), args.plugins])
     sinks = []
     try:
@@ -124,6 +128,8 @@ def run(args):
             sinks.append(JsonlSink(args.jsonl))
         if args.odgt:
             sinks.append(OdgtSink(args.odgt))
+        if args.coco:
+            sinks.append(CocoSink(args.coco))
         if args.show:
             sinks.append(open_sink("display://0"))
     except BaseException:
@@ -147,16 +153,20 @@ def run(args):
 
 def _synth_flags(p):
     p.add_argument("out", metavar="OUT", help="output directory (must be absent or empty, see --overwrite)")
+    p.add_argument("--kind", choices=("crowd", "vocab"), default="crowd",
+                   help="crowd: street scenes of persons, CrowdHuman .odgt; vocab: shapes of 1,152 leaf classes "
+                        "(shape x colour x texture x size, a 4-level hierarchy of 1,608 categories), COCO JSON")
     p.add_argument("--num", type=int, default=1000, help="images to render; 0: none")
-    p.add_argument("--frames", type=int, default=0, help="also render a video of this many frames; 0: none")
+    p.add_argument("--frames", type=int, default=0, help="crowd: also render a video of this many frames; 0: none")
     p.add_argument("--fps", type=float, default=15.0, help="video frame rate")
     _seed_flag(p)
-    p.add_argument("--size", default="512x320", help="image size WxH")
-    p.add_argument("--persons", default="8-38", help="persons drawn per image MIN-MAX (8-38 gives 23 on average, "
-                                                     "like CrowdHuman); in video, the mean is kept on screen")
-    p.add_argument("--overlap", type=float, default=0.4,
-                   help="probability that a person joins a group, standing beside another, in [0, 1] (0.4 gives "
-                        "~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
+    p.add_argument("--size", help="image size WxH (default: 512x320 for crowd, 160x160 for vocab)")
+    p.add_argument("--persons", help="crowd: persons drawn per image MIN-MAX (default 8-38: 23 on average, like "
+                                     "CrowdHuman); in video, the mean is kept on screen")
+    p.add_argument("--overlap", type=float,
+                   help="crowd: probability that a person joins a group, standing beside another, in [0, 1] "
+                        "(default 0.4: ~2.5 pairs with IoU > 0.5 per image, like CrowdHuman); more gives more")
+    p.add_argument("--objects", help="vocab: objects drawn per image MIN-MAX (default 2-6)")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it holds an earlier synth output")
 
@@ -169,28 +179,49 @@ def _parse_pair(flag, text, sep, kind=int):
     return a, b
 
 
+def _count_range(flag, text):
+    lo, hi = _parse_pair(flag, text, "-")
+    if not 0 <= lo <= hi:
+        raise InputError(f"{flag} must be MIN-MAX with 0 <= MIN <= MAX, got {text}")
+    return lo, hi
+
+
 @verb(_synth_flags)
 def synth(args):
-    """Render a synthetic crowd set (images + CrowdHuman .odgt) and optionally a walking-crowd video.
+    """Render a synthetic set: a crowd (images + CrowdHuman .odgt, optionally a walking-crowd video), or with
+    --kind vocab a vast vocabulary of shapes (images + COCO JSON + the names/hierarchy file).
 
-    Writes OUT/images/*.jpg + OUT/annotations.odgt, OUT/video.mp4 + OUT/video.odgt (frame IDs
-    "frame_000000"...), and OUT/synth.json; prints the statistics. Needs numpy and OpenCV only.
+    Crowd: OUT/images/*.jpg + OUT/annotations.odgt, OUT/video.mp4 + OUT/video.odgt (frame IDs
+    "frame_000000"...). Vocab: OUT/images/*.jpg + OUT/annotations.json + OUT/vocabulary.json. Both write
+    OUT/synth.json and print the statistics. Needs numpy and OpenCV only.
     examples:
       detrt synth data/synth --num 2000 --seed 1
       detrt synth data/dense --num 200 --persons 40-80 --overlap 0.7
       detrt synth data/clip --num 0 --frames 300 --fps 15
+      detrt synth data/vocab --kind vocab --num 2000 --seed 1
     """
-    width, height = _parse_pair("--size", args.size, "x")
-    lo, hi = _parse_pair("--persons", args.persons, "-")
+    crowd = args.kind == "crowd"
+    wrong = [flag for flag, value in (("--persons", args.persons), ("--overlap", args.overlap),
+                                      ("--frames", args.frames or None), ("--objects", args.objects))
+             if value is not None and (flag == "--objects") == crowd]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)}: not used by --kind {args.kind}")
+    width, height = _parse_pair("--size", args.size or ("512x320" if crowd else "160x160"), "x")
     if not (64 <= width <= 8192 and 64 <= height <= 8192):  # 8192x8192 BGR is 200 MB a frame
         raise InputError(f"--size must be from 64x64 to 8192x8192, got {args.size}")
-    if not 0 <= lo <= hi:
-        raise InputError(f"--persons must be MIN-MAX with 0 <= MIN <= MAX, got {args.persons}")
-    if not 0 <= args.overlap <= 1:
-        raise InputError(f"--overlap must be in [0, 1], got {args.overlap}")
     if args.num < 0 or args.frames < 0 or args.fps <= 0:
         raise InputError("--num and --frames must be >= 0 and --fps > 0")
-    cfg = SynthConfig(width=width, height=height, persons=(lo, hi), overlap=args.overlap, ext=f".{args.format}")
+    if not crowd:
+        cfg = VocabConfig(width=width, height=height, objects=_count_range("--objects", args.objects or "2-6"),
+                          ext=f".{args.format}")
+        stats = synthesize_vocab(args.out, num=args.num, seed=args.seed, cfg=cfg, overwrite=args.overwrite)
+        print(format_vocab_stats(args.out, stats))
+        return
+    overlap = 0.4 if args.overlap is None else args.overlap
+    if not 0 <= overlap <= 1:
+        raise InputError(f"--overlap must be in [0, 1], got {args.overlap}")
+    cfg = SynthConfig(width=width, height=height, persons=_count_range("--persons", args.persons or "8-38"),
+                      overlap=overlap, ext=f".{args.format}")
     stats = synthesize(args.out, num=args.num, frames=args.frames, seed=args.seed, cfg=cfg, fps=args.fps,
                        overwrite=args.overwrite)
     for name, s in stats.items():
@@ -198,22 +229,39 @@ def synth(args):
 
 
 def _eval_flags(p):
-    p.add_argument("--gt", required=True, help="ground truth .odgt")
-    p.add_argument("--dt", required=True, help="detections .odgt (every score, no threshold)")
-    p.add_argument("--images", help="images directory: sizes for records that carry no width/height")
+    p.add_argument("--gt", required=True, help="ground truth: CrowdHuman .odgt, or COCO-format .json (COCO, LVIS, "
+                                                "V3Det, detrt synth --kind vocab)")
+    p.add_argument("--dt", required=True, help="detections, every score (no threshold): .odgt for CrowdHuman, "
+                                                "COCO results .json for COCO (detrt run --coco)")
+    p.add_argument("--images", help="CrowdHuman: images directory, sizes for records that carry no width/height")
+    p.add_argument("--train-gt", help="COCO: the training set's .json, whose image counts make the rare, common "
+                                      "and frequent groups (default: the categories' LVIS frequency field)")
     p.add_argument("--json", help="also write the metrics as JSON")
 
 
 @verb(_eval_flags)
 def eval(args):  # noqa: A001 - the verb's name
-    """CrowdHuman AP, MR-2 and JI of detections against ground truth (CrowdDet's definitions).
+    """AP of detections against ground truth: CrowdHuman's AP, MR-2 and JI (CrowdDet's definitions) for .odgt,
+    COCO's AP at 100 and 300 detections per image, and on rare classes, for COCO-format .json.
 
-    example:
+    examples:
       detrt eval --gt data/synth/annotations.odgt --dt dets.odgt --json metrics.json
+      detrt eval --gt data/val/annotations.json --dt results.json --train-gt data/train/annotations.json
     """
-    check_outputs([args.json], [args.gt, args.dt])
-    result = evaluate_files(args.gt, args.dt, args.images)
-    print(format_table(result))
+    coco = Path(args.gt).suffix.lower() == ".json"
+    check_outputs([args.json], [args.gt, args.dt, args.train_gt])
+    if Path(args.dt).suffix.lower() != (".json" if coco else ".odgt"):
+        raise InputError(f"{args.dt}: a {'COCO-format .json' if coco else 'CrowdHuman .odgt'} ground truth is "
+                         f"scored against {'COCO results (.json)' if coco else '.odgt detections'}")
+    wrong = "--images" if coco and args.images else "--train-gt" if not coco and args.train_gt else None
+    if wrong:
+        raise InputError(f"{wrong}: not used with a {'COCO' if coco else 'CrowdHuman'} ground truth")
+    if coco:
+        result = coco_eval.evaluate_files(args.gt, args.dt, args.train_gt)
+        print(coco_eval.format_table(result))
+    else:
+        result = evaluate_files(args.gt, args.dt, args.images)
+        print(format_table(result))
     if args.json:
         clean = json.loads(json.dumps(result), parse_constant=lambda c: None)  # NaN -> null
         with atomic_open(args.json, "w") as f:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from detrt import __version__
 from detrt.atomic import atomic_open, atomic_path
+from detrt.data.vocabulary import Vocabulary
 from detrt.errors import InputError
 
 FORMAT_VERSION = 1
@@ -43,7 +44,7 @@ class Manifest:
 
     family: str  # "dh-detr" | "cq-dino" | ...
     config: str  # named config, e.g. "dh_detr_r50"
-    class_names: list
+    class_names: list  # label i of the outputs is class_names[i]
     input_size: tuple  # (H, W)
     onnx_sha256: str  # the ONNX graph's sha256 (for engines: the ONNX it was built from)
     mean: tuple = (0.485, 0.456, 0.406)
@@ -66,8 +67,11 @@ class Manifest:
     gpu_name: str = None
     compute_capability: str = None  # "8.7"
     plugin_sha256: str = None  # sha256 of the plugin library the engine was built with
-    class_parents: list = None  # the class hierarchy: parent index per class, -1 for roots; None: flat
     format: int = FORMAT_VERSION
+    # Vast vocabularies (detrt.data.vocabulary): the hierarchy as parent indices (-1: a root; None: flat) and the
+    # dataset's category ids (COCO results; None: 1..C).
+    class_parents: list = None
+    class_ids: list = None
 
     def __post_init__(self):
         if self.outputs is None:
@@ -80,6 +84,7 @@ class Manifest:
         """The manifest of a model made from DetrConfig `cfg` (export); `fields` set the rest."""
         family = "cq-dino" if cfg.is_cqdino else "dh-detr" if cfg.dcg_layers else "deformable-detr"
         base = dict(family=family, config=cfg.name, class_parents=list(cfg.class_parents) or None,
+                    class_ids=list(cfg.class_ids) or None,
                     class_names=list(cfg.class_names), input_size=tuple(cfg.input_size), onnx_sha256=None,
                     mean=tuple(cfg.mean), std=tuple(cfg.std), num_select=cfg.num_select, score_floor=cfg.score_floor)
         return cls(**{**base, **fields})
@@ -98,9 +103,14 @@ class Manifest:
     def num_classes(self):
         return len(self.class_names)
 
+    @property
+    def vocabulary(self):
+        """The classes as a Vocabulary (names, hierarchy, dataset ids)."""
+        return Vocabulary(self.class_names, self.class_parents, self.class_ids, "manifest")
+
     def to_dict(self):
         d = dataclasses.asdict(self)
-        for k in ("input_size", "mean", "std", "outputs"):
+        for k in ("input_size", "mean", "std", "outputs", "class_parents", "class_ids"):
             d[k] = list(d[k]) if d[k] is not None else None
         return d
 
@@ -137,10 +147,12 @@ class Manifest:
                 or not all(isinstance(c, str) for c in self.class_names)):
             bad("class_names", "must be a non-empty list of strings")
         self.class_names = list(self.class_names)
-        parents, n = self.class_parents, len(self.class_names)
-        if parents is not None and (not isinstance(parents, (list, tuple)) or len(parents) != n or not all(
-                isinstance(p, int) and not isinstance(p, bool) and -1 <= p < n for p in parents)):
-            bad("class_parents", f"must be null or {n} integers in [-1, {n}) (a parent index per class)")
+        for k in ("class_parents", "class_ids"):
+            if getattr(self, k) is not None and not isinstance(getattr(self, k), (list, tuple)):
+                bad(k, f"must be null or a list of {len(self.class_names)} integers")
+        given = ["'class_names'"] + [repr(k) for k in ("class_parents", "class_ids") if getattr(self, k) is not None]
+        Vocabulary(self.class_names, self.class_parents, self.class_ids,
+                   f"{where}: field{'s' if len(given) > 1 else ''} {', '.join(given)}")
         hw = self.input_size
         if (not isinstance(hw, (list, tuple)) or len(hw) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw)):

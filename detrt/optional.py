@@ -17,6 +17,7 @@ EXTRAS = {  # extra -> the top-level modules it brings
     "cpu-plugins": ("onnxruntime_extensions",),
     "trt": ("tensorrt", "cuda"),
     "bench": ("matplotlib",),
+    "eval": ("faster_coco_eval",),
 }
 
 

@@ -29,6 +29,10 @@ class Files:
         self.gt = self.text("gt.odgt", '{"ID": "a", "width": 96, "height": 64, "gtboxes": [{"tag": "person", '
                                        '"fbox": [8, 4, 32, 56]}]}\n')
         self.dt = self.text("dt.odgt", '{"ID": "a", "dtboxes": [{"box": [8, 4, 32, 56], "score": 0.9, "tag": 1}]}\n')
+        self.coco = self.text("gt.json", '{"images": [{"id": 1, "file_name": "a.jpg", "width": 96, "height": 64}], '
+                                         '"categories": [{"id": 1, "name": "square"}], "annotations": [{"id": 1, '
+                                         '"image_id": 1, "category_id": 1, "bbox": [8, 4, 32, 56]}]}\n')
+        self.results = self.text("dt.json", '[{"image_id": 1, "category_id": 1, "bbox": [8, 4, 32, 56], "score": 0.9}]')
         self.a_file = self.text("a_file", "a file where a directory is needed\n")
         self.checkpoint = bundled_model_path()
 
@@ -82,12 +86,14 @@ TABLE = {
         ("truncated", lambda f: (["run", f.clip, "--model", f.truncated(f.model)], f.root / "cut_m.onnx")),
         ("wrong type", lambda f: (["run", f.clip, "--model", f.gt], f.gt)),
         ("unwritable output", lambda f: (_run(f, f.clip, "--jsonl", f.under_file("d.jsonl")), f.a_file)),
+        ("unwritable output", lambda f: (_run(f, f.clip, "--coco", f.under_file("r.json")), f.a_file)),
         ("full disk", lambda f: (_run(f, f.clip, "--summary", f.full("s.json")), f.full(""))),
     ],
     "synth": [
         ("wrong type", lambda f: (["synth", f.a_file, "--num", "1"], f.a_file)),
         ("unwritable output", lambda f: (["synth", f.under_file("set"), "--num", "1"], f.a_file)),
         ("full disk", lambda f: (["synth", f.full("set"), "--num", "2", "--size", "256x256"], f.full(""))),
+        ("full disk", lambda f: (["synth", f.full("vocab"), "--kind", "vocab", "--num", "2"], f.full(""))),
     ],
     "eval": [
         ("missing", lambda f: (["eval", "--gt", f.root / "nope.odgt", "--dt", f.dt], f.root / "nope.odgt")),
@@ -97,6 +103,11 @@ TABLE = {
         ("unwritable output", lambda f: (["eval", "--gt", f.gt, "--dt", f.dt, "--json", f.under_file("m.json")],
                                          f.a_file)),
         ("full disk", lambda f: (["eval", "--gt", f.gt, "--dt", f.dt, "--json", f.full("m.json")], f.full(""))),
+        ("missing", lambda f: (["eval", "--gt", f.root / "nope.json", "--dt", f.results], f.root / "nope.json")),
+        ("empty", lambda f: (["eval", "--gt", f.coco, "--dt", f.empty("e.json")], f.root / "e.json")),
+        ("truncated", lambda f: (["eval", "--gt", f.truncated(f.coco), "--dt", f.results], f.root / "cut_gt.json")),
+        ("wrong type", lambda f: (["eval", "--gt", f.coco, "--dt", f.dt], f.dt)),
+        ("wrong type", lambda f: (["eval", "--gt", f.coco, "--dt", f.coco], f.coco)),
     ],
     "bench": [
         ("missing", lambda f: (["bench", f.root / "nope.onnx"], f.root / "nope.onnx")),

@@ -28,7 +28,8 @@ IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
 
 @dataclass
 class GroundTruth:
-    """One image of a ground truth: persons that count and ignore regions, xyxy pixels, file order kept."""
+    """One image of a ground truth: objects that count and ignore regions, xyxy pixels, file order kept.
+    CrowdHuman's objects are persons (labels None); detrt.data.coco fills labels with category indices."""
 
     image_id: str
     boxes: np.ndarray  # [N, 4] float64 xyxy full-body boxes of persons (tag "person", extra.ignore == 0)
@@ -37,6 +38,7 @@ class GroundTruth:
     height: int | None = None
     image_path: Path | None = None  # set by read_gt when given images_dir
     line: int = 0  # 1-based line in the .odgt it came from (0: built in memory)
+    labels: np.ndarray | None = None  # [N] int64 category index of each box; None: person-only data (all 0)
 
 
 @dataclass

@@ -19,30 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def tree_levels(parents):
-    """Depth of every node of a forest given as parent ids (-1: root) -> list of ints; ValueError on cycles."""
-    depth = [-1] * len(parents)
-    for start in range(len(parents)):
-        path, node = [], start
-        while node >= 0 and depth[node] < 0:
-            if node in path:
-                raise ValueError(f"class hierarchy has a cycle through class {node}")
-            path.append(node)
-            node = parents[node]
-        base = depth[node] if node >= 0 else -1
-        for i, n in enumerate(reversed(path)):
-            depth[n] = base + 1 + i
-    return depth
-
-
 class TreeAveraging(nn.Module):
     """Bottom-up: each non-leaf p <- (1 - a_p) p + a_p mean(children), deepest parents first (so updated
     children feed their parents); a_p = 0.4 + 0.4 ln(2 + N_p) / ln(2 + C), N_p = all descendants of p."""
 
-    def __init__(self, parents):
+    def __init__(self, vocabulary):
         super().__init__()
-        parents = list(parents)
-        depth = tree_levels(parents)
+        parents, depth = list(vocabulary.parents), vocabulary.depths.tolist()
         descendants = [0] * len(parents)
         for node in sorted(range(len(parents)), key=lambda n: -depth[n]):
             if parents[node] >= 0:
@@ -81,16 +64,18 @@ class CategoryAttention(nn.Module):
 
 
 class CategoryBranch(nn.Module):
-    """forward() -> category embeddings [C, D]; `queries` is the C x D table (a user's embeddings, else random)."""
+    """forward() -> category embeddings [C, D] of a detrt.data.vocabulary.Vocabulary; `queries` is the C x D
+    table (a user's embeddings, else random). A flat vocabulary relates its categories by attention."""
 
-    def __init__(self, num_classes, dim=768, parents=(), relation_heads=8, embeddings=None):
+    def __init__(self, vocabulary, dim=768, relation_heads=8, embeddings=None):
         super().__init__()
-        table = torch.randn(num_classes, dim) * 0.02 if embeddings is None else torch.as_tensor(embeddings).float()
-        if tuple(table.shape) != (num_classes, dim):
-            raise ValueError(f"category embeddings of shape {tuple(table.shape)}, expected ({num_classes}, {dim})")
+        c = len(vocabulary)
+        table = torch.randn(c, dim) * 0.02 if embeddings is None else torch.as_tensor(embeddings).float()
+        if tuple(table.shape) != (c, dim):
+            raise ValueError(f"category embeddings of shape {tuple(table.shape)}, expected ({c}, {dim})")
         self.queries = nn.Parameter(table.clone())
         self.proj = nn.Linear(dim, dim)
-        self.relation = TreeAveraging(parents) if len(parents) else CategoryAttention(dim, relation_heads)
+        self.relation = CategoryAttention(dim, relation_heads) if vocabulary.is_flat else TreeAveraging(vocabulary)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self):

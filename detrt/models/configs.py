@@ -10,6 +10,7 @@ classes they build take plain keyword arguments.
 import dataclasses
 from dataclasses import dataclass
 
+from detrt.data.vocabulary import Vocabulary
 from detrt.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -78,6 +79,7 @@ class DetrConfig:
     # CQ-DINO (family "cqdino"; the fields below are read only for it)
     family: str = "dhdetr"  # "dhdetr" (DH-DETR / Deformable DETR) | "cqdino"
     class_parents: tuple = ()  # parent index per class, -1 for roots; empty: a flat vocabulary
+    class_ids: tuple = ()  # the dataset's category ids (COCO results); empty: 1..C
     category_dim: int = 768  # category queries, selector width
     num_categories_selected: int = 100  # K: categories the selector keeps per image (V3Det 100, COCO 30)
     selector_layers: int = 2
@@ -107,6 +109,12 @@ class DetrConfig:
     @property
     def is_cqdino(self):
         return self.family == "cqdino"
+
+    @property
+    def vocabulary(self):
+        """The classes as a Vocabulary (validated: InputError naming this config)."""
+        return Vocabulary(self.class_names, self.class_parents or None, self.class_ids or None,
+                          f"config {self.name}")
 
     def replace(self, **changes):
         """A copy with some fields changed (dataclasses.replace); unknown fields raise InputError."""
@@ -233,8 +241,7 @@ def _check_cqdino(cfg):
     if not 1 <= cfg.num_categories_selected <= cfg.num_classes:
         raise InputError(f"config {cfg.name}: K = num_categories_selected {cfg.num_categories_selected} must be "
                          f"in [1, C = {cfg.num_classes}] (the number of class names)")
-    if cfg.class_parents and len(cfg.class_parents) != cfg.num_classes:
-        raise InputError(f"config {cfg.name}: {len(cfg.class_parents)} class_parents for {cfg.num_classes} classes")
+    cfg.vocabulary  # names, hierarchy and ids valid
     if cfg.selector_loss not in ("asymmetric", "bce"):
         raise InputError(f"config {cfg.name}: selector_loss {cfg.selector_loss!r} is not 'asymmetric' or 'bce'")
     for field in ("category_dim", "fusion_dim"):
@@ -260,8 +267,7 @@ def build_model(name_or_config, embeddings=None, **changes):
         two_stage=cfg.two_stage, dcg_k=cfg.dcg_k, dcg_iou_threshold=cfg.dcg_iou_threshold,
         dcg_low_score=cfg.dcg_low_score, box_query_init=not cfg.is_cqdino)
     if cfg.is_cqdino:
-        categories = CategoryBranch(cfg.num_classes, cfg.category_dim, cfg.class_parents, cfg.relation_heads,
-                                    embeddings)
+        categories = CategoryBranch(cfg.vocabulary, cfg.category_dim, cfg.relation_heads, embeddings)
         selector = ImageGuidedSelector(backbone.num_channels[-1], cfg.hidden_dim, cfg.num_categories_selected,
                                        cfg.category_dim, cfg.selector_image_dim, cfg.selector_layers,
                                        cfg.selector_heads, cfg.selector_ffn, cfg.dropout)
@@ -287,8 +293,7 @@ def build_criterion(name_or_config, **changes):
     if cfg.is_cqdino:
         weights = cqdino_loss_weights(cfg.dec_layers, cfg.dn_queries > 0, cfg.cls_loss_coef, cfg.bbox_loss_coef,
                                       cfg.giou_loss_coef, cfg.selector_loss_coef)
-        return CategoryQueryCriterion(cfg.num_classes, matcher, weights, cfg.class_parents, cfg.focal_alpha,
-                                      cfg.selector_loss)
+        return CategoryQueryCriterion(cfg.vocabulary, matcher, weights, cfg.focal_alpha, cfg.selector_loss)
     weights = loss_weights(cfg.dec_layers, cfg.two_stage, cfg.cls_loss_coef, cfg.bbox_loss_coef, cfg.giou_loss_coef)
     return SetCriterion(cfg.num_classes, matcher, weights, cfg.focal_alpha, cfg.ignore_ioa, cfg.gqs_detach_target)
 

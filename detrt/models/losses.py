@@ -160,11 +160,10 @@ class CategoryQueryCriterion(SetCriterion):
 
     denoising = True
 
-    def __init__(self, num_classes, matcher, weight_dict, parents=(), focal_alpha=0.25, selector_loss="asymmetric"):
-        super().__init__(num_classes, matcher, weight_dict, focal_alpha, gqs=False)
+    def __init__(self, vocabulary, matcher, weight_dict, focal_alpha=0.25, selector_loss="asymmetric"):
+        super().__init__(len(vocabulary), matcher, weight_dict, focal_alpha, gqs=False)
         self.selector_loss = selector_loss
-        self.register_buffer("parents", torch.tensor(list(parents) or [-1] * num_classes, dtype=torch.int64),
-                             persistent=False)
+        self.register_buffer("parents", torch.tensor(vocabulary.parents, dtype=torch.int64), persistent=False)
 
     def forward(self, outputs, targets):
         local = [{**t, "labels": label_columns(t["labels"], ids)} for t, ids in zip(targets, outputs["category_ids"])]

@@ -35,6 +35,11 @@ class Detector:
         return self.manifest.class_names
 
     @property
+    def vocabulary(self):
+        """The classes: names, hierarchy (parent indices) and the dataset's category ids."""
+        return self.manifest.vocabulary
+
+    @property
     def threshold(self):
         return self.postprocess.threshold
 

@@ -53,6 +53,8 @@ class Pipeline:
         floors = [check_threshold(s.threshold, f"{type(s).__name__} threshold")
                   for s in self.sinks if s.threshold is not None]
         self.threshold = check_threshold(threshold)
+        for s in self.sinks:
+            s.check_model(backend.manifest)
         self.preprocess = Preprocessor.from_manifest(backend.manifest)
         self.postprocess = Postprocessor.from_manifest(backend.manifest, min([threshold, *floors]), topk)
         self.stats = Stats()
@@ -284,7 +286,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
 
     source: a URI or path (see detrt.runtime.sources) or a Source. model: an artifact path or an
     open Backend (left open for the caller). sinks: Sink objects or URIs/paths (out.mp4,
-    dets.jsonl, dets.odgt, display://0). threshold: score cut for sinks that do not set their own.
+    dets.jsonl, dets.odgt, results.json, display://0). threshold: score cut for sinks that do not set their own.
     batch: frames per inference for files (default: the backend's max batch; live sources use 1).
     on_frame(frame, detections): called after each frame is written (e.g. to collect results).
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed

@@ -10,7 +10,7 @@ The manifest's `score_floor` (the evaluation protocol the model was made for) dr
 threshold is asked; its `num_select` is the top-k of a raw graph unless `topk` is given.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,12 +20,14 @@ from detrt.errors import InputError
 
 @dataclass
 class Detections:
-    """Detections of one frame, sorted by score: boxes xyxy [N, 4] float32 in source pixels."""
+    """Detections of one frame, sorted by score: boxes xyxy [N, 4] float32 in source pixels, labels the class
+    indices; class_names and category_ids (the dataset's ids, for COCO results) are per class index."""
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
     class_names: tuple = ()
+    category_ids: tuple = ()  # empty: 1..C, as detrt.data.vocabulary numbers classes by default
 
     def __len__(self):
         return len(self.scores)
@@ -35,22 +37,29 @@ class Detections:
         n = len(self.class_names)
         return [self.class_names[i] if 0 <= i < n else str(i) for i in self.labels.tolist()]
 
+    @property
+    def ids(self):
+        """The dataset's category id of each detection."""
+        ids = self.category_ids
+        return [ids[i] for i in self.labels.tolist()] if ids else [i + 1 for i in self.labels.tolist()]
+
     def above(self, threshold):
         """The detections with score >= threshold (a view-sized copy; self is unchanged)."""
         if len(self.scores) == 0 or self.scores[-1] >= threshold:
             return self
         keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
+        return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep])
 
     def to_list(self):
-        """JSON-ready: [{"box": [x0, y0, x1, y1], "score", "label", "name"}]."""
-        names = self.names
-        return [{"box": [round(v, 2) for v in b], "score": round(s, 5), "label": l, "name": n}
-                for b, s, l, n in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), names)]
+        """JSON-ready: [{"box": [x0, y0, x1, y1], "score", "label", "name", "category_id"}]."""
+        return [{"box": [round(v, 2) for v in b], "score": round(s, 5), "label": l, "name": n, "category_id": c}
+                for b, s, l, n, c in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), self.names,
+                                         self.ids)]
 
     @classmethod
-    def empty(cls, class_names=()):
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(class_names))
+    def empty(cls, class_names=(), category_ids=()):
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(class_names),
+                   tuple(category_ids))
 
 
 def check_threshold(value, name="threshold"):
@@ -71,12 +80,14 @@ def _sigmoid(x):
 class Postprocessor:
     """Callable: (outputs dict, [Transform]) -> [Detections], one per frame of the batch."""
 
-    def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None, score_floor=0.0):
+    def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None, score_floor=0.0,
+                 category_ids=()):
         if output_format not in ("topk", "raw"):
             raise ValueError(f"output_format must be 'topk' or 'raw', got {output_format!r}")
         self.output_format = output_format
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.class_names = tuple(class_names)
+        self.category_ids = tuple(category_ids)
         self.threshold = threshold
         self.topk = topk
         self.score_floor = check_threshold(score_floor, "score_floor")
@@ -92,7 +103,7 @@ class Postprocessor:
     @classmethod
     def from_manifest(cls, manifest, threshold=0.5, topk=None):
         return cls(manifest.output_format, manifest.input_size, manifest.class_names, threshold,
-                   topk or manifest.num_select, manifest.score_floor)
+                   topk or manifest.num_select, manifest.score_floor, manifest.vocabulary.ids)
 
     def __call__(self, outputs, transforms):
         if self.output_format == "topk":
@@ -135,4 +146,4 @@ class Postprocessor:
         if not keep.all():
             scores, labels, boxes = scores[keep], labels[keep], boxes[keep]
         return Detections(transform.to_source(boxes), scores,
-                          np.asarray(labels, dtype=np.int64), self.class_names)
+                          np.asarray(labels, dtype=np.int64), self.class_names, self.category_ids)

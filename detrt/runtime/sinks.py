@@ -1,18 +1,22 @@
-"""Where detections go: annotated video, JSONL per frame, CrowdHuman .odgt, a window.
+"""Where detections go: annotated video, JSONL per frame, CrowdHuman .odgt, COCO results, a window.
 
 URIs as jetson-inference's videoOutput: `out.mp4` (or file://out.mp4), `display://0`; plus
-`dets.jsonl` and `dets.odgt`. Every sink has `write(frame, detections, fps=None)`, `close()` and
-`is_streaming` (False once a window is closed), and is a context manager.
+`dets.jsonl`, `dets.odgt` and `results.json` (COCO). Every sink has `write(frame, detections, fps=None)`,
+`close()`, `is_streaming` (False once a window is closed) and `check_model(manifest)` (a sink that cannot
+hold what the model detects refuses it before the run: .odgt holds persons only), and is a context manager.
 
-Crash safety: JSONL and .odgt lines are written whole with one system call per frame (an
-unbuffered file), so a crash loses nothing already computed; a failed write (disk full) truncates
-the partial line away and raises SinkError naming how many lines are intact. The video appears at
+Crash safety: JSONL and .odgt lines, and each frame's COCO results, are written whole with one system call
+per frame (an unbuffered file), so a crash loses nothing already computed; a failed write (disk full)
+truncates the partial line away and raises SinkError naming how many lines are intact. The COCO file is
+a JSON list after every frame: each frame's results are written over the closing bracket and end with it. The video appears at
 its path only when closed, and only if it reads back with every frame (detrt.atomic.AtomicVideo:
 OpenCV's writer fails silently); Ctrl-C still closes it.
 Each sink may carry its own score `threshold` (the .odgt keeps every detection by default, since
 AP needs the whole precision/recall curve).
 """
 
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -22,6 +26,7 @@ import cv2
 import numpy as np
 
 from detrt.atomic import AtomicVideo
+from detrt.data.coco import result_entries
 from detrt.data.crowdhuman import OdgtDetections, dt_to_json
 from detrt.errors import InputError
 
@@ -34,6 +39,9 @@ class SinkError(InputError):
 
 class Sink:
     threshold = None  # None: take what the pipeline gives
+
+    def check_model(self, manifest):
+        """Refuse (InputError) a model whose detections this sink cannot hold; called before the run starts."""
 
     def open(self):
         """Acquire what the sink writes to; called by the pipeline before the first frame (optional)."""
@@ -57,6 +65,8 @@ class Sink:
 
 class _LineSink(Sink):
     """One JSON line per frame, written whole, never buffered."""
+
+    unit = "lines"  # what `lines` counts, for the message of a failed write
 
     def __init__(self, path, opener=None):
         self.path = Path(path)
@@ -83,8 +93,14 @@ class _LineSink(Sink):
 
     def write(self, frame, detections, fps=None):
         self.open()
-        data = (json.dumps(self._line(frame, detections, fps), separators=(",", ":")) + "\n").encode()
+        self._put((json.dumps(self._line(frame, detections, fps), separators=(",", ":")) + "\n").encode(),
+                  frame.index)
+
+    def _put(self, data, index, back=0):
+        """Write `data` over the file's last `back` bytes and on past its end, then count one more line."""
         try:
+            if back:
+                self._f.seek(self._offset - back)
             view = memoryview(data)
             while view:
                 n = self._f.write(view)
@@ -93,9 +109,9 @@ class _LineSink(Sink):
                 self._f.flush()
         except OSError as e:
             self._truncate()
-            raise SinkError(f"{self.path}: write failed at frame {frame.index} ({e.strerror or e}); "
-                            f"the first {self.lines} lines are intact") from None
-        self._offset += len(data)
+            raise SinkError(f"{self.path}: write failed at frame {index} ({e.strerror or e}); "
+                            f"the first {self.lines} {self.unit} are intact") from None
+        self._offset += len(data) - back
         self.lines += 1
 
     def _truncate(self):
@@ -145,6 +161,12 @@ class OdgtSink(_LineSink):
         self.threshold = threshold
         self.id_format = id_format
 
+    def check_model(self, manifest):
+        if list(manifest.class_names) != ["person"]:
+            raise InputError(f"{self.path}: .odgt holds CrowdHuman person detections, and this {manifest.family} "
+                             f"model detects {manifest.num_classes} classes; write COCO results instead "
+                             f"(--coco results.json, scored by detrt eval)")
+
     def _line(self, frame, detections, fps):
         ident = frame.name if frame.name is not None else self.id_format.format(index=frame.index)
         h, w = frame.image.shape[:2]
@@ -152,27 +174,107 @@ class OdgtSink(_LineSink):
                                          detections.scores.astype("float64"), w, h))
 
 
-def _draw_label(image, text, x0, y0, x1, y1, color):
+class CocoSink(_LineSink):
+    """COCO results for `detrt eval`: a JSON list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}.
+
+    category_id is the dataset's (the manifest's class_ids). image_id: for image sources the file's name
+    without extension, as a number when it is one (COCO's 000000397133.jpg is image 397133), else as the
+    string that `detrt eval` finds among the ground truth's file names; for video, the frame index.
+    """
+
+    unit = "frames"
+    CLOSE = b"]\n"
+
+    def __init__(self, path, threshold=0.0, opener=None):
+        super().__init__(path, opener)
+        self.threshold = threshold
+        self.entries = 0
+
+    @staticmethod
+    def image_id(frame):
+        if frame.name is None:
+            return frame.index
+        return int(frame.name) if frame.name.isdigit() else frame.name
+
+    def write(self, frame, detections, fps=None):
+        self.open()
+        entries = result_entries(self.image_id(frame), detections.boxes, detections.scores, detections.ids)
+        body = ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries).encode()
+        if not entries:
+            self._put(b"", frame.index)
+        elif self.entries:
+            self._put(b",\n" + body + self.CLOSE, frame.index, back=len(self.CLOSE))
+        else:
+            self._put(b"[" + body + self.CLOSE, frame.index)
+        self.entries += len(entries)
+
+    def _truncate(self):
+        """Cut what a failed write left and put the closing bracket back (it may have been written over)."""
+        super()._truncate()
+        if self.entries:
+            try:
+                self._f.seek(self._offset - len(self.CLOSE))
+                self._f.write(self.CLOSE)
+            except (OSError, AttributeError, ValueError):
+                pass
+
+    def close(self):
+        if self._f is not None and not self.entries and not self._closed:
+            try:
+                self._put(b"[]\n", -1)  # no detections at all: still a results file
+            except SinkError:
+                pass
+        super().close()
+
+
+def _printable(name, limit=32):
+    """A class name as OpenCV's Hershey fonts can draw it: ASCII, at most `limit` characters."""
+    text = name.encode("ascii", "replace").decode()
+    return text if len(text) <= limit else text[:limit - 2] + ".."
+
+
+@functools.lru_cache(maxsize=4096)
+def class_color(label):
+    """A bright BGR colour for class `label`; neighbouring labels get distant hues (golden-ratio steps)."""
+    hue = int((label * 0.6180339887) % 1.0 * 180)
+    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 150, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def _draw_label(image, text, x0, y0, x1, y1, color, scale=0.4, outside=False):
     """`text` in black on a filled `color` rectangle in the box's top-left corner (inside the box, clipped to the
-    image), legible on any background; skipped when the box has no room for it."""
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    image), legible on any background. Where the box has no room for it, the label goes above the box when
+    `outside` (a class name matters more than the box's look), else it is skipped."""
+    weight = 1 if scale < 0.8 else 2
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
     x0, y0 = max(x0, 0), max(y0, 0)
     if x1 - x0 < tw + 4 or y1 - y0 < th + base + 4:
-        return
+        if not outside:
+            return
+        x0 = max(min(x0, image.shape[1] - tw - 4), 0)  # on screen, even for a box at the right border
+        y0 = y0 - th - base - 4 if y0 >= th + base + 4 else y0
     cv2.rectangle(image, (x0, y0), (x0 + tw + 3, y0 + th + base + 3), color, -1)
-    cv2.putText(image, text, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, text, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), weight, cv2.LINE_AA)
 
 
 def draw_detections(image, detections, fps=None, color=(0, 255, 0)):
-    """Boxes, scores, and a banner with the person count and FPS, drawn on a copy of `image`."""
+    """Boxes, labels, and a banner with the count and FPS, drawn on a copy of `image`.
+
+    A one-class model (DH-DETR's persons) draws `color` boxes with their scores; a model of many classes
+    draws each class in its own colour with "name score" labels, every label shown, the best on top.
+    """
     out = image.copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 400))
-    for (x0, y0, x1, y1), score in zip(detections.boxes.tolist(), detections.scores.tolist()):
-        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
-        cv2.rectangle(out, p0, p1, color, thick, cv2.LINE_AA)
-        _draw_label(out, f"{score:.2f}", *p0, *p1, color)
-    banner = f"{len(detections)} people" + (f" | {fps:.1f} FPS" if fps else "")
+    named = len(detections.class_names) > 1
+    boxes = [tuple(int(round(v)) for v in b) for b in detections.boxes.tolist()]
+    colors = [class_color(label) for label in detections.labels.tolist()] if named else [color] * len(boxes)
+    for (x0, y0, x1, y1), c in zip(boxes, colors):
+        cv2.rectangle(out, (x0, y0), (x1, y1), c, thick, cv2.LINE_AA)
+    scale = max(0.4, w / 1600)  # the text grows with the frame: as readable at 1920 px wide as at 640
+    names = detections.names if named else [None] * len(boxes)
+    for box, c, score, name in reversed(list(zip(boxes, colors, detections.scores.tolist(), names))):
+        _draw_label(out, f"{_printable(name)} {score:.2f}" if named else f"{score:.2f}", *box, c, scale, named)
+    banner = f"{len(detections)} {'objects' if named else 'people'}" + (f" | {fps:.1f} FPS" if fps else "")
     scale = max(0.5, min(h, w) / 720)
     (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
     cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
@@ -210,8 +312,7 @@ class VideoSink(Sink):
         if (image.shape[1], image.shape[0]) != self._size:
             sx, sy = self._size[0] / image.shape[1], self._size[1] / image.shape[0]
             image = cv2.resize(image, self._size)
-            detections = type(detections)(detections.boxes * np.float32([sx, sy, sx, sy]), detections.scores,
-                                          detections.labels, detections.class_names)
+            detections = dataclasses.replace(detections, boxes=detections.boxes * np.float32([sx, sy, sx, sy]))
         self._video.write(draw_detections(image, detections, fps))
         self.frames += 1
 
@@ -264,7 +365,8 @@ class DisplaySink(Sink):
 
 
 def open_sink(uri, *, fps=None, threshold=None):
-    """A sink for a URI or path: display://N, *.jsonl, *.odgt, or a video file (.mp4 .avi .mkv .mov)."""
+    """A sink for a URI or path: display://N, *.jsonl, *.odgt, *.json (COCO results), or a video file (.mp4 .avi
+    .mkv .mov)."""
     text = str(uri).strip()
     if text.startswith("display://"):
         return DisplaySink(f"detrt {text}", threshold=threshold)
@@ -276,7 +378,9 @@ def open_sink(uri, *, fps=None, threshold=None):
         return JsonlSink(path, threshold=threshold)
     if suffix == ".odgt":
         return OdgtSink(path)
+    if suffix == ".json":
+        return CocoSink(path)
     if suffix in VIDEO_FOURCC:
         return VideoSink(path, fps=fps, threshold=threshold)
     raise InputError(f"{text}: unknown output type {suffix or '(no suffix)'!r}; use .mp4/.avi/.mkv/.mov, "
-                     f".jsonl, .odgt or display://0")
+                     f".jsonl, .odgt, .json (COCO results) or display://0")

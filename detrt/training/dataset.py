@@ -66,7 +66,8 @@ class CrowdHumanDataset(Dataset):
         if r.width and r.height and (r.width, r.height) != (w, h):
             s = np.array([w / r.width, h / r.height] * 2)
             target = {k: v * s for k, v in target.items()}
-        target["labels"] = np.asarray(r.labels, np.int64)
+        if r.labels is not None:  # category indices (COCO-format data); CrowdHuman records are all persons
+            target["labels"] = np.asarray(r.labels, np.int64)
         return image, target
 
     def __getitem__(self, index):

@@ -49,7 +49,7 @@ def _save(graph, path, manifest_fields, opsets=None):
 
 
 def make_topk_model(path, input_hw=(64, 96), boxes=None, labels=None, gain=1.0, bias=None, max_batch=4,
-                    resize="letterbox", pad_value=None, class_names=("person",), mean=None, std=None):
+                    resize="letterbox", pad_value=None, class_names=("person",), mean=None, std=None, class_ids=None):
     """A topk-form probe model; returns its Manifest. boxes: [K, 4] xyxy in network pixels."""
     H, W = input_hw
     boxes = np.asarray(boxes if boxes is not None else [[8, 4, 40, 60], [50, 10, 90, 30], [0, 0, 16, 16]],
@@ -74,7 +74,7 @@ def make_topk_model(path, input_hw=(64, 96), boxes=None, labels=None, gain=1.0, 
          helper.make_tensor_value_info("labels", TensorProto.INT64, ["B", K]),
          helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["B", K, 4])])
     fields = dict(family="probe", config="probe_topk", class_names=list(class_names), input_size=(H, W),
-                  resize=resize, pad_value=pad_value, output_format="topk", max_batch=max_batch)
+                  resize=resize, pad_value=pad_value, output_format="topk", max_batch=max_batch, class_ids=class_ids)
     if mean is not None:
         fields.update(mean=mean, std=std)
     return _save(graph, path, fields)

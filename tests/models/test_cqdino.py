@@ -7,7 +7,8 @@ import torch
 
 from detrt.errors import InputError
 from detrt.models import build_criterion, build_model, build_postprocess, get_config
-from detrt.models.category import CategoryAttention, CategoryBranch, ImageGuidedSelector, TreeAveraging, tree_levels
+from detrt.data.vocabulary import Vocabulary
+from detrt.models.category import CategoryAttention, CategoryBranch, ImageGuidedSelector, TreeAveraging
 from detrt.models.cqdino import denoising_queries, label_columns
 from detrt.models.losses import asymmetric_loss
 from detrt.models.matcher import HungarianMatcher
@@ -23,18 +24,18 @@ def targets():
 
 def test_tree_averaging_by_hand():
     # 0 <- 1 <- 3 and 0 <- 2: node 1 takes its child 3 first, then 0 averages the updated 1 and 2
-    parents = [-1, 0, 0, 1]
-    assert tree_levels(parents) == [0, 1, 1, 2]
+    vocab = Vocabulary(("a", "b", "c", "d"), (-1, 0, 0, 1))
     x = torch.tensor([[1.0], [2.0], [4.0], [8.0]])
     a = [0.4 + 0.4 * math.log(2 + n) / math.log(2 + 4) for n in (3, 1, 0, 0)]
     x1 = (1 - a[1]) * 2.0 + a[1] * 8.0
     x0 = (1 - a[0]) * 1.0 + a[0] * (x1 + 4.0) / 2
-    torch.testing.assert_close(TreeAveraging(parents)(x), torch.tensor([[x0], [x1], [4.0], [8.0]]))
+    torch.testing.assert_close(TreeAveraging(vocab)(x), torch.tensor([[x0], [x1], [4.0], [8.0]]))
 
 
-def test_tree_with_a_cycle_is_refused():
-    with pytest.raises(ValueError, match="cycle"):
-        tree_levels([-1, 2, 1])
+def test_config_with_a_cycle_is_refused():
+    with pytest.raises(InputError, match="config cqdino_tiny: the hierarchy has a cycle"):
+        get_config("cqdino_tiny", **dict(SMALL, class_names=("a", "b", "c"), class_parents=(-1, 2, 1),
+                                         num_categories_selected=2))
 
 
 def test_flat_relation_attends_across_categories():
@@ -48,10 +49,10 @@ def test_flat_relation_attends_across_categories():
 
 
 def test_embedding_table_initializes_the_queries_and_bad_shapes_are_refused():
-    table = torch.arange(12.0).view(3, 4)
-    torch.testing.assert_close(CategoryBranch(3, 4, relation_heads=2, embeddings=table).queries.detach(), table)
+    table, vocab = torch.arange(12.0).view(3, 4), Vocabulary.flat(("a", "b", "c"))
+    torch.testing.assert_close(CategoryBranch(vocab, 4, relation_heads=2, embeddings=table).queries.detach(), table)
     with pytest.raises(ValueError, match=r"\(3, 4\)"):
-        CategoryBranch(3, 4, relation_heads=2, embeddings=torch.zeros(2, 4))
+        CategoryBranch(vocab, 4, relation_heads=2, embeddings=torch.zeros(2, 4))
 
 
 def test_selector_top_k_gather_is_differentiable_and_first_query_folds():

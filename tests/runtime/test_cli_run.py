@@ -179,3 +179,42 @@ def test_next_run_removes_the_temporary_file_of_a_killed_one(tmp_path, capsys):
     assert main(["run", str(tmp_path / "c.mp4"), "--model", str(tmp_path / "m.onnx"), "--out", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.glob(".*")) == [".o.mp4.keep"]
     assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) == 200
+
+
+def test_many_class_model_writes_coco_results_that_score_ap_one(tmp_path, capsys):
+    """Each image gets exactly the model's 3 boxes as ground truth: run -> --coco -> detrt eval gives AP 1, so
+    image ids, category ids (the manifest's class_ids) and boxes all made the round trip."""
+    boxes = [[8, 4, 40, 60], [50, 10, 90, 30], [0, 0, 16, 16]]
+    make_topk_model(tmp_path / "m.onnx", boxes=boxes, labels=[2, 0, 1], class_names=("cat", "dog", "bird"),
+                    class_ids=[10, 20, 30])
+    (tmp_path / "img").mkdir()
+    for i, frame in enumerate(gradient_frames(3, h=64, w=96)):
+        cv2.imwrite(str(tmp_path / "img" / f"{i + 1:06d}.png"), frame)
+    gt = {"images": [{"id": i + 1, "file_name": f"{i + 1:06d}.png", "width": 96, "height": 64} for i in range(3)],
+          "categories": [{"id": 10, "name": "cat"}, {"id": 20, "name": "dog"}, {"id": 30, "name": "bird"}],
+          "annotations": [{"id": 3 * i + k + 1, "image_id": i + 1, "category_id": c,
+                           "bbox": [x0, y0, x1 - x0, y1 - y0]}
+                          for i in range(3) for k, ((x0, y0, x1, y1), c) in enumerate(zip(boxes, [30, 10, 20]))]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    assert main(["run", str(tmp_path / "img"), "--model", str(tmp_path / "m.onnx"), "--coco",
+                 str(tmp_path / "r.json"), "--jsonl", str(tmp_path / "d.jsonl"), "--threshold", "0"]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert len(results) == 9 and {r["image_id"] for r in results} == {1, 2, 3}
+    line = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+    assert [(d["name"], d["category_id"]) for d in line["detections"]] == [("bird", 30), ("cat", 10), ("dog", 20)]
+    capsys.readouterr()
+    pytest.importorskip("faster_coco_eval", reason="COCO AP needs detrt[eval]")
+    assert main(["eval", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "r.json"), "--json",
+                 str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["AP@100"] == pytest.approx(1.0)
+
+
+def test_odgt_refused_for_a_many_class_model(tmp_path, capsys):
+    make_topk_model(tmp_path / "m.onnx", class_names=("cat", "dog"))
+    clip = write_video(tmp_path / "c.mp4", gradient_frames(3))
+    assert main(["run", str(clip), "--model", str(tmp_path / "m.onnx"), "--odgt", str(tmp_path / "d.odgt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"detrt run: error: {tmp_path / 'd.odgt'}: .odgt holds CrowdHuman person detections, and this "
+                   f"probe model detects 2 classes; write COCO results instead (--coco results.json, scored by "
+                   f"detrt eval)")
+    assert not (tmp_path / "d.odgt").exists()

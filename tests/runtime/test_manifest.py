@@ -32,6 +32,17 @@ def test_round_trip(tmp_path):
     assert check_artifact(art) == m
 
 
+def test_vocabulary_round_trip(tmp_path):
+    art = tmp_path / "model.onnx"
+    art.write_bytes(b"onnx")
+    m = _manifest(family="cq-dino", class_names=["animal", "dog", "cat"], class_parents=[-1, 0, 0],
+                  class_ids=[10, 20, 30], onnx_sha256=sha256_file(art))
+    save_manifest(m, art)
+    v = load_manifest(art).vocabulary
+    assert (v.names, v.parents, v.ids) == (("animal", "dog", "cat"), (-1, 0, 0), (10, 20, 30))
+    assert _manifest().vocabulary.is_flat and _manifest().vocabulary.ids == (1,)
+
+
 def test_save_artifact_writes_manifest_first_with_the_artifacts_sha256(tmp_path, monkeypatch):
     import os
 
@@ -102,6 +113,10 @@ def test_sha256_file(tmp_path):
     ("score_floor", "0.05", "in [0, 1)"),
     ("onnx_sha256", "xyz", "sha256"),
     ("class_names", [], "non-empty list"),
+    ("class_names", ["person", "person"], "duplicate name 'person'"),
+    ("class_parents", [0], "is its own parent"),
+    ("class_parents", 3, "null or a list of 1 integers"),
+    ("class_ids", [1, 2], "'ids' must be a list of 1 integers"),
     ("format", 2, "reads format 1"),
 ])
 def test_bad_field_names_file_and_field(tmp_path, field, value, words):

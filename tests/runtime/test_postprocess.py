@@ -5,6 +5,7 @@ import pytest
 
 from detrt.data.preprocess import resize_transform
 from detrt.errors import InputError
+from detrt.manifest import Manifest
 from detrt.runtime.postprocess import Detections, Postprocessor
 
 
@@ -133,5 +134,17 @@ def test_detections_helpers():
                    np.array([0, 5]), ("person",))
     assert d.names == ["person", "5"]
     assert len(d.above(0.5)) == 1 and d.above(0.1) is d
-    assert d.to_list()[0] == {"box": [0.0, 0.0, 1.0, 1.0], "score": 0.9, "label": 0, "name": "person"}
+    assert d.to_list()[0] == {"box": [0.0, 0.0, 1.0, 1.0], "score": 0.9, "label": 0, "name": "person",
+                              "category_id": 1}
+    assert d.ids == [1, 6]  # no ids given: 1..C
+    coco = Detections(d.boxes, d.scores, np.array([1, 0]), ("person", "bicycle"), (1, 2))
+    assert coco.ids == [2, 1] and coco.above(0.5).ids == [2] and coco.above(0.5).category_ids == (1, 2)
     assert len(Detections.empty()) == 0
+
+
+def test_manifest_ids_reach_the_detections():
+    m = Manifest("cq-dino", "tiny", ["cat", "dog"], (32, 32), "a" * 64, class_ids=[17, 18], num_select=2)
+    out = {"scores": np.array([[0.9, 0.8]], np.float32), "labels": np.array([[1, 0]]),
+           "boxes": np.zeros((1, 2, 4), np.float32)}
+    (d,) = Postprocessor.from_manifest(m, threshold=0.5)(out, [resize_transform((32, 32), (32, 32), "letterbox")])
+    assert d.names == ["dog", "cat"] and d.ids == [18, 17]

@@ -11,9 +11,10 @@ import pytest
 
 from detrt.data.crowdhuman import read_dt
 from detrt.errors import InputError
+from detrt.manifest import Manifest
 from detrt.runtime.postprocess import Detections
-from detrt.runtime.sinks import (DisplaySink, JsonlSink, OdgtSink, SinkError, VideoSink, draw_detections, has_gui,
-                                 open_sink)
+from detrt.runtime.sinks import (CocoSink, DisplaySink, JsonlSink, OdgtSink, SinkError, VideoSink, class_color,
+                                 draw_detections, has_gui, open_sink)
 from detrt.runtime.sources import Frame
 
 
@@ -33,8 +34,10 @@ def test_jsonl_lines(tmp_path):
         assert (tmp_path / "d.jsonl").read_text().count("\n") == 2  # on disk before close
     a, b = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert a == {"frame": 0, "pts": 0.0, "name": None, "width": 160, "height": 90, "count": 2, "fps": 12.35,
-                 "detections": [{"box": [10.0, 20.0, 50.0, 80.0], "score": 0.9, "label": 0, "name": "person"},
-                                {"box": [0.0, 0.0, 5.0, 5.0], "score": 0.3, "label": 0, "name": "person"}]}
+                 "detections": [{"box": [10.0, 20.0, 50.0, 80.0], "score": 0.9, "label": 0, "name": "person",
+                                 "category_id": 1},
+                                {"box": [0.0, 0.0, 5.0, 5.0], "score": 0.3, "label": 0, "name": "person",
+                                 "category_id": 1}]}
     assert b["count"] == 0 and b["detections"] == [] and b["pts"] == 0.04
 
 
@@ -116,7 +119,75 @@ def test_score_label_has_a_filled_background():
     assert (out[43:48, 133:138] == 100).all()  # a 10-pixel box has no room for a label: its inside is untouched
 
 
+def _coco_dets(n, label=1):
+    return Detections(np.array([[10, 20, 50, 80]] * n, np.float32), np.linspace(0.9, 0.5, n).astype(np.float32),
+                      np.full(n, label), ("cat", "dog"), (17, 18))
+
+
+def test_coco_results_are_a_json_list_after_every_frame(tmp_path):
+    path = tmp_path / "r.json"
+    with CocoSink(path) as s:
+        s.write(_frame(0, name="000042"), _coco_dets(2))
+        assert [r["image_id"] for r in json.loads(path.read_text())] == [42, 42]  # on disk, valid, before close
+        s.write(_frame(1, name="IMG_7"), Detections.empty(("cat", "dog")))
+        s.write(_frame(2), _coco_dets(1, label=0))
+        assert s.lines == 3 and s.entries == 3
+    got = json.loads(path.read_text())
+    assert got[0] == {"image_id": 42, "category_id": 18, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9}
+    assert [(r["image_id"], r["category_id"]) for r in got] == [(42, 18), (42, 18), (2, 17)]  # video: frame index
+    assert CocoSink.image_id(_frame(5, name="IMG_7")) == "IMG_7"
+    with CocoSink(tmp_path / "none.json") as s:
+        s.open()
+        s.write(_frame(0), Detections.empty())
+    assert json.loads((tmp_path / "none.json").read_text()) == []
+
+
+def test_coco_disk_full_keeps_the_frames_before(tmp_path):
+    class Full(io.FileIO):
+        def write(self, data):
+            if b'"image_id":2' in bytes(data):
+                super().write(bytes(data)[:9])  # a partial write over the closing bracket
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    s = CocoSink(tmp_path / "r.json", opener=lambda p: Full(p, "wb"))
+    s.write(_frame(0), _coco_dets(2))
+    s.write(_frame(1), _coco_dets(1))
+    with pytest.raises(SinkError, match=r"write failed at frame 2 \(No space left on device\); the first 2 frames"):
+        s.write(_frame(2), _coco_dets(1))
+    s.close()
+    assert [r["image_id"] for r in json.loads((tmp_path / "r.json").read_text())] == [0, 0, 1]
+
+
+def test_odgt_sink_refuses_a_model_of_many_classes(tmp_path):
+    def manifest(names):
+        return Manifest("cq-dino", "tiny", names, (32, 32), "a" * 64)
+
+    OdgtSink(tmp_path / "d.odgt").check_model(manifest(["person"]))
+    with pytest.raises(InputError, match=r"d.odgt: .odgt holds CrowdHuman person detections, and this cq-dino model "
+                                         r"detects 2 classes; write COCO results instead \(--coco results.json"):
+        OdgtSink(tmp_path / "d.odgt").check_model(manifest(["person", "car"]))
+    CocoSink(tmp_path / "r.json").check_model(manifest(["person", "car"]))
+
+
+def test_many_classes_are_named_in_their_colours_readable_at_640():
+    img = np.full((360, 640, 3), 100, np.uint8)
+    dets = Detections(np.array([[300, 200, 310, 210], [20, 40, 400, 300]], np.float32),
+                      np.array([0.91, 0.42], np.float32), np.array([1151, 7]),
+                      tuple(f"class {i}" for i in range(1152)))
+    out = draw_detections(img, dets)
+    small = out[184:199, 300:400]  # the 10-pixel box has no room inside: its label stands above it
+    assert (small == class_color(1151)).all(axis=2).mean() > 0.4 and (small < 60).all(axis=2).mean() > 0.05
+    assert (out[205, 305] == 100).all()  # and the box's inside stays clear
+    big = out[41:56, 21:120]  # the big box's label fits inside its corner
+    assert (big == class_color(7)).all(axis=2).mean() > 0.4
+    assert class_color(1151) != class_color(7) and class_color(1151) != class_color(1150)
+    rows = np.flatnonzero((out[:, 302] == class_color(1151)).all(axis=1))
+    assert rows.min() == 184 and rows.max() == 199  # a 16-pixel label, its bottom on the box's top edge
+
+
 def test_open_sink_dispatch(tmp_path):
+    assert isinstance(open_sink(tmp_path / "a.json"), CocoSink)
     assert isinstance(open_sink(tmp_path / "a.jsonl"), JsonlSink)
     assert isinstance(open_sink(f"file://{tmp_path}/a.odgt"), OdgtSink)
     assert isinstance(open_sink(tmp_path / "a.avi"), VideoSink)
