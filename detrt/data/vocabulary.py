@@ -153,16 +153,17 @@ class Vocabulary:
         has_child[parents[parents >= 0]] = True
         return np.flatnonzero(~has_child)
 
-    def ancestor_mask(self):
-        """bool [C, C]: (i, j) True where j is i or an ancestor of i (C*C bytes: 10 GB at C = 100k)."""
-        C = len(self)
-        mask = np.eye(C, dtype=bool)
-        rows = np.arange(C)
-        up = np.asarray(self.parents)
-        while (up >= 0).any():  # one level up per pass, for all categories at once
-            live = up >= 0
-            mask[rows[live], up[live]] = True
-            rows, up = rows[live], np.asarray(self.parents)[up[live]]
+    def ancestor_mask(self, rows=None):
+        """bool [C, C]: (i, j) True where j is i or an ancestor of i. rows: only those categories' rows,
+        [len(rows), C] (the whole mask is C*C bytes: 10 GB at C = 100k)."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, np.int64).reshape(-1)
+        parents = np.asarray(self.parents)
+        mask = np.zeros((len(rows), len(self)), bool)
+        at, up = np.arange(len(rows)), rows
+        while len(up):  # one level up per pass, for all rows at once
+            mask[at, up] = True
+            live = parents[up] >= 0
+            at, up = at[live], parents[up[live]]
         return mask
 
     def to_dict(self):

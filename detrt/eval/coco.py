@@ -123,41 +123,43 @@ def _mean(values):
     return float(values.mean()) if values.size else None
 
 
-def _run(gt, detections, k):
-    """COCOeval's precision array [T, R, K, A, M] for each image's top-k detections, and its category ids."""
+def _run(gt, detections, k, cat_ids):
+    """COCOeval's interpolated precision [T, R, K] (10 IoU thresholds, 101 recall points, `cat_ids`; -1 where a
+    category has no ground truth) for each image's top-k detections; None when nothing was detected."""
     fce = require("faster_coco_eval", "COCO evaluation")
-    coco_gt = fce.COCO(gt, use_deepcopy=True)  # the library adds fields to what it is given
-    coco_dt = coco_gt.loadRes([dict(d) for d in keep_top(detections, k)]) if detections else None
-    if coco_dt is None:  # nothing detected: every category with ground truth has AP 0
-        return None, sorted(coco_gt.getCatIds())
-    e = fce.COCOeval_faster(coco_gt, coco_dt, "bbox")
+    if not detections:
+        return None
+    # The library adds keys to the entries it is given (never changes a value): shallow copies keep ours clean.
+    coco_gt = fce.COCO({key: [dict(e) for e in entries] for key, entries in gt.items()})
+    e = fce.COCOeval_faster(coco_gt, coco_gt.loadRes([dict(d) for d in keep_top(detections, k)]), "bbox")
+    e.params.catIds = list(cat_ids)  # the others have no ground truth: AP leaves them out, so skip their work
     e.params.maxDets = [k]
     e.params.areaRng, e.params.areaRngLbl = [[0, 1e10]], ["all"]
     e.evaluate()
     e.accumulate()
-    return e.eval["precision"][..., 0, 0], list(e.params.catIds)
+    return e.eval["precision"][..., 0, 0]
 
 
 def evaluate(gt, detections, groups=None):
     """{f"{metric}@{k}": value or None} for METRICS and k in MAX_DETS, plus counts. None: no category to
     average (no ground truth in the group)."""
-    with_gt = {a["category_id"] for a in gt["annotations"] if not a["iscrowd"]}
+    with_gt = sorted({a["category_id"] for a in gt["annotations"] if not a["iscrowd"]})
+    column = {c: i for i, c in enumerate(with_gt)}
     result = {}
     for k in MAX_DETS:
-        precision, cat_ids = _run(gt, detections, k)
-        if precision is None:  # [T, R, K]: zeros where a category has ground truth, -1 elsewhere
-            precision = np.broadcast_to(np.where(np.isin(cat_ids, list(with_gt)), 0.0, -1.0), (10, 1, len(cat_ids)))
-        column = {c: i for i, c in enumerate(cat_ids)}
+        precision = _run(gt, detections, k, with_gt) if with_gt else None
+        if precision is None:  # nothing detected (or nothing to find): AP 0 for each category with ground truth
+            precision = np.zeros((10, 1, len(with_gt)))
         result[f"AP@{k}"] = _mean(precision)
         result[f"AP50@{k}"] = _mean(precision[:1])
         result[f"AP75@{k}"] = _mean(precision[5:6])
         for g in "rcf":
-            cols = [column[c] for c in (groups or {}).get(g, ())]
+            cols = [column[c] for c in (groups or {}).get(g, ()) if c in column]
             result[f"AP{g}@{k}"] = _mean(precision[:, :, cols]) if groups is not None else None
     result.update(images=len(gt["images"]), categories=len(gt["categories"]), categories_with_gt=len(with_gt),
                   detections=len(detections), boxes=len(gt["annotations"]))
     if groups is not None:
-        result.update({f"categories_{name}": len(set(groups[g]) & with_gt)
+        result.update({f"categories_{name}": len(set(groups[g]) & set(with_gt))
                        for g, name in (("r", "rare"), ("c", "common"), ("f", "frequent"))})
     return result
 

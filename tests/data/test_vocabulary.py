@@ -24,6 +24,7 @@ def test_tree_queries():
     for i, js in {0: [0], 1: [1, 0], 2: [2, 0], 3: [3, 1, 0], 4: [4], 5: [5, 4]}.items():
         want[i, js] = True
     np.testing.assert_array_equal(mask, want)
+    np.testing.assert_array_equal(TREE.ancestor_mask([3, 5, 3]), want[[3, 5, 3]])  # rows of a batch's positives
 
 
 def test_flat():
