@@ -337,7 +337,7 @@ def train(args):
     from detrt.training.loop import fit
     from detrt.training.step import NonFiniteLoss, metrics_line
 
-    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume],
+    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume, args.embeddings],
                   directories=[args.output])
     flags = [f.name for f in dataclasses.fields(TrainOptions) if "help" in f.metadata]
     opts = TrainOptions(**{name: getattr(args, name) for name in flags})
