@@ -108,6 +108,8 @@ TABLE = {
         ("truncated", lambda f: (["eval", "--gt", f.truncated(f.coco), "--dt", f.results], f.root / "cut_gt.json")),
         ("wrong type", lambda f: (["eval", "--gt", f.coco, "--dt", f.dt], f.dt)),
         ("wrong type", lambda f: (["eval", "--gt", f.coco, "--dt", f.coco], f.coco)),
+        ("missing", lambda f: (["eval", "--gt", f.coco, "--dt", f.results, "--train-gt", f.root / "nope.json"],
+                               f.root / "nope.json")),
     ],
     "bench": [
         ("missing", lambda f: (["bench", f.root / "nope.onnx"], f.root / "nope.onnx")),

@@ -199,7 +199,15 @@ class Vocabulary:
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
             return cls.from_dict(d, str(path))
-        return cls.flat([line.strip() for line in text.splitlines()], source=str(path))
+        names, first = [], {}
+        for n, line in enumerate(text.rstrip().splitlines(), 1):  # errors name the line, as the file shows it
+            name = line.strip()
+            if not name or name in first:
+                raise InputError(f"{path}:{n}: " + (f"duplicate name {name!r} (line {first[name]})" if name
+                                                    else "empty name (one name a line)"))
+            first[name] = n
+            names.append(name)
+        return cls.flat(names, source=str(path))
 
     def save(self, path):
         """Write the JSON names file atomically."""

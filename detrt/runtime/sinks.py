@@ -8,11 +8,11 @@ hold what the model detects refuses it before the run: .odgt holds persons only)
 Crash safety: JSONL and .odgt lines, and each frame's COCO results, are written whole with one system call
 per frame (an unbuffered file), so a crash loses nothing already computed; a failed write (disk full)
 truncates the partial line away and raises SinkError naming how many lines are intact. The COCO file is
-a JSON list after every frame: each frame's results are written over the closing bracket and end with it. The video appears at
-its path only when closed, and only if it reads back with every frame (detrt.atomic.AtomicVideo:
-OpenCV's writer fails silently); Ctrl-C still closes it.
-Each sink may carry its own score `threshold` (the .odgt keeps every detection by default, since
-AP needs the whole precision/recall curve).
+a JSON list after every frame: each frame's results are written over the closing bracket and end with it.
+The video appears at its path only when closed, and only if it reads back with every frame
+(detrt.atomic.AtomicVideo: OpenCV's writer fails silently); Ctrl-C still closes it.
+Each sink may carry its own score `threshold` (the .odgt and COCO results keep every detection by default,
+since AP needs the whole precision/recall curve).
 """
 
 import dataclasses

@@ -73,8 +73,13 @@ def test_names_file_round_trip_and_text_form(tmp_path):
     assert Vocabulary.load(tmp_path / "v.json") == TREE
     assert json.loads((tmp_path / "v.json").read_text()) == {"names": list(TREE.names),
                                                              "parents": list(TREE.parents)}  # default ids left out
-    (tmp_path / "names.txt").write_text("person\nbicycle\ncar\n")
+    (tmp_path / "names.txt").write_text("person\nbicycle\ncar\n\n")
     assert Vocabulary.load(tmp_path / "names.txt") == Vocabulary.flat(["person", "bicycle", "car"])
+    for text, message in (("a\n\nb\n", ":2: empty name"), ("a\nb\na\n", ":3: duplicate name 'a' (line 1)")):
+        (tmp_path / "bad.txt").write_text(text)
+        with pytest.raises(InputError) as e:
+            Vocabulary.load(tmp_path / "bad.txt")
+        assert str(e.value).startswith(f"{tmp_path / 'bad.txt'}{message}")
 
 
 def test_embeddings_matched_by_name(tmp_path):
