@@ -206,7 +206,8 @@ class CQDINO(nn.Module):
         """Decoder layers with iterative box refinement; query_pos from each layer's reference boxes."""
         outputs = []
         for lid, layer in enumerate(self.transformer.decoder):
-            query_pos = self.ref_point_head(box_sine_embedding(inverse_sigmoid(reference), self.transformer.d_model // 2))
+            sine = box_sine_embedding(inverse_sigmoid(reference), self.transformer.d_model // 2)
+            query_pos = self.ref_point_head(sine)
             ref_input = reference[:, :, None].expand(-1, -1, num_levels, -1)
             tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index, categories=tokens,
                         attn_mask=attn_mask)

@@ -186,8 +186,8 @@ class CategoryQueryCriterion(SetCriterion):
             else gt_index.new_zeros(0)
         pos = labels >= 0
         logits = outputs["pred_logits"]
-        onehot = torch.zeros_like(logits).index_put((batch[pos], src[pos], labels[pos]),
-                                                    torch.ones(int(pos.sum()), dtype=logits.dtype, device=logits.device))
+        ones = torch.ones(int(pos.sum()), dtype=logits.dtype, device=logits.device)
+        onehot = torch.zeros_like(logits).index_put((batch[pos], src[pos], labels[pos]), ones)
         loss_ce = sigmoid_focal_loss(logits[valid], onehot[valid], norm, self.focal_alpha)
         pred = outputs["pred_boxes"][batch, src]
         gt = torch.stack([targets[b]["boxes"][gt_index[b, s]] for b, s in zip(batch, src)]) if len(batch) \
