@@ -449,9 +449,9 @@ def train(args):
     A NaN/inf loss stops with exit status 1, naming the step, the loss components and the last good checkpoint.
     """
     from detrt.training.loop import fit
-    from detrt.training.step import NonFiniteLoss
+    from detrt.training.step import NonFiniteLoss, metrics_line
 
-    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume],
+    check_outputs([], [args.data, args.images, args.val_data, args.val_images, args.resume, args.embeddings],
                   directories=[args.output])
     flags = [f.name for f in dataclasses.fields(TrainOptions) if "help" in f.metadata]
     opts = TrainOptions(**{name: getattr(args, name) for name in flags})
@@ -464,8 +464,7 @@ def train(args):
         return 0  # under torchrun, rank 0 reports
     m = summary["metrics"]
     print(f"done: {summary['step']} steps, {summary['wall_s'] / 60:.1f} min; checkpoints in {summary['output']}"
-          + (f"; AP {100 * m['AP']:.2f} MR-2 {100 * m['MR2']:.2f} JI {100 * m['JI']:.2f} "
-             f"duplicate rate {100 * m['duplicate_rate']:.2f}%" if m else ""))
+          + (f"; {metrics_line(m)}" if m else ""))
 
 
 def _export_flags(p):

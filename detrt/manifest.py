@@ -82,7 +82,9 @@ class Manifest:
     @classmethod
     def for_config(cls, cfg, **fields):
         """The manifest of a model made from DetrConfig `cfg` (export); `fields` set the rest."""
-        base = dict(family="dh-detr" if cfg.dcg_layers else "deformable-detr", config=cfg.name,
+        family = "cq-dino" if cfg.is_cqdino else "dh-detr" if cfg.dcg_layers else "deformable-detr"
+        base = dict(family=family, config=cfg.name, class_parents=list(cfg.class_parents) or None,
+                    class_ids=list(cfg.class_ids) or None,
                     class_names=list(cfg.class_names), input_size=tuple(cfg.input_size), onnx_sha256=None,
                     mean=tuple(cfg.mean), std=tuple(cfg.std), num_select=cfg.num_select, score_floor=cfg.score_floor)
         return cls(**{**base, **fields})

@@ -19,6 +19,7 @@ global changes how any other export behaves.
 """
 
 import contextlib
+import copy
 import io
 import time
 import warnings
@@ -125,6 +126,10 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
         raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")
     if form == "portable" and msda_plugin != "detrt":
         raise InputError("--msda-plugin applies to the plugin form only")
+    if hasattr(model, "fold_categories"):  # CQ-DINO: the category branch becomes constants of the graph
+        if not postprocess:
+            raise InputError("CQ-DINO exports with its in-graph top-k only (labels are global category ids)")
+        model = copy.deepcopy(model).eval().fold_categories()
     wrapper = ExportWrapper(model, input_size, postprocess, topk, score_floor).eval()
     names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
     images = torch.zeros(batch, 3, h, w)

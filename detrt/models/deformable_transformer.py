@@ -1,9 +1,10 @@
 """Deformable DETR's encoder and decoder layers, with DH-DETR's decoder variants.
 
-Decoder layers come in three kinds (one path each, chosen at construction):
+Decoder layers come in four kinds (one path each, chosen at construction):
 - "plain": cross-attention + FFN, no query self-attention (DH-DETR's first decoder layers);
 - "dcg": DCG + LN, then cross-attention and LN with the query mask c, then FFN (DH-DETR's last layers);
-- "self_attn": query self-attention + cross-attention + FFN (Deformable DETR; the no-DCG ablation).
+- "self_attn": query self-attention + cross-attention + FFN (Deformable DETR; the no-DCG ablation);
+- "category": query self-attention + attention to the K category tokens + cross-attention + FFN (CQ-DINO).
 """
 
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 from detrt.models.dcg import DeHomoCodingGenerator
 from detrt.models.deformable_attention import MSDeformAttn, box_sine_embedding
 
-DECODER_KINDS = ("plain", "dcg", "self_attn")
+DECODER_KINDS = ("plain", "dcg", "self_attn", "category")
 
 
 class FFN(nn.Module):
@@ -45,10 +46,12 @@ class EncoderLayer(nn.Module):
 
 class DecoderLayer(nn.Module):
     """forward(tgt, query_pos, reference_boxes [B, N, L, 4], memory, spatial_shapes, level_start_index,
-    boxes=None, scores=None, keep=None) -> tgt [B, N, C].
+    boxes=None, scores=None, keep=None, categories=None, attn_mask=None) -> tgt [B, N, C].
 
     A "dcg" layer also takes the previous layer's boxes [B, N, 4] and scores [B, N] (neighbour choice)
     and keep [B, N] (the query mask c; dropped queries leave the layer as zeros before the FFN).
+    A "category" layer takes the category tokens [B, K, C] (no position embedding) and an optional
+    self-attention mask [N, N] bool (True: not attended; it keeps denoising groups apart).
     """
 
     def __init__(self, kind="plain", d_model=256, d_ffn=1024, dropout=0.1, n_levels=4, n_heads=8, n_points=4,
@@ -57,11 +60,14 @@ class DecoderLayer(nn.Module):
         if kind not in DECODER_KINDS:
             raise ValueError(f"decoder layer kind {kind!r} is not one of {DECODER_KINDS}")
         self.kind = kind
-        if kind == "self_attn":
+        if kind in ("self_attn", "category"):
             self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
             self.dropout2 = nn.Dropout(dropout)
         if kind == "dcg":
             self.dcg = DeHomoCodingGenerator(d_model, dcg_k, dcg_iou_threshold, dcg_low_score)
+        if kind == "category":
+            self.category_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+            self.dropout3, self.norm3 = nn.Dropout(dropout), nn.LayerNorm(d_model)
         if kind != "plain":
             self.norm2 = nn.LayerNorm(d_model)
         self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
@@ -70,11 +76,15 @@ class DecoderLayer(nn.Module):
         self.ffn = FFN(d_model, d_ffn, dropout)
 
     def forward(self, tgt, query_pos, reference_boxes, memory, spatial_shapes, level_start_index,
-                boxes=None, scores=None, keep=None):
+                boxes=None, scores=None, keep=None, categories=None, attn_mask=None):
         c = 1.0
-        if self.kind == "self_attn":
+        if self.kind in ("self_attn", "category"):
             q = tgt + query_pos
-            tgt = self.norm2(tgt + self.dropout2(self.self_attn(q, q, tgt, need_weights=False)[0]))
+            out = self.self_attn(q, q, tgt, attn_mask=attn_mask, need_weights=False)[0]
+            tgt = self.norm2(tgt + self.dropout2(out))
+        if self.kind == "category":
+            out = self.category_attn(tgt + query_pos, categories, categories, need_weights=False)[0]
+            tgt = self.norm3(tgt + self.dropout3(out))
         elif self.kind == "dcg":
             c = keep[..., None].to(tgt.dtype)  # multiplicative mask: no data-dependent control flow
             tgt = self.norm2(self.dcg(tgt, boxes, scores) * c)
@@ -92,7 +102,9 @@ class DeformableTransformer(nn.Module):
 
     def __init__(self, d_model=256, nhead=8, num_encoder_layers=6, decoder_kinds=("plain",) * 6, dim_feedforward=1024,
                  dropout=0.1, num_feature_levels=4, enc_n_points=4, dec_n_points=4, two_stage=True,
-                 dcg_k=10, dcg_iou_threshold=0.4, dcg_low_score=0.1):
+                 dcg_k=10, dcg_iou_threshold=0.4, dcg_low_score=0.1, box_query_init=True):
+        """box_query_init (two-stage): queries from the proposal boxes (pos_trans, Deformable DETR); False:
+        the model brings its own (CQ-DINO: learned content queries, position from the boxes)."""
         super().__init__()
         self.d_model, self.two_stage = d_model, two_stage
         self.encoder = nn.ModuleList(
@@ -105,9 +117,10 @@ class DeformableTransformer(nn.Module):
         if two_stage:
             self.enc_output = nn.Linear(d_model, d_model)
             self.enc_output_norm = nn.LayerNorm(d_model)
+        if two_stage and box_query_init:
             self.pos_trans = nn.Linear(2 * d_model, 2 * d_model)
             self.pos_trans_norm = nn.LayerNorm(2 * d_model)
-        else:
+        elif not two_stage:
             self.reference_points = nn.Linear(d_model, 4)  # Iter-Deformable-DETR: reference boxes, not points
         self._reset_parameters()
 

@@ -30,6 +30,39 @@ class MLP(nn.Module):
         return x
 
 
+def input_projections(channels, d, num_feature_levels):
+    """1x1 conv + GN per backbone level, then stride-2 3x3 convs (the first on C5) for the extra levels."""
+    proj = [nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32, d)) for c in channels]
+    cin = channels[-1]
+    for _ in range(num_feature_levels - len(proj)):
+        proj.append(nn.Sequential(nn.Conv2d(cin, d, 3, 2, 1), nn.GroupNorm(32, d)))
+        cin = d
+    for p in proj:
+        nn.init.xavier_uniform_(p[0].weight)
+        nn.init.zeros_(p[0].bias)
+    return nn.ModuleList(proj)
+
+
+def flat_features(feats, input_proj, level_embed):
+    """Backbone levels -> flattened multi-scale features: src, pos [B, S, C], spatial_shapes [L, 2],
+    level_start_index [L], and the level shapes as Python ints (static for a given input size)."""
+    srcs = [proj(f) for proj, f in zip(input_proj, feats)]
+    for proj in input_proj[len(srcs):]:
+        srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
+    shapes = [tuple(s.shape[-2:]) for s in srcs]
+    d, device = level_embed.shape[-1], feats[0].device
+    pos = [(sine_position_encoding(h, w, d // 2, device=device).flatten(2).transpose(1, 2) + level_embed[lvl])
+           for lvl, (h, w) in enumerate(shapes)]
+    src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    pos = torch.cat(pos, 1).expand(src.shape[0], -1, -1)
+    spatial_shapes = torch.tensor(shapes, dtype=torch.int64, device=device)
+    starts = [0]
+    for h, w in shapes[:-1]:
+        starts.append(starts[-1] + h * w)
+    level_start_index = torch.tensor(starts, dtype=torch.int64, device=device)
+    return src, pos, spatial_shapes, level_start_index, shapes
+
+
 class DHDETR(nn.Module):
     """forward(images [B, 3, H, W], H and W multiples of 32) -> dict:
 
@@ -48,16 +81,7 @@ class DHDETR(nn.Module):
         d = transformer.d_model
         self.backbone, self.transformer = backbone, transformer
         self.num_queries, self.num_classes, self.dcg_floor_score = num_queries, num_classes, dcg_floor_score
-        # 1x1 conv + GN per backbone level, then stride-2 3x3 convs (the first on C5) for the extra levels
-        proj = [nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32, d)) for c in backbone.num_channels]
-        cin = backbone.num_channels[-1]
-        for _ in range(num_feature_levels - len(proj)):
-            proj.append(nn.Sequential(nn.Conv2d(cin, d, 3, 2, 1), nn.GroupNorm(32, d)))
-            cin = d
-        self.input_proj = nn.ModuleList(proj)
-        for p in self.input_proj:
-            nn.init.xavier_uniform_(p[0].weight)
-            nn.init.zeros_(p[0].bias)
+        self.input_proj = input_projections(backbone.num_channels, d, num_feature_levels)
         # Heads: one class head per decoder layer (+1 for the encoder proposals), one box head per refining
         # layer (+1 for the proposals). DCG layers never move boxes, so they have no box head. The encoder
         # uses the last of each list, as in the reference code.
@@ -78,28 +102,10 @@ class DHDETR(nn.Module):
             nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
             self.query_embed = nn.Embedding(num_queries, 2 * d)
 
-    def _features(self, images):
-        """Flattened multi-scale features: src, pos [B, S, C], spatial_shapes [L, 2], level_start_index [L],
-        and the level shapes as Python ints (static for a given input size)."""
-        feats = self.backbone(images)
-        srcs = [proj(f) for proj, f in zip(self.input_proj, feats)]
-        for proj in self.input_proj[len(srcs):]:
-            srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
-        shapes = [tuple(s.shape[-2:]) for s in srcs]
-        d = self.transformer.d_model
-        pos = [(sine_position_encoding(h, w, d // 2, device=images.device).flatten(2).transpose(1, 2)
-                + self.transformer.level_embed[lvl]) for lvl, (h, w) in enumerate(shapes)]
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        pos = torch.cat(pos, 1).expand(src.shape[0], -1, -1)
-        spatial_shapes = torch.tensor(shapes, dtype=torch.int64, device=images.device)
-        starts = [0]
-        for h, w in shapes[:-1]:
-            starts.append(starts[-1] + h * w)
-        level_start_index = torch.tensor(starts, dtype=torch.int64, device=images.device)
-        return src, pos, spatial_shapes, level_start_index, shapes
-
     def forward(self, images):
-        src, pos, spatial_shapes, level_start_index, shapes = self._features(images)
+        feats = self.backbone(images)
+        src, pos, spatial_shapes, level_start_index, shapes = flat_features(feats, self.input_proj,
+                                                                           self.transformer.level_embed)
         memory = self.transformer.encode(src, pos, spatial_shapes, level_start_index, shapes)
         out = {}
         if self.transformer.two_stage:
@@ -148,7 +154,8 @@ class PostProcess(nn.Module):
     """Model outputs -> top-K detections per image, sorted by score (the exported in-graph postprocess).
 
     forward(outputs, target_sizes [B, 2] as (H, W) in pixels) -> {"scores" [B, K], "labels" int64 [B, K],
-    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no NMS. A score below `score_floor`
+    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no NMS. With outputs["category_ids"]
+    [B, C] (CQ-DINO: the global id of each logit column) labels are global ids. A score below `score_floor`
     is set to 0, as a query a DCG layer dropped scores 0: the shape stays fixed (an engine's outputs are),
     and every reader drops what scores below the floor.
     """
@@ -166,6 +173,8 @@ class PostProcess(nn.Module):
         if self.score_floor > 0:
             scores = torch.where(scores >= self.score_floor, scores, torch.zeros_like(scores))
         labels, query = index % c, torch.div(index, c, rounding_mode="floor")
+        if "category_ids" in outputs:  # CQ-DINO: column k of the logits is category category_ids[:, k]
+            labels = torch.gather(outputs["category_ids"], 1, labels)
         boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query[..., None].expand(-1, -1, 4))
         h, w = target_sizes.to(boxes.dtype).unbind(-1)
         boxes = boxes * torch.stack([w, h, w, h], -1)[:, None]

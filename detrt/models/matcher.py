@@ -4,7 +4,9 @@ The cost of matching prediction i to target j is
     cost_class * (focal cost of class label_j) + cost_bbox * L1(box_i, box_j) - cost_giou * GIoU(box_i, box_j),
 with the focal cost of Deformable DETR: alpha (1-p)^gamma (-log p) - (1-alpha) p^gamma (-log(1-p)), i.e. the
 focal loss of calling it positive minus that of calling it negative, so the class cost is on the same scale
-as the loss it will receive.
+as the loss it will receive. With all_columns (CQ-DINO) the class cost sums that focal cost over every
+column: positive on the object's column, negative on the others; a label of -1 (a category the selector
+did not keep) is negative on all of them.
 
 DCG layers (outputs carrying `query_mask`) match under DH-DETR's constraint: only queries with c_i = 1,
 and only pairs whose predicted centre lies strictly inside the GT box with IoU > 0. Among the allowed
@@ -22,23 +24,29 @@ FORBIDDEN = 1e12
 
 
 class HungarianMatcher(nn.Module):
-    def __init__(self, cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, focal_alpha=0.25, focal_gamma=2.0):
+    def __init__(self, cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, focal_alpha=0.25, focal_gamma=2.0,
+                 all_columns=False):
         """cost_class, cost_bbox, cost_giou: weights of the focal class cost, the L1 box distance (cxcywh)
         and the negative GIoU in the matching cost (DH-DETR: 2, 5, 2)."""
         super().__init__()
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise ValueError("all matching costs are 0")
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
-        self.alpha, self.gamma = focal_alpha, focal_gamma
+        self.alpha, self.gamma, self.all_columns = focal_alpha, focal_gamma, all_columns
 
     def cost_matrix(self, logits, boxes, labels, gt_boxes):
         """logits [N, C], boxes [N, 4] cxcywh, labels [G], gt_boxes [G, 4] cxcywh -> (cost [N, G], iou [N, G])."""
-        prob = logits.sigmoid()[:, labels]
+        prob = logits.sigmoid() if self.all_columns else logits.sigmoid()[:, labels]
         neg = (1 - self.alpha) * prob ** self.gamma * -(1 - prob + 1e-8).log()
         pos = self.alpha * (1 - prob) ** self.gamma * -(prob + 1e-8).log()
+        if self.all_columns:
+            onehot = (labels[:, None] == torch.arange(logits.shape[1], device=labels.device)).to(pos.dtype)
+            class_cost = neg.sum(1, keepdim=True) + (pos - neg) @ onehot.T
+        else:
+            class_cost = pos - neg
         pred_xyxy, gt_xyxy = box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(gt_boxes)
         iou = box_iou(pred_xyxy, gt_xyxy)[0]
-        cost = (self.cost_class * (pos - neg) + self.cost_bbox * torch.cdist(boxes, gt_boxes, p=1)
+        cost = (self.cost_class * class_cost + self.cost_bbox * torch.cdist(boxes, gt_boxes, p=1)
                 - self.cost_giou * generalized_box_iou(pred_xyxy, gt_xyxy))
         return cost, iou
 

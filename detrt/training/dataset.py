@@ -32,7 +32,7 @@ def read_image(path):
 class CrowdHumanDataset(Dataset):
     """Item i -> (image float32 [3, H, W], target dict for the criterion, meta dict).
 
-    target: boxes [G, 4] cxcywh normalized to the padded input, labels [G] int64 (0 = person),
+    target: boxes [G, 4] cxcywh normalized to the padded input, labels [G] int64 (class indices; 0 = person),
     ignore_boxes [I, 4] (same format). meta: image_id, the Transform from the source image to the
     network input (identity of the letterbox without augmentation: map detections back with
     `meta["transform"].to_source`), and the source size (height, width).
@@ -66,6 +66,8 @@ class CrowdHumanDataset(Dataset):
         if r.width and r.height and (r.width, r.height) != (w, h):
             s = np.array([w / r.width, h / r.height] * 2)
             target = {k: v * s for k, v in target.items()}
+        if r.labels is not None:  # category indices (COCO-format data); CrowdHuman records are all persons
+            target["labels"] = np.asarray(r.labels, np.int64)
         return image, target
 
     def __getitem__(self, index):

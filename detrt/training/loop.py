@@ -36,7 +36,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from detrt import models
 from detrt.atomic import make_dirs
+from detrt.data.coco import read_coco
 from detrt.data.crowdhuman import read_gt
+from detrt.data.vocabulary import load_embeddings
 from detrt.errors import InputError
 from detrt.models import DetrConfig
 from detrt.models.backbone import load_backbone_weights, scratch_warning
@@ -46,7 +48,7 @@ from detrt.training.distributed import DistInfo, any_true, barrier, cleanup, ini
 from detrt.training.optim import build_optimizer, build_scheduler
 from detrt.training.options import TrainOptions, check_options
 from detrt.training.resume import load_train_state, read_state_meta, save_resumable
-from detrt.training.step import NonFiniteLoss, evaluate, train_one_epoch
+from detrt.training.step import NonFiniteLoss, evaluate, evaluate_coco, metrics_line, train_one_epoch
 
 
 def seed_everything(seed):
@@ -92,15 +94,29 @@ def worker_error(e):
     return InputError(last[len(prefix):]) if last.startswith(prefix) else e
 
 
-def _read_records(data, images, what, head_ignore=False):
+def _read_records(data, images, what, head_ignore=False, vocabulary=None):
+    """(records, Vocabulary of a COCO-format .json or None for CrowdHuman .odgt)."""
     if data is None or images is None:
         raise InputError(f"{what}: give both the annotation file and the images directory")
     if not Path(data).exists():
         raise InputError(f"{data}: {what} annotation file not found")
-    records = read_gt(data, images, head_ignore=head_ignore)
+    if is_coco(data):
+        records, vocabulary = read_coco(data, images, vocabulary)
+    else:
+        records, vocabulary = read_gt(data, images, head_ignore=head_ignore), None
     if not records:
         raise InputError(f"{data}: no images in the {what} annotation file")
-    return records
+    return records, vocabulary
+
+
+def is_coco(path):
+    return Path(path).suffix.lower() == ".json"
+
+
+def with_vocabulary(cfg, vocabulary):
+    """The config with the data's classes (names, hierarchy, dataset ids)."""
+    parents = () if vocabulary.is_flat else vocabulary.parents
+    return cfg.replace(class_names=vocabulary.names, class_parents=parents, class_ids=vocabulary.ids)
 
 
 def _set_determinism(device):
@@ -168,10 +184,25 @@ class Run:
 def start_run(opts, info):
     """Read the data, build model, optimizer and schedule (from --resume's last/ when given); a Run."""
     cfg = models.get_config(opts.config)
-    records = _read_records(opts.data, opts.images, "training", head_ignore=True)  # the official loader's ignores
+    # head_ignore: the official CrowdHuman loader's ignores
+    records, vocabulary = _read_records(opts.data, opts.images, "training", head_ignore=True)
+    if vocabulary is not None:
+        cfg = models.get_config(with_vocabulary(cfg, vocabulary))
     val_records = None
     if opts.val_data or opts.val_images:
-        val_records = _read_records(opts.val_data, opts.val_images, "validation")
+        val_records, val_vocabulary = _read_records(opts.val_data, opts.val_images, "validation",
+                                                    vocabulary=vocabulary)
+        if (val_vocabulary is None) != (vocabulary is None):
+            raise InputError(f"{opts.val_data}: validation data in another format than the training data "
+                             f"{opts.data} (both .odgt or both COCO .json)")
+    embeddings = None
+    if opts.embeddings:
+        if not cfg.is_cqdino:
+            raise InputError(f"--embeddings: config {cfg.name} has no category queries (a CQ-DINO config has)")
+        embeddings = load_embeddings(opts.embeddings, cfg.vocabulary)
+        if embeddings.shape[1] != cfg.category_dim:
+            raise InputError(f"{opts.embeddings}: embeddings of width {embeddings.shape[1]}; config {cfg.name} "
+                             f"takes category_dim {cfg.category_dim}")
     out = Path(opts.output)
     if opts.resume is None and (out / "last" / META).exists():
         raise InputError(f"{out}: holds a previous run's checkpoint; use --resume {out / 'last'} or another "
@@ -182,7 +213,7 @@ def start_run(opts, info):
     _set_determinism(info.device)
     seed_everything(opts.seed)
 
-    model = models.build_model(cfg).to(info.device)
+    model = models.build_model(cfg, embeddings=embeddings).to(info.device)
     if opts.backbone_weights:
         report = load_backbone_weights(model.backbone, opts.backbone_weights)
         if info.is_main:
@@ -215,8 +246,11 @@ def start_run(opts, info):
     val_loader = None
     if val_records is not None:
         val_set = CrowdHumanDataset(val_records, cfg.input_size, cfg.mean, cfg.std, None, opts.seed)
+        # its own generator: iterating would otherwise draw from the global RNG, which CQ-DINO's denoising
+        # queries use, and an evaluation between epochs would make a resumed run differ
         val_loader = DataLoader(val_set, batch_size=2 * opts.batch_size, num_workers=opts.workers,
-                                collate_fn=collate, worker_init_fn=_worker_init)
+                                collate_fn=collate, worker_init_fn=_worker_init,
+                                generator=torch.Generator().manual_seed(opts.seed))
     data = {"train": str(opts.data), "train_images": len(records),
             "val": str(opts.val_data) if opts.val_data else None, "val_images": len(val_records) if val_records else 0}
     if info.is_main:
@@ -249,8 +283,8 @@ def save_last(run, metrics):
 
 def _better(metrics, best):
     """Higher AP; at equal AP, lower MR-2 (NaN counts as the worst)."""
-    def mr2(m):
-        return float("inf") if m["MR2"] is None or m["MR2"] != m["MR2"] else m["MR2"]
+    def mr2(m):  # COCO-format data has none: AP decides
+        return float("inf") if m.get("MR2") is None or m["MR2"] != m["MR2"] else m["MR2"]
 
     return best is None or (metrics["AP"], -mr2(metrics)) > (best["AP"], -mr2(best))
 
@@ -259,8 +293,12 @@ def evaluate_and_keep_best(run):
     """Evaluate on the validation data (rank 0), log it, write best/ when better; the metrics or None."""
     state, metrics = run.state, None
     if run.val_loader is not None and run.info.is_main:
-        result = evaluate(run.net, run.postprocess, run.val_loader, run.val_loader.dataset.records,
-                          run.opts.progress)
+        if is_coco(run.opts.val_data):
+            result = evaluate_coco(run.net, run.postprocess, run.val_loader, run.opts.val_data, run.opts.data,
+                                   run.opts.progress)
+        else:
+            result = evaluate(run.net, run.postprocess, run.val_loader, run.val_loader.dataset.records,
+                              run.opts.progress)
         metrics = {k: v for k, v in result.items() if k != "detections"}
         metrics["step"], metrics["epoch"] = state.step, state.epoch
         run.log.write(event="eval", **metrics)
@@ -268,9 +306,7 @@ def evaluate_and_keep_best(run):
             state.best = metrics
             save_checkpoint(run.out / "best", run.net, checkpoint_meta(run, metrics))
         if run.opts.progress:
-            print(f"step {state.step} epoch {state.epoch}: AP {100 * metrics['AP']:.2f} "
-                  f"MR-2 {100 * metrics['MR2']:.2f} JI {100 * metrics['JI']:.2f} "
-                  f"duplicate rate {100 * metrics['duplicate_rate']:.2f}%", flush=True)
+            print(f"step {state.step} epoch {state.epoch}: {metrics_line(metrics)}", flush=True)
     barrier(run.info)
     return metrics
 

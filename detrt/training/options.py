@@ -42,9 +42,11 @@ class TrainOptions:
     """Everything a training run reads."""
 
     config: object = flag(MISSING, "model config name (detrt.models.list_configs())")  # or a DetrConfig
-    data: str = flag(MISSING, "training ground truth, CrowdHuman .odgt")
+    data: str = flag(MISSING, "training ground truth: CrowdHuman .odgt, or COCO-format .json (its categories become "
+                              "the model's classes)")
     images: str = flag(MISSING, "directory of the training images (ID.jpg / ID.png ...)")
-    val_data: str = flag(None, "validation .odgt (AP, MR-2, JI, duplicate rate; picks best/)")
+    val_data: str = flag(None, "validation ground truth, as --data (.odgt: AP, MR-2, JI, duplicate rate; .json: COCO "
+                               "AP at 100 and 300 detections); picks best/")
     val_images: str = flag(None, "directory of the validation images")
     epochs: int = flag(None, "epochs (default: the config's)")
     batch_size: int = flag(None, "images per step and process (default: the config's)")
@@ -62,6 +64,8 @@ class TrainOptions:
     save_every: int = flag(0, "also save last/ every N steps; 0: per epoch only")
     log_every: int = flag(20, "steps between loss lines in log.jsonl")
     backbone_weights: str = flag(None, "torchvision-named ResNet weights (.safetensors or .pth)")
+    embeddings: str = flag(None, "CQ-DINO: category embedding table (.safetensors: 'embeddings' [N, D], metadata "
+                                 "'names') that starts the category queries; default random")
     device: str = flag(None, "where to train (default: cuda if available)", choices=("cpu", "cuda"))
     augment: Augment = field(default_factory=Augment)
     progress: bool = True  # progress bars and evaluation lines on stdout

@@ -1,4 +1,4 @@
-"""One optimizer step, one pass over the training batches, and evaluation with the CrowdHuman metrics.
+"""One optimizer step, one pass over the training batches, and evaluation with the CrowdHuman or COCO metrics.
 
 The training loss is `criterion.total(losses)`: the weighted sum of focal, L1 and GIoU terms of every
 decoder layer and the encoder proposals. A non-finite loss stops training with `NonFiniteLoss` before the
@@ -11,7 +11,12 @@ import math
 import numpy as np
 import torch
 
+from detrt.data.coco import result_entries
 from detrt.data.crowdhuman import OdgtDetections
+from detrt.eval.coco import evaluate as coco_metrics
+from detrt.eval.coco import frequency_groups as coco_groups
+from detrt.eval.coco import ground_truth as coco_ground_truth
+from detrt.eval.coco import image_counts as coco_image_counts
 from detrt.eval.crowdhuman import evaluate as crowdhuman_metrics
 from detrt.eval.duplicates import duplicate_rate
 from detrt.progress import progress_bar
@@ -41,7 +46,8 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
     Raises NonFiniteLoss (with step + 1) without changing the weights when the loss is not finite.
     check: optional function(flag) -> bool combining the finiteness flag across processes.
     """
-    outputs = model(images)
+    # a denoising model (CQ-DINO) sees the ground truth in training: its noised copies become extra queries
+    outputs = model(images, targets) if criterion.denoising else model(images)
     bad_outputs = _nan_outputs(outputs)
     if bad_outputs:  # the Hungarian matcher cannot even run on NaN costs
         losses, total = {f"{name} (NaN output)": float("nan") for name in bad_outputs}, torch.tensor(float("nan"))
@@ -109,7 +115,8 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, step, clip_m
 
 @torch.no_grad()
 def predict(model, postprocess, loader, progress=True):
-    """OdgtDetections (source-image pixels, every query scoring > 0) for each image of an eval loader."""
+    """(OdgtDetections, labels) in source-image pixels, every detection scoring > 0, for each image of an
+    eval loader."""
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -122,15 +129,16 @@ def predict(model, postprocess, loader, progress=True):
             keep = scores > 0  # queries a DCG layer dropped have logit -inf
             boxes = meta["transform"].to_source(det["boxes"][i].float().cpu().numpy()[keep])
             sh, sw = meta["size"]
-            out.append(OdgtDetections(meta["image_id"], boxes.astype(np.float64),
-                                      scores[keep].astype(np.float64), width=sw, height=sh))
+            out.append((OdgtDetections(meta["image_id"], boxes.astype(np.float64),
+                                       scores[keep].astype(np.float64), width=sw, height=sh),
+                        det["labels"][i].cpu().numpy()[keep]))
     return out
 
 
 def evaluate(model, postprocess, loader, records, progress=True):
     """AP, MR-2, JI (CrowdHuman definitions) and the duplicate rate of the model on an eval loader whose
     dataset holds `records`. Returns a flat dict of floats and counts (+ "detections", the list)."""
-    dets = predict(model, postprocess, loader, progress)
+    dets = [d for d, _ in predict(model, postprocess, loader, progress)]
     sizes = {d.image_id: (d.width, d.height) for d in dets}
     # the metrics clip to the image: records without a size get the one the dataset read from the file
     records = [r if r.width and r.height else dataclasses.replace(r, width=sizes[r.image_id][0],
@@ -141,3 +149,29 @@ def evaluate(model, postprocess, loader, records, progress=True):
     result.update(duplicate_rate(records, dets))
     result["detections"] = dets
     return result
+
+
+def evaluate_coco(model, postprocess, loader, gt_path, train_gt=None, progress=True):
+    """COCO AP (detrt.eval.coco) of the model on an eval loader over the COCO-format file `gt_path`:
+    "AP" (at 100 detections per image, COCO's standard) and every metric at 100 and 300; rare, common and
+    frequent categories by their image counts in `train_gt` (the training set's COCO JSON)."""
+    gt, vocabulary = coco_ground_truth(gt_path)
+    ids = {str(im["id"]): im["id"] for im in gt["images"]}
+    entries = []
+    for det, labels in predict(model, postprocess, loader, progress):
+        entries += result_entries(ids[det.image_id], det.boxes, det.scores, [vocabulary.ids[k] for k in labels])
+    groups = coco_groups(gt, coco_image_counts(train_gt) if train_gt is not None else None)
+    result = coco_metrics(gt, entries, groups)
+    return {"AP": result["AP@100"], **result, "detections": entries}
+
+
+def metrics_line(m):
+    """One line of an evaluation's metrics: CrowdHuman's, or COCO's at 100 and 300 detections per image."""
+    if "MR2" in m:
+        return (f"AP {100 * m['AP']:.2f} MR-2 {100 * m['MR2']:.2f} JI {100 * m['JI']:.2f} "
+                f"duplicate rate {100 * m['duplicate_rate']:.2f}%")
+    def pct(v):
+        return f"{100 * v:.2f}" if v is not None else "-"
+
+    return (f"AP {pct(m['AP@100'])} / {pct(m['AP@300'])} at 100 / 300 detections, rare AP "
+            f"{pct(m['APr@100'])} / {pct(m['APr@300'])}")

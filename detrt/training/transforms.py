@@ -40,7 +40,7 @@ def clip_boxes_to_image(boxes, width, height):
 def hflip(image, target):
     """Mirror left-right: x -> width - x."""
     w = image.shape[1]
-    out = {}
+    out = dict(target)
     for key in ("boxes", "ignore"):
         b = target[key].copy()
         b[:, [0, 2]] = w - target[key][:, [2, 0]]
@@ -65,7 +65,10 @@ def crop(image, target, region, min_visible=0.3):
     alive = after > 0
     kept = alive & (after >= min_visible * before)
     ignore = np.concatenate([ignore[box_area(ignore) > 0], boxes[alive & ~kept]])
-    return image[y0:y1, x0:x1].copy(), {"boxes": boxes[kept], "ignore": ignore.reshape(-1, 4)}
+    out = {"boxes": boxes[kept], "ignore": ignore.reshape(-1, 4)}
+    if "labels" in target:
+        out["labels"] = target["labels"][kept]
+    return image[y0:y1, x0:x1].copy(), out
 
 
 def resize(image, target, new_hw):
@@ -77,7 +80,7 @@ def resize(image, target, new_hw):
     interp = cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR
     scale_xy = np.array([new_w / w, new_h / h] * 2)
     return (cv2.resize(image, (new_w, new_h), interpolation=interp),
-            {key: target[key] * scale_xy for key in ("boxes", "ignore")})
+            {**target, **{key: target[key] * scale_xy for key in ("boxes", "ignore")}})
 
 
 def short_side_size(src_hw, short, max_size=None):
@@ -165,16 +168,19 @@ SCHEMES = {"detr_multiscale": detr_multiscale, "letterbox_jitter": letterbox_jit
 
 def to_model_target(target, input_hw):
     """Network-pixel xyxy target -> the criterion's format: boxes / ignore_boxes cxcywh normalized to the
-    padded input, labels 0 (person). Boxes are clipped to the input; zero-size ones are dropped."""
+    padded input, labels (target["labels"], class indices; else 0, person). Boxes are clipped to the input;
+    zero-size ones are dropped."""
     torch = require("torch", "training targets")  # the numpy transforms above run without it
 
     H, W = input_hw
-    out = {}
+    out, labels = {}, np.asarray(target.get("labels", np.zeros(len(target["boxes"]))), np.int64)
     for key, name in (("boxes", "boxes"), ("ignore", "ignore_boxes")):
         b = clip_boxes_to_image(target[key], W, H)
-        b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        b = b[keep]
+        labels = labels[keep] if key == "boxes" else labels
         cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / W, (b[:, 1] + b[:, 3]) / 2 / H,
                            (b[:, 2] - b[:, 0]) / W, (b[:, 3] - b[:, 1]) / H], -1)
         out[name] = torch.as_tensor(cxcywh, dtype=torch.float32).reshape(-1, 4)
-    out["labels"] = torch.zeros(len(out["boxes"]), dtype=torch.int64)
+    out["labels"] = torch.as_tensor(labels, dtype=torch.int64)
     return out

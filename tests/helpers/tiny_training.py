@@ -63,7 +63,7 @@ class NaNCriterion:
     """A criterion whose `key` term is NaN (what a blown-up box regression gives)."""
 
     def __init__(self, criterion, key):
-        self.criterion, self.key, self.total = criterion, key, criterion.total
+        self.criterion, self.key, self.total, self.denoising = criterion, key, criterion.total, criterion.denoising
 
     def __call__(self, outputs, targets):
         losses = self.criterion(outputs, targets)
