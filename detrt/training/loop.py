@@ -220,7 +220,7 @@ def start_run(opts, info):
             print(report)
     elif opts.resume is None and info.is_main and scratch_warning(cfg):
         print(scratch_warning(cfg), file=sys.stderr)
-    criterion = models.build_criterion(cfg)
+    criterion = models.build_criterion(cfg).to(info.device)  # its buffers (the class tree) beside the outputs
     optimizer = build_optimizer(model, cfg, opts.lr)
 
     dataset = CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std, opts.augment, opts.seed)
