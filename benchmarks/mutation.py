@@ -1,0 +1,171 @@
+"""Mutation testing of the core Python modules with mutmut (`make mutation`; not part of `make test`).
+
+    .venv/bin/python benchmarks/mutation.py                  # a seeded sample: --fraction 0.15 --seed 18
+    .venv/bin/python benchmarks/mutation.py --fraction 1     # every mutant (hours on 2 cores)
+    .venv/bin/python benchmarks/mutation.py --report-only    # the report again, from mutants/
+
+[tool.mutmut] in pyproject.toml names the modules and the tests. mutmut copies detrt/ and tests/ into mutants/,
+rewrites each function there with its mutants behind a switch, runs the tests once to learn which tests call which
+function, then runs each mutant against only those tests, in forked workers. The sample is drawn per module (the
+same fraction of each file's mutants, by a seeded shuffle of the sorted names), so each module's kill rate is
+measured. Mutants that no test can tell from the original (same behaviour) are listed in EQUIVALENT with the
+reason, keyed by module and the mutated line, and counted apart. Writes benchmarks/results/mutation.json and the
+surviving mutants, with their diffs, to benchmarks/results/mutation_survivors.txt.
+"""
+
+import argparse
+import collections
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+# One thread per forked worker: two workers on two cores (torch's and OpenMP's pools are not fork-safe either).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# (module, the mutated line as mutmut shows it, stripped) -> why no test can kill it.
+FLOAT64_ALREADY = "the array is float64 already (callers and the .odgt reader give float64), so no conversion"
+EQUIVALENT = {
+    ("detrt.eval.assignment", "u, v = np.zeros(n + 2), np.zeros(m + 1)"): "one more row potential, never read",
+    ("detrt.eval.assignment", "cost = np.asarray(cost, dtype=None)"): FLOAT64_ALREADY,
+    ("detrt.eval.assignment", "cost = np.asarray(cost, )"): FLOAT64_ALREADY,
+    ("detrt.eval.assignment", "weight = np.asarray(weight, dtype=None)"): FLOAT64_ALREADY,
+    ("detrt.eval.assignment", "weight = np.asarray(weight, )"): FLOAT64_ALREADY,
+    ("detrt.eval.assignment", "for i in range(n + 1):"):
+        "row 0 is the solver's dummy: its pass assigns nothing and moves only u[0] and v[0], which no later pass reads",
+    ("detrt.eval.assignment", "better = free & (cur <= minv[1:])"):
+        "a tie between equally short augmenting paths: another assignment of the same minimum cost",
+    ("detrt.eval.assignment", "edge = weight >= 0"):
+        "rows and columns without an edge enter the solver too, and the pairs of weight 0 are dropped after it",
+    ("detrt.eval.duplicates", "boxes, gt_boxes, ignore = np.asarray(d.boxes, None).reshape(-1, 4), g.boxes, g.ignore"):
+        FLOAT64_ALREADY,
+    ("detrt.eval.duplicates", "boxes, gt_boxes, ignore = np.asarray(d.boxes, ).reshape(-1, 4), g.boxes, g.ignore"):
+        FLOAT64_ALREADY,
+    ("detrt.eval.duplicates", "np.fill_diagonal(overlap, None)"): "None is stored as NaN, which is not > the threshold",
+    ("detrt.eval.duplicates", 'order = np.argsort(-dt_scores[keep], kind="STABLE")'): "numpy reads kind case-blind",
+}
+
+
+def drop_editable_finder():
+    """The editable install maps `detrt` to the source tree ahead of sys.path; mutmut imports it from mutants/.
+    Returns the compiled extension's path, which is not in the source tree."""
+    for finder in list(sys.meta_path):
+        if type(finder).__name__ == "ScikitBuildRedirectingFinder":
+            sys.meta_path.remove(finder)
+            return [os.path.join(finder.dir, rel) for rel in finder.known_wheel_files.values()]
+    sys.exit("mutation: detrt is not an editable install here (run `make install`)")
+
+
+def mutant_names():
+    """Every mutant's name, by module, after mutmut generated them (the .meta files beside the mutated copies)."""
+    by_module = collections.defaultdict(list)
+    for meta in sorted((ROOT / "mutants" / "detrt").rglob("*.py.meta")):
+        module = str(meta.relative_to(ROOT / "mutants"))[: -len(".py.meta")].replace("/", ".")
+        by_module[module] = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+    return by_module
+
+
+def sample(by_module, fraction, seed):
+    chosen = []
+    for module, names in by_module.items():
+        names = list(names)
+        random.Random(f"{seed}:{module}").shuffle(names)
+        chosen += names[: max(1, round(len(names) * fraction))] if names else []
+    return chosen
+
+
+def report(chosen, args, wall_s):
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    chosen = set(chosen)
+    counts = collections.defaultdict(collections.Counter)
+    survivors, equivalents = [], []
+    for meta in sorted((ROOT / "mutants" / "detrt").rglob("*.py.meta")):
+        path = str(meta.relative_to(ROOT / "mutants"))[: -len(".meta")]
+        module = path[: -len(".py")].replace("/", ".")
+        data = SourceFileMutationData(path=path)
+        data.load()
+        for name, code in sorted(data.exit_code_by_key.items()):
+            if name not in chosen:
+                continue
+            status = status_by_exit_code[code]
+            if status in ("survived", "no tests"):
+                diff = get_diff_for_mutant(name, path=path)
+                line = next((d[1:].strip() for d in diff.splitlines() if d.startswith("+") and not
+                             d.startswith("+++")), "")
+                reason = EQUIVALENT.get((module, line))
+                if reason:
+                    status = "equivalent"
+                    equivalents.append({"mutant": name, "line": line, "reason": reason})
+                else:
+                    survivors.append({"mutant": name, "status": status, "diff": diff})
+            counts[module][status] += 1
+    rows, total = {}, collections.Counter()
+    for module, c in sorted(counts.items()):
+        rows[module] = dict(c)
+        total.update(c)
+    # A mutant that hangs or crashes the tests is caught as surely as one that fails them.
+    killed = total["killed"] + total["timeout"] + total["segfault"]
+    live = sum(total.values()) - total["equivalent"]
+    out = {
+        "command": "make mutation (" + " ".join(["benchmarks/mutation.py", *sys.argv[1:]]) + ")",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "mutmut": __import__("importlib.metadata").metadata.version("mutmut"),
+        "fraction": args.fraction, "seed": args.seed, "wall_s": round(wall_s),
+        "load_average_at_end": os.getloadavg()[0],
+        "by_module": rows, "total": dict(total),
+        "kill_rate_of_non_equivalent": round(killed / live, 4) if live else None,
+        "equivalent": equivalents,
+        "survivors": [s["mutant"] for s in survivors],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "mutation.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "mutation_survivors.txt").write_text(
+        "".join(f"# {s['mutant']}: {s['status']}\n{s['diff']}\n" for s in survivors))
+    print(f"{killed} killed of {live} non-equivalent mutants ({out['kill_rate_of_non_equivalent']}); "
+          f"{total['equivalent']} equivalent; survivors in {RESULTS / 'mutation_survivors.txt'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fraction", type=float, default=0.15, help="share of each module's mutants to run")
+    parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--modules", nargs="*", default=[], help="only these modules (detrt.eval.crowdhuman ...)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+
+    os.chdir(ROOT)
+    extensions = drop_editable_finder()
+    from mutmut.__main__ import cli, copy_src_dir, create_mutants
+    if not args.report_only:
+        copy_src_dir()
+        for ext in extensions:
+            rel = Path(ext).relative_to(Path(ext).parents[2])  # detrt/ops/_cpu....so
+            shutil.copy2(ext, ROOT / "mutants" / rel)
+        create_mutants(args.max_children)
+    by_module = mutant_names()
+    if args.modules:
+        by_module = {m: n for m, n in by_module.items() if m in args.modules}
+    chosen = sample(by_module, args.fraction, args.seed)
+    start = time.monotonic()
+    if not args.report_only:
+        print(f"mutation: {len(chosen)} of {sum(map(len, by_module.values()))} mutants", flush=True)
+        try:
+            cli(["run", "--max-children", str(args.max_children), *chosen])
+        except SystemExit as e:
+            if e.code:
+                raise
+    report(chosen, args, time.monotonic() - start)
+
+
+if __name__ == "__main__":
+    main()
