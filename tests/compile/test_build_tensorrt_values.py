@@ -28,3 +28,49 @@ def test_default_engine_cache_is_under_home(monkeypatch, tmp_path):
     monkeypatch.delenv("DETRT_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert tensorrt.cache_dir() == tmp_path / ".cache" / "detrt" / "engines"
+
+
+def test_progress_monitor_one_bar_per_phase(monkeypatch, fakes):  # noqa: F811
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.n, self.closed = kw, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tensorrt, "progress_bar", Bar)
+    monitor = tensorrt._progress_monitor(fakes[0])
+    monitor.phase_start("Building engine", None, 3)
+    monitor.phase_start("Tactics", "Building engine", 2)  # a sub-phase: its bar does not stay on screen
+    assert monitor.step_complete("Tactics", 1) is True
+    monitor.phase_finish("Tactics")
+    outer, inner = bars
+    assert outer.kw == {"total": 3, "desc": "Building engine", "leave": True}
+    assert inner.kw == {"total": 2, "desc": "Tactics", "leave": False}
+    assert (inner.n, inner.closed, outer.closed) == (2, True, False) and list(monitor.bars) == ["Building engine"]
+
+
+def test_network_is_strongly_typed_and_the_parser_logs(monkeypatch, plugin_onnx, lib, fakes, tmp_path):  # noqa: F811
+    trt = fakes[0]
+    seen = {}
+    create, parser = trt.Builder.create_network, trt.OnnxParser
+
+    def create_network(self, flags):
+        seen["flags"] = flags
+        return create(self, flags)
+
+    def onnx_parser(network, logger):
+        seen["logger"] = logger
+        return parser(network, logger)
+
+    monkeypatch.setattr(trt.Builder, "create_network", create_network)
+    monkeypatch.setattr(trt, "OnnxParser", onnx_parser)
+    build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, log=None)
+    assert seen["flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert isinstance(seen["logger"], trt.Logger)

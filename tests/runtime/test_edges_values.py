@@ -61,3 +61,25 @@ def test_engine_refusal_words():
     with pytest.raises(InputError, match=r"plugin library sha256 0123456789ab\.\.\., the plugin library differs"):
         check_engine_environment(m, "m.engine", tensorrt_version="10.3.0", compute_capability="8.7",
                                  plugin_sha256="f" * 64)
+
+
+def test_above_keeps_the_class_names():
+    d = Detections(np.zeros((2, 4), np.float32), np.array([0.9, 0.4], np.float32), np.array([0, 0]), ("person",))
+    assert d.above(0.5).names == ["person"]
+
+
+def test_warmup_runs_two_float32_zero_batches():
+    from detrt.runtime.base import Backend
+
+    class Recording(Backend):
+        name = "recording"
+
+        def _run(self, images):
+            seen.append((images.dtype, images.shape, float(np.abs(images).sum())))
+            return {}
+
+    seen = []
+    manifest = Manifest(family="dh-detr", config="c", class_names=["person"], input_size=(64, 96),
+                        onnx_sha256="a" * 64, max_batch=3)
+    Recording("m.onnx", manifest).warmup()
+    assert seen == [(np.float32, (3, 3, 64, 96), 0.0)] * 2
