@@ -70,6 +70,8 @@ EQUIVALENT = {
         "a fifth event, made and destroyed with the others, is never recorded or read",
     ("detrt.runtime.trt_backend", 'if int(err.value if (hasattr(err, "value")) and False else err):'):
         "cuda-python's errors are IntEnums: int(err) is err.value",
+    ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
+        "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
 _EXPORTING = ('if compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", '
               '{})()):')
@@ -177,12 +179,28 @@ def report(chosen, args, wall_s):
     (RESULTS / "mutation.json").write_text(json.dumps(out, indent=1) + "\n")
     (RESULTS / "mutation_survivors.txt").write_text(
         "".join(f"# {s['mutant']}: {s['status']}\n{s['diff']}\n" for s in survivors))
+    print(markdown_table(rows))
     print(f"{killed} killed of {live} non-equivalent mutants ({out['kill_rate_of_non_equivalent']}); "
           f"{total['equivalent']} equivalent; survivors in {RESULTS / 'mutation_survivors.txt'}")
 
 
 def out_of_time(signum, frame):
     raise KeyboardInterrupt  # mutmut stops its workers and keeps the verdicts it has
+
+
+def markdown_table(rows):
+    """Per module: the sample's mutants by verdict and the kill rate (killed or timed out / all tested but the
+    equivalent ones), for benchmarks/MUTATION.md."""
+    cols = ["killed", "timeout", "survived", "no tests", "equivalent", "import time", "not checked"]
+    lines = ["| module | " + " | ".join(cols) + " | kill rate |", "|---" * (len(cols) + 2) + "|"]
+    for module, c in list(rows.items()) + [("all", collections.Counter())]:
+        if module == "all":
+            c = sum((collections.Counter(r) for r in rows.values()), collections.Counter())
+        caught = c.get("killed", 0) + c.get("timeout", 0) + c.get("segfault", 0)
+        tested = caught + c.get("survived", 0) + c.get("no tests", 0)
+        rate = f"{100 * caught / tested:.0f}%" if tested else "-"
+        lines.append(f"| {module} | " + " | ".join(str(c.get(k, 0)) for k in cols) + f" | {rate} |")
+    return "\n".join(lines)
 
 
 def main():
