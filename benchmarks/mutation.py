@@ -70,6 +70,13 @@ EQUIVALENT = {
         "a fifth event, made and destroyed with the others, is never recorded or read",
     ("detrt.runtime.trt_backend", 'if int(err.value if (hasattr(err, "value")) and False else err):'):
         "cuda-python's errors are IntEnums: int(err) is err.value",
+    ("detrt.runtime.postprocess", "part = np.take_along_axis(flat, idx, )"):
+        "numpy 2's take_along_axis defaults to axis=-1: axis 1 of this 2-D array",
+    ("detrt.runtime.base", "x = np.zeros((batch or self.max_batch, *self.input_shape[1:]), None)"):
+        "infer's check_input converts the zeros to float32 before any backend sees them",
+    ("detrt.eval.crowdhuman", "dt_left[rows] = None"): "None stored in a bool array is False",
+    ("detrt.eval.crowdhuman", "gt_left[cols] = None"): "None stored in a bool array is False",
+    ("detrt.eval.crowdhuman", 'with np.errstate(divide="ignore", ):'): "only lets numpy warn; values are the same",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
@@ -210,7 +217,8 @@ def main():
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--modules", nargs="*", default=[], help="only these modules (detrt.eval.crowdhuman ...)")
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--survivors", action="store_true", help="run only the sample's survivors (after adding tests)")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run only the sample's survivors and timeouts (after adding tests)")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=55,
                         help="stop after this long (as Ctrl-C would): the report counts the mutants not run")
@@ -233,7 +241,8 @@ def main():
     if not args.report_only:
         # A mutant killed once stays killed (tests are only added); the rest run, survivors again.
         codes = exit_codes()
-        todo = [n for n in chosen if codes[n] in (0, 5, 33) or (codes[n] is None and not args.survivors)]
+        again = (0, 5, 33) + ((-24, 24, 36, 152, 255) if args.survivors else ())  # survived, no tests (, timeout)
+        todo = [n for n in chosen if codes[n] in again or (codes[n] is None and not args.survivors)]
         print(f"mutation: {len(chosen)} of {sum(map(len, by_module.values()))} mutants, {len(todo)} to run",
               flush=True)
         signal.signal(signal.SIGALRM, out_of_time)
