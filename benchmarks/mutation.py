@@ -175,7 +175,7 @@ def report(chosen, args, wall_s):
         "command": "make mutation (" + " ".join(["benchmarks/mutation.py", *sys.argv[1:]]) + ")",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "mutmut": __import__("importlib.metadata").metadata.version("mutmut"),
-        "fraction": args.fraction, "heavy_fraction": args.heavy_fraction, "seed": args.seed, "wall_s": round(wall_s),
+        "fraction": args.fraction, "heavy_fraction": args.heavy_fraction, "seed": args.seed, "wall_s": None if wall_s is None else round(wall_s),
         "load_average_at_end": os.getloadavg()[0],
         "by_module": rows, "total": dict(total),
         "kill_rate_of_non_equivalent": round(killed / live, 4) if live else None,
@@ -252,7 +252,7 @@ def main():
         except SystemExit as e:
             if e.code:
                 raise
-    report(chosen, args, time.monotonic() - start)
+    report(chosen, args, None if args.report_only else time.monotonic() - start)
 
 
 if __name__ == "__main__":
