@@ -125,3 +125,10 @@ trt-glue-check: $(VENV)/.installed
 	@DETRT_TRT_INCLUDE="$(or $(TRT_INCLUDE),$(CURDIR)/$(TRT_CLONE)/include)" $(PY) -m pytest -p no:cacheprovider \
 	  -rs tests/plugins/test_cuda_compile.py -k tensorrt_glue > build/trt-glue-check.log 2>&1; rc=$$?; \
 	  cat build/trt-glue-check.log; [ $$rc = 0 ] && ! grep -q " skipped" build/trt-glue-check.log
+
+# Mutation testing of the core Python modules (benchmarks/mutation.py; benchmarks/MUTATION.md has the last run): a
+# seeded sample of mutmut's mutants, each run against only the tests that call the mutated function. Not part of
+# `make test`. MUTATION_ARGS="--fraction 1" runs every mutant; survivors: benchmarks/results/mutation_survivors.txt.
+.PHONY: mutation
+mutation: $(VENV)/.installed
+	$(PY) benchmarks/mutation.py $(MUTATION_ARGS)

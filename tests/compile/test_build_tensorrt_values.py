@@ -1,0 +1,76 @@
+"""`detrt build` through the TensorRT stand-in, on values that could be wrong: the engine's max batch and parent in
+its manifest, a DLA core passed on to the builder, a second engine in an existing cache, the default cache path."""
+
+import pytest
+
+from detrt.compile import tensorrt
+from detrt.compile.build import build
+from detrt.errors import InputError
+from tests.compile.test_build_tensorrt import fakes, lib, plugin_onnx  # noqa: F401 - the stand-in's fixtures
+
+
+def test_engine_manifest_takes_the_max_batch_and_its_graph(plugin_onnx, lib, tmp_path):  # noqa: F811
+    out = tmp_path / "probe.engine"
+    m = build(plugin_onnx, out, precision="fp32", plugins=lib, max_shape="images:5x3x64x96", log=None)
+    assert m.max_batch == 5 and m.parent == "probe.plugin.onnx"  # beside the engine
+    # another profile: another engine, cached beside the first in the existing cache folder
+    build(plugin_onnx, tmp_path / "b.engine", precision="fp32", plugins=lib, max_shape="images:4x3x64x96",
+          log=None)
+    assert len(list((tmp_path / "cache" / "engines").glob("*.engine"))) == 2
+
+
+def test_dla_core_reaches_the_builder(plugin_onnx, lib, tmp_path):  # noqa: F811
+    with pytest.raises(InputError, match=r"--dla 0: this device has 0 DLA core\(s\)"):
+        build(plugin_onnx, tmp_path / "probe.engine", plugins=lib, dla=0, log=None)
+
+
+def test_default_engine_cache_is_under_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("DETRT_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert tensorrt.cache_dir() == tmp_path / ".cache" / "detrt" / "engines"
+
+
+def test_progress_monitor_one_bar_per_phase(monkeypatch, fakes):  # noqa: F811
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.n, self.closed = kw, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tensorrt, "progress_bar", Bar)
+    monitor = tensorrt._progress_monitor(fakes[0])
+    monitor.phase_start("Building engine", None, 3)
+    monitor.phase_start("Tactics", "Building engine", 2)  # a sub-phase: its bar does not stay on screen
+    assert monitor.step_complete("Tactics", 1) is True
+    monitor.phase_finish("Tactics")
+    outer, inner = bars
+    assert outer.kw == {"total": 3, "desc": "Building engine", "leave": True}
+    assert inner.kw == {"total": 2, "desc": "Tactics", "leave": False}
+    assert (inner.n, inner.closed, outer.closed) == (2, True, False) and list(monitor.bars) == ["Building engine"]
+
+
+def test_network_is_strongly_typed_and_the_parser_logs(monkeypatch, plugin_onnx, lib, fakes, tmp_path):  # noqa: F811
+    trt = fakes[0]
+    seen = {}
+    create, parser = trt.Builder.create_network, trt.OnnxParser
+
+    def create_network(self, flags):
+        seen["flags"] = flags
+        return create(self, flags)
+
+    def onnx_parser(network, logger):
+        seen["logger"] = logger
+        return parser(network, logger)
+
+    monkeypatch.setattr(trt.Builder, "create_network", create_network)
+    monkeypatch.setattr(trt, "OnnxParser", onnx_parser)
+    build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, log=None)
+    assert seen["flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert isinstance(seen["logger"], trt.Logger)

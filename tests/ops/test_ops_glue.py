@@ -1,0 +1,69 @@
+"""The Python glue of detrt.ops with values that could be wrong: the lazy attributes, the extension's build facts,
+where the plugin library is looked for, and which creators TensorRT's registry lacks (its stand-in here)."""
+
+import pytest
+
+import detrt.ops
+from detrt.ops import cpu
+from detrt.ops import tensorrt as ops_tensorrt
+from tests.helpers import fake_trt
+
+
+def test_lazy_attributes_are_the_torch_entry_points():
+    from detrt.ops.dcg import dcg_neighbors
+    from detrt.ops.msda import ms_deform_attn
+
+    assert detrt.ops.ms_deform_attn is ms_deform_attn
+    assert detrt.ops.dcg_neighbors is dcg_neighbors
+    with pytest.raises(AttributeError, match="'detrt.ops' has no attribute 'nms'"):
+        detrt.ops.nms
+
+
+def test_cpu_info_states_the_build():
+    info = cpu.info()
+    assert set(info) == {"openmp", "max_threads", "msda_isa"}
+    assert isinstance(info["openmp"], bool) and info["max_threads"] >= 1 and info["msda_isa"]
+
+
+def test_plugin_library_env_then_package_lib_then_build_tree(monkeypatch, tmp_path):
+    monkeypatch.setenv("DETRT_PLUGINS", str(tmp_path / "mine.so"))
+    assert ops_tensorrt.find_plugin_library() == tmp_path / "mine.so"
+    monkeypatch.delenv("DETRT_PLUGINS")
+    # the module as if installed at tmp_path/pkg/detrt: its lib/ is searched before ../build
+    monkeypatch.setattr(ops_tensorrt, "__file__", str(tmp_path / "pkg" / "detrt" / "ops" / "tensorrt.py"))
+    assert ops_tensorrt.find_plugin_library() is None
+    built = tmp_path / "pkg" / "build" / "plugins" / "libdetrt_plugins.so"
+    built.parent.mkdir(parents=True)
+    built.touch()
+    assert ops_tensorrt.find_plugin_library() == built
+    shipped = tmp_path / "pkg" / "detrt" / "lib" / "libdetrt_plugins.so"
+    shipped.parent.mkdir(parents=True)
+    shipped.touch()
+    assert ops_tensorrt.find_plugin_library() == shipped
+
+
+def test_plugin_creators_names_what_the_registry_lacks(monkeypatch, tmp_path):
+    trt, _ = fake_trt.install(monkeypatch)
+    missing, nvidia = ops_tensorrt.plugin_creators(trt)
+    assert missing == ["detrt::MSDeformAttn", "detrt::DCGNeighbors"] and nvidia
+    ops_tensorrt.register_plugins(trt, fake_trt.plugin_library(trt, tmp_path))
+    assert ops_tensorrt.plugin_creators(trt) == ([], True)
+
+
+def test_libnvinfer_plugin_is_initialized_once_per_process(monkeypatch, tmp_path):
+    trt, _ = fake_trt.install(monkeypatch)
+    calls = []
+    init = trt.init_libnvinfer_plugins
+    monkeypatch.setattr(trt, "init_libnvinfer_plugins", lambda *a: calls.append(a) or init(*a))
+    ops_tensorrt.register_plugins(trt)
+    ops_tensorrt.register_plugins(trt, fake_trt.plugin_library(trt, tmp_path))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("raw, name", [(b"Orin\x00\x00junk", "Orin"), ("Thor", "Thor")])
+def test_gpu_properties_of_the_asked_device(monkeypatch, raw, name):
+    _, rt = fake_trt.install(monkeypatch, major=11, minor=0, name=raw)
+    asked = []
+    props = rt.cudaGetDeviceProperties
+    monkeypatch.setattr(rt, "cudaGetDeviceProperties", lambda dev: asked.append(dev) or props(dev))
+    assert ops_tensorrt.gpu_properties(1) == (name, "11.0") and asked == [1]
