@@ -279,7 +279,7 @@ def _signals_to(handler):
 
 
 def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, topk=None, threads=None,
-        plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True):
+        plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True, notice=None):
     """Run a model over a source into sinks; return the Summary (frames, drops, FPS, latencies).
 
     source: a URI or path (see detrt.runtime.sources) or a Source. model: an artifact path or an
@@ -287,6 +287,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
     dets.jsonl, dets.odgt, display://0). threshold: score cut for sinks that do not set their own.
     batch: frames per inference for files (default: the backend's max batch; live sources use 1).
     on_frame(frame, detections): called after each frame is written (e.g. to collect results).
+    notice(line): told which artifact and backend run (see open_backend).
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed
     either way.
     """
@@ -295,7 +296,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         if not isinstance(model, (str, os.PathLike)):  # an open Backend (or anything with its interface)
             be = model
         else:
-            be = open_backend(model, backend, threads=threads, plugins=plugins, cuda_graph=cuda_graph)
+            be = open_backend(model, backend, threads=threads, plugins=plugins, cuda_graph=cuda_graph, notice=notice)
             opened.append(be)
         src = open_source(source, live=live)
         opened.append(src)
