@@ -16,6 +16,7 @@ from detrt import __version__
 from detrt.atomic import atomic_open, check_outputs
 from detrt.bench import measure
 from detrt.bench import report as bench_report
+from detrt.bench.gate import check_gate_data, run_gate
 from detrt.bench.run import run_bench
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_set import format_stats, synthesize
@@ -397,8 +398,6 @@ def build(args):
     from detrt.compile.build import build as build_artifact
 
     if args.gate:
-        from detrt.bench.gate import check_gate_data
-
         if args.backend == "tensorrt":
             raise InputError("--gate: CPU backends only (--backend onnxruntime or openvino)")
         check_gate_data(args.gate)
@@ -409,8 +408,6 @@ def build(args):
                    workspace=args.workspace, timing_cache=args.timing_cache_file, dla=args.dla, calib=args.calib,
                    calib_frames=args.calib_frames, fp16_all=args.fp16_all, msda_plugin=args.msda_plugin)
     if args.gate:
-        from detrt.bench.gate import run_gate
-
         run_gate(args.output, args.input, args.gate)
 
 

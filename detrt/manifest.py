@@ -179,7 +179,7 @@ class Manifest:
             bad("score_floor", f"must be a number in [0, 1), got {f!r}")
         self.score_floor = float(f)
         if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            bad("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
         if self.form not in ("portable", "plugin"):
             bad("form", f"must be 'portable' or 'plugin', got {self.form!r}")
         for k in ("opset", "max_batch"):

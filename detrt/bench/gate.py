@@ -20,6 +20,7 @@ from detrt.errors import InputError
 from detrt.eval.crowdhuman import evaluate
 from detrt.manifest import load_manifest, manifest_path, save_manifest
 from detrt.progress import progress_bar
+from detrt.runtime.backend import open_backend
 from detrt.runtime.detector import Detector
 
 MAX_AP_DROP = 0.003  # AP may drop by at most 0.3 points ...
@@ -57,8 +58,6 @@ def check_gate_data(data):
 def run_gate(artifact, reference, data, threads=None, log=print):
     """Gate `artifact` against the FP32 `reference` on `data` (a folder with annotations.odgt and images/);
     write the result into the artifact's manifest and return it."""
-    from detrt.runtime.backend import open_backend
-
     gt = check_gate_data(data)
     records = read_gt(gt, Path(data) / "images")
     metrics, ms = {}, {}

@@ -9,6 +9,7 @@ from detrt.errors import InputError
 from detrt.manifest import ENGINE_SUFFIXES, OPENVINO_SUFFIX, check_artifact, load_manifest, manifest_path
 from detrt.ops.tensorrt import tensorrt_available
 from detrt.runtime.ort_backend import OrtBackend
+from detrt.runtime.ov_backend import OvBackend
 from detrt.runtime.trt_backend import TrtBackend
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
@@ -120,7 +121,5 @@ def open_backend(artifact, backend="auto", *, threads=None, plugins=None, cuda_g
     if name == "tensorrt":
         return TrtBackend(artifact, manifest, plugins=plugins, cuda_graph=cuda_graph)
     if name == "openvino":
-        from detrt.runtime.ov_backend import OvBackend  # imports openvino
-
         return OvBackend(artifact, manifest, threads=threads, notice=notice)
     return OrtBackend(artifact, manifest, threads=threads)
