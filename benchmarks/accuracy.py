@@ -9,7 +9,7 @@ synthetic validation set (detrt.data.synthetic, seed 2: the bundled model traine
 `detrt.eval.crowdhuman.evaluate` (CrowdDet's AP, MR-2, JI). Precisions: PyTorch eager (the reference), ONNX Runtime FP32 (portable), INT8
 (QDQ), the plugin-form FP32 graph on the detrt CPU kernels, the FP16 graph TensorRT would build, run here by
 ONNX Runtime's CPU (its Casts and FP32 islands as built; TensorRT's own FP16 kernels may round differently), and
-where openvino is installed the OpenVINO artifacts (FP32, BF16, INT8) on detrt's extension ops.
+where openvino is installed the OpenVINO artifacts (FP32, mixed, BF16, INT8) on detrt's extension ops.
 Deltas are against ONNX Runtime FP32. A random model's metrics are near zero: they check the machinery only.
 Writes benchmarks/results/accuracy.json and the section of benchmarks/RESULTS.md.
 """
@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 ROLES = {"eager": "PyTorch eager (FP32)", "fp32": "ORT FP32 (portable)", "int8": "ORT INT8 (QDQ)",
          "plugin": "ORT FP32 plugin form", "fp16": "FP16 graph (ORT CPU)", "ov_fp32": "OpenVINO FP32",
-         "ov_bf16": "OpenVINO BF16", "ov_int8": "OpenVINO INT8 (QDQ)"}
+         "ov_mixed": "OpenVINO mixed (BF16 backbone)", "ov_bf16": "OpenVINO BF16", "ov_int8": "OpenVINO INT8 (QDQ)"}
 
 
 def detect_all(spec, records, threads, batch):

@@ -12,7 +12,7 @@ speed figures from it are representative of the architecture, accuracy figures a
 Artifacts are made the way users make them, through the compile stage: `export_checkpoint` (portable and
 plugin form) then `detrt.compile.build.build(..., backend="onnxruntime")` (ORT's offline-optimized
 CPU artifact; INT8 calibrated on frames of the synthetic video), and with openvino=True the OpenVINO artifacts
-of the plugin-form export (--backend openvino, fp32 / bf16 / int8). They are cached under .cache/bench/,
+of the plugin-form export (--backend openvino, fp32 / mixed / bf16 / int8). They are cached under .cache/bench/,
 keyed by the checkpoint's sha256 and the input size, so the scripts of one `make bench` share them.
 """
 
@@ -101,7 +101,7 @@ def _key(checkpoint):
     return sha256_file(weights)[:12]
 
 
-OPENVINO = ("ov_fp32", "ov_bf16", "ov_int8")  # `detrt build --backend openvino` of the plugin-form export
+OPENVINO = ("ov_fp32", "ov_mixed", "ov_bf16", "ov_int8")  # `detrt build --backend openvino`, plugin-form export
 
 
 def openvino_here():
@@ -113,7 +113,7 @@ def openvino_here():
 def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "int8", "plugin"), fp16=False,
               openvino=False):
     """Paths of the artifacts of `checkpoint`, made once (cached): eager, fp32, int8, plugin[, fp16][, OpenVINO's
-    ov_fp32, ov_bf16, ov_int8]."""
+    ov_fp32, ov_mixed, ov_bf16, ov_int8]."""
     from detrt.compile.export import export_checkpoint
     from detrt.compile.build import build
 

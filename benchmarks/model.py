@@ -23,9 +23,9 @@ import common  # noqa: E402
 
 ROLES = {"eager": "PyTorch eager", "fp32": "ORT FP32 (portable)", "int8": "ORT INT8 (QDQ)",
          "plugin": "ORT FP32 plugin form (detrt CPU kernels)", "ov_fp32": "OpenVINO FP32 (detrt extension ops)",
-         "ov_bf16": "OpenVINO BF16 (detrt extension ops)", "ov_int8": "OpenVINO INT8 (QDQ, detrt extension ops)",
-         "trt_fp32": "TensorRT FP32",
-         "trt_fp16": "TensorRT FP16", "trt_int8": "TensorRT INT8",
+         "ov_mixed": "OpenVINO mixed: BF16 backbone, FP32 transformer", "ov_bf16": "OpenVINO BF16",
+         "ov_int8": "OpenVINO INT8 (QDQ)", "trt_fp32": "TensorRT FP32", "trt_fp16": "TensorRT FP16",
+         "trt_int8": "TensorRT INT8",
          "trt_fp16_nvidia": "TensorRT FP16, NVIDIA MSDA plugin"}
 
 

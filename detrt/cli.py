@@ -360,9 +360,10 @@ def _build_flags(p):
     p.add_argument("input", metavar="MODEL.onnx", help="FP32 ONNX model with its manifest beside it")
     p.add_argument("-o", "--output", required=True,
                    help="model.engine (TensorRT), model.onnx (onnxruntime) or model.xml (openvino)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "mixed", "int8"), default="fp32",
                    help="precision carried by the graph (Casts / Q-DQ); the network is built strongly typed; "
-                        "fp16: TensorRT only; bf16: OpenVINO only (its CPU inference precision)")
+                        "fp16: TensorRT only; bf16: OpenVINO only (its CPU inference precision); mixed: OpenVINO, "
+                        "bf16 backbone and fp32 transformer")
     p.add_argument("--backend", choices=("tensorrt", "onnxruntime", "openvino"), default="tensorrt",
                    help="tensorrt: an engine for this GPU; onnxruntime, openvino: a CPU artifact")
     _plugins_flag(p)
@@ -381,9 +382,10 @@ def _build_flags(p):
     p.add_argument("--fp16-all", action="store_true",
                    help="TensorRT: fp16 with no FP32 islands (LayerNorm, Softmax, heads)")
     _msda_plugin_flag(p)
-    p.add_argument("--gate", metavar="DIR", help="CPU backends: measure AP / MR-2 and speed against MODEL.onnx on "
-                                                 "DIR/annotations.odgt + DIR/images and record them in the manifest "
-                                                 "(detrt run --backend auto on MODEL.onnx runs the fastest that passed)")
+    p.add_argument("--gate", metavar="DIR",
+                   help="CPU backends: measure AP / MR-2 and speed against MODEL.onnx on DIR/annotations.odgt + "
+                        "DIR/images and record them in the manifest (detrt run --backend auto on MODEL.onnx runs "
+                        "the fastest that passed)")
 
 
 @verb(_build_flags, extra="compile")
@@ -402,7 +404,8 @@ def build(args):
             raise InputError("--gate: CPU backends only (--backend onnxruntime or openvino)")
         check_gate_data(args.gate)
     beside = {"tensorrt": ".plugin.onnx", "openvino": ".bin"}.get(args.backend)  # written beside the output
-    check_outputs([args.output, beside and Path(args.output).with_suffix(beside)], [args.input, args.calib, args.plugins])
+    check_outputs([args.output, beside and Path(args.output).with_suffix(beside)],
+                  [args.input, args.calib, args.plugins, args.gate])
     build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
                    min_shape=args.min_shapes, opt_shape=args.opt_shapes, max_shape=args.max_shapes,
                    workspace=args.workspace, timing_cache=args.timing_cache_file, dla=args.dla, calib=args.calib,

@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 OUTPUTS = {"topk": ("scores", "labels", "boxes"), "raw": ("pred_logits", "pred_boxes")}
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 OPENVINO_SUFFIX = ".xml"  # OpenVINO IR: model.xml, its weights model.bin beside it
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "mixed", "int8")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Manifest:
     num_select: int = None  # detections kept per image; None: all
     score_floor: float = 0.0  # detections below it are dropped (the protocol the model was evaluated with)
     outputs: tuple = None  # output names; None -> OUTPUTS[output_format]
-    precision: str = "fp32"  # "fp32" | "fp16" | "bf16" (OpenVINO) | "int8"
+    precision: str = "fp32"  # "fp32" | "fp16" | "bf16", "mixed" (OpenVINO: bf16 backbone, fp32 rest) | "int8"
     form: str = "portable"  # "portable" (standard ops) | "plugin" (detrt:: nodes)
     opset: int = 17
     max_batch: int = 1

@@ -22,7 +22,7 @@ from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_DOMAIN, PORTABLE_DOM
 
 BACKENDS = ("tensorrt", "onnxruntime", "openvino")
 PRECISIONS = {"tensorrt": ("fp32", "fp16", "int8"), "onnxruntime": ("fp32", "int8"),
-              "openvino": ("fp32", "bf16", "int8")}
+              "openvino": ("fp32", "bf16", "mixed", "int8")}
 TRT_ISSUE = "NVIDIA/TensorRT#4813"
 
 
@@ -103,7 +103,7 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
     if backend == "openvino":
         from detrt.compile.openvino import ov_artifact  # needs the [openvino] extra
 
-        graph_precision = "fp32" if precision == "bf16" else precision  # bf16: OpenVINO's hint at load
+        graph_precision = "int8" if precision == "int8" else "fp32"  # bf16, mixed: OpenVINO's hints at load
         model = build_graph(model, graph_precision, "plugin", _calibration(precision, calib, manifest, calib_frames))
         check_ops(model, "openvino", onnx_path)
         derived = manifest.derive(precision=precision, form="plugin", parent=str(onnx_path))

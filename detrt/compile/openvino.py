@@ -24,7 +24,7 @@ import onnx.inliner
 from detrt.atomic import atomic_path
 from detrt.errors import InputError
 from detrt.manifest import save_artifact, sha256_file
-from detrt.ops.openvino import openvino_core, openvino_release
+from detrt.ops.openvino import last_line, openvino_core, openvino_release
 from detrt.optional import require
 
 
@@ -117,8 +117,7 @@ def ov_artifact(model, manifest, output, log=print):
             ov_model.validate_nodes_and_infer_types()
             core.compile_model(ov_model, "CPU")  # fail here, not at the first run, on a graph OpenVINO cannot run
         except RuntimeError as e:
-            raise InputError(f"OpenVINO cannot compile the graph for {output}: {str(e).strip().splitlines()[0]}") \
-                from None
+            raise InputError(f"OpenVINO cannot compile the graph for {output}: {last_line(e)}") from None
         ov.save_model(ov_model, str(ir), compress_to_fp16=False)
         with atomic_path(output.with_suffix(".bin")) as weights:
             shutil.copyfile(ir.with_suffix(".bin"), weights)

@@ -67,3 +67,9 @@ def openvino_core():
 def cpu_has_bf16(core):
     """Whether OpenVINO computes bf16 natively on this CPU (AVX512_BF16 or AMX); elsewhere it runs f32."""
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def last_line(error):
+    """OpenVINO's error in one line: its messages run from the throwing source line to the reason, last."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__

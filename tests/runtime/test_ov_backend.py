@@ -135,7 +135,7 @@ def test_build_with_gate_records_it(tmp_path, models, capsys):
     (["--backend", "onnxruntime", "--precision", "bf16", "-o", "{tmp}/m.onnx"],
      "--precision 'bf16': --backend onnxruntime builds fp32, int8"),
     (["--backend", "openvino", "--precision", "fp16", "-o", "{tmp}/m.xml"],
-     "--backend openvino builds fp32, bf16, int8"),
+     "--backend openvino builds fp32, bf16, mixed, int8"),
     (["--backend", "tensorrt", "--gate", "{tmp}", "-o", "{tmp}/m.engine"], "--gate: CPU backends only"),
     (["--backend", "openvino", "--gate", "{tmp}", "-o", "{tmp}/m.xml"], r"--gate .*: expected .*annotations\.odgt"),
 ])
@@ -144,3 +144,14 @@ def test_build_refusals(tmp_path, models, capsys, argv, message):
     assert main(["build", str(src), *(a.format(tmp=tmp_path) for a in argv)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("detrt build: error: ") and message.split(".*")[0].replace("\\", "") in err, err
+
+
+def test_mixed_precision_needs_a_backbone_scope(tmp_path, models, monkeypatch):
+    src, _ = models
+    build(src, tmp_path / "probe.mixed.xml", precision="mixed", backend="openvino", log=None)
+    monkeypatch.setattr(ov_backend, "cpu_has_bf16", lambda core: True)
+    with pytest.raises(InputError, match=r"probe\.mixed\.xml: --precision mixed, but the model has no backbone scope"):
+        open_backend(tmp_path / "probe.mixed.xml")
+    monkeypatch.setattr(ov_backend, "cpu_has_bf16", lambda core: False)  # where bf16 is absent it all runs f32
+    with open_backend(tmp_path / "probe.mixed.xml") as be:
+        assert be.inference_precision == "f32" and be.backbone is None
