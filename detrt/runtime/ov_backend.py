@@ -86,6 +86,9 @@ class OvBackend(Backend):
             built = f"written by OpenVINO {manifest.openvino_version}, " if manifest.openvino_version != have else ""
             raise InputError(f"{artifact}: {built}OpenVINO {have} cannot load it ({msg}); "
                              f"{manifest.rebuild_hint(artifact)}") from None
+        if notice and manifest.openvino_version != have:  # IR is read across releases; say so, it is not the tested pair
+            notice(f"{artifact.name}: written by OpenVINO {manifest.openvino_version}, running on OpenVINO {have}; "
+                   f"where results differ, {manifest.rebuild_hint(artifact)}")
         if manifest.precision == "mixed" and parts is None and low == "bf16":
             raise InputError(f"{artifact}: --precision mixed, but the model has no {BACKBONE.strip('/')} scope "
                              f"to run in bf16; {manifest.rebuild_hint(artifact)}")

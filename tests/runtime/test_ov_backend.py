@@ -76,6 +76,10 @@ def test_an_artifact_another_openvino_cannot_load_names_both_versions(models):
     d = json.loads(manifest_path(xml).read_text())
     d["openvino_version"] = "2023.0.0"
     manifest_path(xml).write_text(json.dumps(d))
+    notices = []
+    with open_backend(xml, notice=notices.append):  # one that loads runs, and the user is told
+        pass
+    assert any("probe.xml: written by OpenVINO 2023.0.0, running on OpenVINO" in n for n in notices), notices
     xml.write_text("<net name='from another OpenVINO' version='99'></net>")
     with pytest.raises(InputError, match=r"probe\.xml: written by OpenVINO 2023\.0\.0, OpenVINO 20\d\d\.\d+\.\d+ "
                                          r"cannot load it \(.*\); rebuild with: detrt build .*--backend openvino"):
