@@ -159,3 +159,13 @@ def test_mixed_precision_needs_a_backbone_scope(tmp_path, models, monkeypatch):
     monkeypatch.setattr(ov_backend, "cpu_has_bf16", lambda core: False)  # where bf16 is absent it all runs f32
     with open_backend(tmp_path / "probe.mixed.xml") as be:
         assert be.inference_precision == "f32" and be.backbone is None
+
+
+def test_doctor_names_openvino_and_its_extension():
+    import openvino
+
+    from detrt.doctor import report
+    from detrt.ops.openvino import openvino_release
+
+    line = dict(report())["openvino"]
+    assert line.startswith(f"{openvino_release(openvino.get_version())} with detrt's extension"), line
