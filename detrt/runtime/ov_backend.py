@@ -77,6 +77,9 @@ class OvBackend(Backend):
                 return core.read_model(str(self.artifact))
 
             parts = split_at_backbone(read) if manifest.precision == "mixed" and low == "bf16" else None
+            if manifest.precision == "mixed" and low == "bf16" and parts is None:
+                raise InputError(f"{artifact}: --precision mixed, but the model has no {BACKBONE.strip('/')} scope "
+                                 f"to run in bf16; {manifest.rebuild_hint(artifact)}")
             self.backbone = parts and core.compile_model(parts[0], "CPU", {**config,
                                                                          "INFERENCE_PRECISION_HINT": "bf16"})
             self.compiled = core.compile_model(parts[1] if parts else read(), "CPU", {
@@ -86,12 +89,9 @@ class OvBackend(Backend):
             built = f"written by OpenVINO {manifest.openvino_version}, " if manifest.openvino_version != have else ""
             raise InputError(f"{artifact}: {built}OpenVINO {have} cannot load it ({msg}); "
                              f"{manifest.rebuild_hint(artifact)}") from None
-        if notice and manifest.openvino_version != have:  # IR is read across releases; say so, it is not the tested pair
+        if notice and manifest.openvino_version != have:  # IR reads across releases; say so: not the tested pair
             notice(f"{artifact.name}: written by OpenVINO {manifest.openvino_version}, running on OpenVINO {have}; "
                    f"where results differ, {manifest.rebuild_hint(artifact)}")
-        if manifest.precision == "mixed" and parts is None and low == "bf16":
-            raise InputError(f"{artifact}: --precision mixed, but the model has no {BACKBONE.strip('/')} scope "
-                             f"to run in bf16; {manifest.rebuild_hint(artifact)}")
         self.request = self.compiled.create_infer_request()
         self.backbone_request = self.backbone and self.backbone.create_infer_request()
         inputs = [i.get_any_name() for i in (self.backbone or self.compiled).inputs]
