@@ -101,22 +101,22 @@ def open_backend(artifact, backend="auto", *, threads=None, plugins=None, cuda_g
     `artifact`, as a benchmark must). threads: CPU inference threads (default:
     default_threads()). plugins: path of the TensorRT plugin library (default: found beside the package,
     or $DETRT_PLUGINS). cuda_graph: capture a CUDA graph per batch size after warm-up (TensorRT). verify:
-    check the artifact's sha256 against its manifest. notice(line): told what auto picked, and of a
-    fallback (bf16 on a CPU without it). Raises InputError for a missing file, a missing/mismatched
-    manifest or an unusable pair.
+    check the artifact's sha256 against its manifest. notice(line): told when auto picks a gated sibling
+    and of a fallback (bf16 on a CPU without it); the plain choice `detrt doctor --model` explains.
+    Raises InputError for a missing file, a missing/mismatched manifest or an unusable pair.
     """
     artifact = Path(artifact)
     if not artifact.exists():
         raise InputError(f"{artifact}: no such model file")
     if artifact.is_dir():
         raise InputError(f"{artifact}: a directory; pass the model file (model.onnx, model.engine or model.xml)")
-    name, why = choose_backend(artifact, backend)
+    name, _ = choose_backend(artifact, backend)
     if gated and backend == "auto" and name != "tensorrt":
         artifact, picked = gated_sibling(artifact)
-        name, why = choose_backend(artifact) if picked else (name, why)
-        why = picked or why
-    if notice and backend == "auto":
-        notice(why)
+        if picked:
+            name, _ = choose_backend(artifact)
+            if notice:
+                notice(picked)
     manifest = check_artifact(artifact) if verify else load_manifest(artifact)
     if name == "tensorrt":
         return TrtBackend(artifact, manifest, plugins=plugins, cuda_graph=cuda_graph)
