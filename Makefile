@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 LOCK   := requirements.lock
-EXTRAS := train,compile,cpu-plugins,bench,eval,dev
+EXTRAS := train,compile,cpu-plugins,openvino,bench,eval,dev
 # torch is the local CPU wheel: any other version lets pip pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 # Cache nothing outside the repository.
@@ -11,15 +11,15 @@ export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # The editable install holds a compiled detrt.ops._cpu: a changed C++ source re-runs it (an incremental build).
-CPU_EXT_SOURCES := $(wildcard plugins/CMakeLists.txt plugins/common/*.h plugins/cpu/*)
+CPU_EXT_SOURCES := $(wildcard plugins/CMakeLists.txt plugins/common/*.h plugins/cpu/* plugins/openvino/*)
 
 # Install into venv $(1) from pip constraints $(2) (empty: the newest releases pyproject.toml allows), building the
 # CPU extension in build dir $(3). The build backend is installed first and used without build isolation, so it
-# is locked too.
+# is locked too; so is openvino, whose headers and CMake package build the OpenVINO extension (plugins/openvino).
 define install_into
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install -q $(2) --upgrade pip
-	$(1)/bin/python -m pip install -q $(2) $(TORCH) scikit-build-core pybind11
+	$(1)/bin/python -m pip install -q $(2) $(TORCH) scikit-build-core pybind11 openvino
 	$(1)/bin/python -m pip install -q $(2) --upgrade --no-build-isolation -C build-dir=$(3) -e ".[$(EXTRAS)]"
 endef
 

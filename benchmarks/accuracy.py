@@ -7,15 +7,15 @@ Each artifact runs the runtime's own path, `detrt.runtime.detector.Detector` (pr
 backend, postprocess to source pixels, score threshold 0 so every top-k detection is scored), over the held-out
 synthetic validation set (detrt.data.synthetic, seed 2: the bundled model trained on seed 1); metrics by
 `detrt.eval.crowdhuman.evaluate` (CrowdDet's AP, MR-2, JI). Precisions: PyTorch eager (the reference), ONNX Runtime FP32 (portable), INT8
-(QDQ), the plugin-form FP32 graph on the detrt CPU kernels, and the FP16 graph TensorRT would build, run here by
-ONNX Runtime's CPU (its Casts and FP32 islands as built; TensorRT's own FP16 kernels may round differently).
+(QDQ), the plugin-form FP32 graph on the detrt CPU kernels, the FP16 graph TensorRT would build, run here by
+ONNX Runtime's CPU (its Casts and FP32 islands as built; TensorRT's own FP16 kernels may round differently), and
+where openvino is installed the OpenVINO artifacts (FP32, mixed, BF16, INT8) on detrt's extension ops.
 Deltas are against ONNX Runtime FP32. A random model's metrics are near zero: they check the machinery only.
 Writes benchmarks/results/accuracy.json and the section of benchmarks/RESULTS.md.
 """
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,34 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 ROLES = {"eager": "PyTorch eager (FP32)", "fp32": "ORT FP32 (portable)", "int8": "ORT INT8 (QDQ)",
-         "plugin": "ORT FP32 plugin form", "fp16": "FP16 graph (ORT CPU)"}
+         "plugin": "ORT FP32 plugin form", "fp16": "FP16 graph (ORT CPU)", "ov_fp32": "OpenVINO FP32",
+         "ov_mixed": "OpenVINO mixed (BF16 backbone)", "ov_bf16": "OpenVINO BF16", "ov_int8": "OpenVINO INT8 (QDQ)"}
 
 
 def detect_all(spec, records, threads, batch):
     """Run one artifact over the records' images -> ({image_id: OdgtDetections for evaluate}, seconds)."""
-    import cv2
-    from tqdm import tqdm
-
+    from detrt.bench.gate import detect_all as detect
     from detrt.bench.run import open_artifact
-    from detrt.data.crowdhuman import OdgtDetections
-    from detrt.runtime.detector import Detector
 
     backend, _ = open_artifact(spec, threads=threads, max_batch=batch)
-    out, seconds = {}, 0.0
-    with Detector(backend, threshold=0.0) as det:
-        person = det.class_names.index("person") if "person" in det.class_names else 0
-        batch = min(batch, backend.max_batch)
-        for i in tqdm(range(0, len(records), batch), desc=f"{Path(str(spec)).name}", unit="batch", leave=False):
-            chunk = records[i:i + batch]
-            images = [cv2.imread(str(r.image_path), cv2.IMREAD_COLOR) for r in chunk]
-            t0 = time.perf_counter()
-            dets = det.detect_batch(images)
-            seconds += time.perf_counter() - t0
-            for r, d, img in zip(chunk, dets, images):
-                keep = d.labels == person
-                out[r.image_id] = OdgtDetections(r.image_id, d.boxes[keep].astype(np.float64),
-                                             d.scores[keep].astype(np.float64), img.shape[1], img.shape[0])
-    return out, seconds
+    return detect(backend, records, batch)
 
 
 def agreement(ref, other, iou=0.9):
@@ -93,11 +76,11 @@ def main(argv=None):
     load = common.load_average()
     ckpt, what = common.model_source(args.checkpoint)
     video = common.synthetic_video()
-    arts = common.artifacts(ckpt, video, max_batch=args.batch, fp16=True)
+    arts = common.artifacts(ckpt, video, max_batch=args.batch, fp16=True, openvino=common.openvino_here())
     gt_path, images = common.synthetic_val(args.num)
     records = read_gt(gt_path, images)
     rows, all_dts = {}, {}
-    for role in args.only or list(ROLES):
+    for role in args.only or [r for r in ROLES if r in arts]:
         common.log(f"accuracy.py: {ROLES[role]} over {len(records)} images")
         dts, seconds = detect_all(arts[role], records, args.threads, args.batch)
         metrics = evaluate(records, dts, gt_path=str(gt_path))

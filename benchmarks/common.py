@@ -11,7 +11,8 @@ speed figures from it are representative of the architecture, accuracy figures a
 
 Artifacts are made the way users make them, through the compile stage: `export_checkpoint` (portable and
 plugin form) then `detrt.compile.build.build(..., backend="onnxruntime")` (ORT's offline-optimized
-CPU artifact; INT8 calibrated on frames of the synthetic video). They are cached under .cache/bench/,
+CPU artifact; INT8 calibrated on frames of the synthetic video), and with openvino=True the OpenVINO artifacts
+of the plugin-form export (--backend openvino, fp32 / mixed / bf16 / int8). They are cached under .cache/bench/,
 keyed by the checkpoint's sha256 and the input size, so the scripts of one `make bench` share them.
 """
 
@@ -100,8 +101,19 @@ def _key(checkpoint):
     return sha256_file(weights)[:12]
 
 
-def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "int8", "plugin"), fp16=False):
-    """Paths of the artifacts of `checkpoint`, made once (cached): eager, fp32, int8, plugin[, fp16]."""
+OPENVINO = ("ov_fp32", "ov_mixed", "ov_bf16", "ov_int8")  # `detrt build --backend openvino`, plugin-form export
+
+
+def openvino_here():
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "int8", "plugin"), fp16=False,
+              openvino=False):
+    """Paths of the artifacts of `checkpoint`, made once (cached): eager, fp32, int8, plugin[, fp16][, OpenVINO's
+    ov_fp32, ov_mixed, ov_bf16, ov_int8]."""
     from detrt.compile.export import export_checkpoint
     from detrt.compile.build import build
 
@@ -128,6 +140,12 @@ def artifacts(checkpoint, calib, calib_frames=32, max_batch=4, want=("fp32", "in
             else:
                 build(export(form), path, precision=precision, backend="onnxruntime", calib=str(calib),
                       calib_frames=calib_frames, log=log)
+        out[name] = str(path)
+    for name in OPENVINO if openvino else ():
+        path = d / f"{name}.xml"
+        if not path.is_file():
+            build(export("plugin"), path, precision=name.removeprefix("ov_"), backend="openvino", calib=str(calib),
+                  calib_frames=calib_frames, log=log)
         out[name] = str(path)
     if fp16 and "fp16" not in out:
         path = d / "fp16.onnx"

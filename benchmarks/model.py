@@ -1,4 +1,4 @@
-"""Model speed: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8 vs the plugin-form graph, on the CPU.
+"""Model speed: PyTorch eager vs ONNX Runtime FP32 / INT8 / plugin form vs OpenVINO FP32 / BF16 / INT8, on the CPU.
 
     .venv/bin/python benchmarks/model.py                       # the bundled model; --checkpoint DIR for another
     .venv/bin/python benchmarks/model.py --checkpoint runs/tiny --duration 10s
@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 ROLES = {"eager": "PyTorch eager", "fp32": "ORT FP32 (portable)", "int8": "ORT INT8 (QDQ)",
-         "plugin": "ORT FP32 plugin form (detrt CPU kernels)", "trt_fp32": "TensorRT FP32",
-         "trt_fp16": "TensorRT FP16", "trt_int8": "TensorRT INT8",
+         "plugin": "ORT FP32 plugin form (detrt CPU kernels)", "ov_fp32": "OpenVINO FP32 (detrt extension ops)",
+         "ov_mixed": "OpenVINO mixed: BF16 backbone, FP32 transformer", "ov_bf16": "OpenVINO BF16",
+         "ov_int8": "OpenVINO INT8 (QDQ)", "trt_fp32": "TensorRT FP32", "trt_fp16": "TensorRT FP16",
+         "trt_int8": "TensorRT INT8",
          "trt_fp16_nvidia": "TensorRT FP16, NVIDIA MSDA plugin"}
 
 
@@ -91,10 +93,10 @@ def main(argv=None):
     ckpt, what = common.model_source(args.checkpoint)
     video = common.synthetic_video()
     frames = args.frames or str(video)
-    arts = common.artifacts(ckpt, video, max_batch=args.max_batch)
+    arts = common.artifacts(ckpt, video, max_batch=args.max_batch, openvino=common.openvino_here())
     batches = sorted({1, args.max_batch})
     warmup, duration = parse_duration(args.warmup, "--warmup", bare="ms"), parse_duration(args.duration)
-    roles = {k: arts[k] for k in ("eager", "fp32", "int8", "plugin")}
+    roles = {k: arts[k] for k in ("eager", "fp32", "int8", "plugin", *common.OPENVINO) if k in arts}
     common.log(f"model.py: {what}; CPU run over {', '.join(ROLES[k] for k in roles)}")
     cpu = run_bench(list(roles.values()), batches, warmup, duration, frames=frames, threads=args.threads,
                     notice=common.log, command="benchmarks/model.py")
@@ -117,7 +119,7 @@ def main(argv=None):
             result["gpu"] = run_bench(list(gpu_roles.values()), batches, warmup, duration, frames=frames,
                                       threads=args.threads, notice=common.log, command="benchmarks/model.py --gpu")
 
-    lines = common.header("PyTorch eager vs ONNX Runtime FP32 / INT8 / plugin form (CPU)", "model.py", argv,
+    lines = common.header("PyTorch eager vs ONNX Runtime and OpenVINO (CPU)", "model.py", argv,
                           cpu["device"], what, args.note, load)
     lines += [f"Inputs: {cpu['settings']['frames']}; warm-up {warmup:g} s, {duration:g} s measured per artifact "
               f"and batch, all artifacts interleaved in one run; {cpu['settings']['threads']} threads. "

@@ -5,8 +5,9 @@
     .venv/bin/python benchmarks/run_all.py --checkpoint runs/tiny --note "final figures, quiet machine"
 
 Runs each script in its own process, in order: ops_cpu.py (CPU kernels vs references), model.py (PyTorch
-eager vs ORT FP32 / INT8 / plugin form), pipeline.py (end-to-end FPS vs inference FPS, on model.py's ORT
-FP32 artifact), accuracy.py (AP / MR-2 / JI per precision), scaling.py (queries, input size). Each writes
+eager vs ORT FP32 / INT8 / plugin form and OpenVINO FP32 / BF16 / INT8), pipeline.py (end-to-end FPS vs
+inference FPS, on model.py's ORT FP32 artifact), accuracy.py (AP / MR-2 / JI per precision), stages.py (the
+per-stage profile of each CPU backend), scaling.py (queries, input size). Each writes
 benchmarks/results/NAME.json and its section of benchmarks/RESULTS.md. With --gpu and no usable GPU it
 says so once and runs the CPU part; with one, model.py adds the TensorRT engines. A script that fails is
 reported and the rest still run; the exit status is 1 if any failed.
@@ -33,6 +34,7 @@ def plan(args, gpu):
              ("model.py", mine + (["--gpu"] if gpu else [])),
              ("pipeline.py", None),  # its --model is model.py's artifact, known once model.py has made it
              ("accuracy.py", mine),
+             ("stages.py", mine),
              ("scaling.py", ["--note", args.note] if args.note else [])]
     return [(name, a) for name, a in steps if not args.only or name in args.only]
 

@@ -19,6 +19,7 @@ from detrt import __version__
 from detrt.atomic import atomic_open, check_outputs
 from detrt.bench import measure
 from detrt.bench import report as bench_report
+from detrt.bench.gate import check_gate_data, run_gate
 from detrt.bench.run import run_bench
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_set import format_stats, synthesize
@@ -106,8 +107,9 @@ def _run_flags(p):
     p.add_argument("--jsonl", help="detections per frame, one JSON line each, flushed every frame")
     p.add_argument("--odgt", help="CrowdHuman .odgt detections, every score (for detrt eval); person models only")
     p.add_argument("--coco", help="COCO results .json, every score, the dataset's category ids (for detrt eval)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
-                   help="auto: chosen from the artifact and this machine (detrt doctor explains)")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "openvino"), default="auto",
+                   help="auto: chosen from the artifact and this machine, or the fastest gated sibling artifact "
+                        "(detrt doctor explains)")
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold for video/JSONL/window")
     p.add_argument("--batch", type=int, help="frames per inference for files (default: the artifact's max batch)")
     _threads_flag(p)
@@ -250,7 +252,7 @@ def run(args):
         sinks = _open_sinks(args.sink, args.out, args.jsonl, args.odgt, args.coco, args.show)
         summary = run_pipeline(args.source, model, sinks, backend=args.backend, threshold=args.threshold,
                                batch=args.batch, threads=args.threads, plugins=args.plugins,
-                               cuda_graph=args.use_cuda_graph, progress=True)
+                               cuda_graph=args.use_cuda_graph, progress=True, notice=_notice)
     except SinkError as e:
         if getattr(e, "summary", None) is not None:
             print(e.summary.format())
@@ -516,12 +518,14 @@ def surgery(args):
 
 def _build_flags(p):
     p.add_argument("input", metavar="MODEL.onnx", help="FP32 ONNX model with its manifest beside it")
-    p.add_argument("-o", "--output", required=True, help="model.engine (TensorRT) or model.onnx (onnxruntime)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+    p.add_argument("-o", "--output", required=True,
+                   help="model.engine (TensorRT), model.onnx (onnxruntime) or model.xml (openvino)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "mixed", "int8"), default="fp32",
                    help="precision carried by the graph (Casts / Q-DQ); the network is built strongly typed; "
-                        "fp16: TensorRT only")
-    p.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
-                   help="tensorrt: an engine for this GPU; onnxruntime: the CPU artifact")
+                        "fp16: TensorRT only; bf16: OpenVINO only (its CPU inference precision); mixed: OpenVINO, "
+                        "bf16 backbone and fp32 transformer")
+    p.add_argument("--backend", choices=("tensorrt", "onnxruntime", "openvino"), default="tensorrt",
+                   help="tensorrt: an engine for this GPU; onnxruntime, openvino: a CPU artifact")
     _plugins_flag(p)
     p.add_argument(*trtexec_flag("min-shapes"), metavar="SHAPES", help="TensorRT: images:BxCxHxW (default "
                                                                         "images:1x3xHxW)")
@@ -538,24 +542,36 @@ def _build_flags(p):
     p.add_argument("--fp16-all", action="store_true",
                    help="TensorRT: fp16 with no FP32 islands (LayerNorm, Softmax, heads)")
     _msda_plugin_flag(p)
+    p.add_argument("--gate", metavar="DIR",
+                   help="CPU backends: measure AP / MR-2 and speed against MODEL.onnx on DIR/annotations.odgt + "
+                        "DIR/images and record them in the manifest (detrt run --backend auto on MODEL.onnx runs "
+                        "the fastest that passed)")
 
 
 @verb(_build_flags, extra="compile")
 def build(args):
-    """Build a TensorRT engine (or, with --backend onnxruntime, the CPU artifact) from an exported ONNX model.
+    """Build a TensorRT engine (or, with --backend onnxruntime/openvino, a CPU artifact) from an exported ONNX model.
 
     examples:
       detrt build model.onnx --precision fp16 -o model.engine
       detrt build model.onnx --backend onnxruntime --precision int8 --calib clip.mp4 -o model.int8.onnx
+      detrt build model.onnx --backend openvino --precision bf16 -o model.bf16.xml
     """
     from detrt.compile.build import build as build_artifact
 
-    graph = Path(args.output).with_suffix(".plugin.onnx") if args.backend == "tensorrt" else None  # kept beside
-    check_outputs([args.output, graph], [args.input, args.calib, args.plugins])
+    if args.gate:
+        if args.backend == "tensorrt":
+            raise InputError("--gate: CPU backends only (--backend onnxruntime or openvino)")
+        check_gate_data(args.gate)
+    beside = {"tensorrt": ".plugin.onnx", "openvino": ".bin"}.get(args.backend)  # written beside the output
+    check_outputs([args.output, beside and Path(args.output).with_suffix(beside)],
+                  [args.input, args.calib, args.plugins, args.gate])
     build_artifact(args.input, args.output, precision=args.precision, backend=args.backend, plugins=args.plugins,
                    min_shape=args.min_shapes, opt_shape=args.opt_shapes, max_shape=args.max_shapes,
                    workspace=args.workspace, timing_cache=args.timing_cache_file, dla=args.dla, calib=args.calib,
                    calib_frames=args.calib_frames, fp16_all=args.fp16_all, msda_plugin=args.msda_plugin)
+    if args.gate:
+        run_gate(args.output, args.input, args.gate)
 
 
 def _batching_flags(p):
@@ -682,7 +698,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{action.help or ''} (default: %(default)s)"
 
 
-# Flags only TensorRT reads, by argparse dest: with --backend onnxruntime they are refused, since ignoring them
+# Flags only TensorRT reads, by argparse dest: with a CPU --backend they are refused, since ignoring them
 # would hand back something other than what was asked for.
 TENSORRT_ONLY = ("plugins", "use_cuda_graph", "min_shapes", "opt_shapes", "max_shapes", "workspace",
                  "timing_cache_file", "dla")
@@ -701,11 +717,11 @@ def check_shared_flags(args, argv=()):
         check_threshold(args.threshold, "--threshold")
     if getattr(args, "threads", None) is not None:
         check_threads(args.threads, "--threads")
-    if getattr(args, "backend", None) == "onnxruntime":
+    if getattr(args, "backend", None) in ("onnxruntime", "openvino"):
         values = {dest: getattr(args, dest, None) for dest in TENSORRT_ONLY}
         given = [_as_typed(dest, argv) for dest, value in values.items() if value is not None and value is not False]
         if given:
-            raise InputError(f"{', '.join(given)}: TensorRT only, not used by --backend onnxruntime "
+            raise InputError(f"{', '.join(given)}: TensorRT only, not used by --backend {args.backend} "
                              f"(drop {'them' if len(given) > 1 else 'it'}, or use --backend tensorrt)")
 
 

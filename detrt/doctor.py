@@ -16,6 +16,7 @@ from detrt.errors import InputError
 from detrt.manifest import check_artifact
 from detrt.ops import cpu
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, NVIDIA_MSDA_OP
+from detrt.ops.openvino import cpu_has_bf16, openvino_core, openvino_release
 from detrt.ops.tensorrt import (check_plugin_library, find_plugin_library, gpu_here, import_tensorrt, plugin_creators,
                                 register_plugins, tensorrt_available)
 from detrt.optional import EXTRAS
@@ -37,6 +38,7 @@ def report(model=None, plugins=None, verbs=()):
     lines += _gpu_lines(facts)
     lines += _plugin_lines(plugins, trt_ok)
     lines += _onnxruntime_lines()
+    lines.append(("openvino", _openvino_line()))
     lines.append(("cpu extension", "detrt.ops._cpu built" if cpu.available()
                   else f"not built ({cpu.unavailable_reason()})"))
     lines += _verb_lines(verbs, trt_ok)
@@ -90,6 +92,16 @@ def _onnxruntime_lines():
     return lines
 
 
+def _openvino_line():
+    try:
+        core = openvino_core()
+    except InputError as e:
+        return f"not usable ({e})"
+    ov = importlib.import_module("openvino")
+    return (f"{openvino_release(ov.get_version())} with detrt's extension ({OPS} native); bf16 "
+            f"{'native' if cpu_has_bf16(core) else 'absent on this CPU (bf16 and mixed artifacts run f32)'}")
+
+
 def _installed(module):
     """False only when the module is absent; an installed module that fails to import counts as present."""
     try:
@@ -111,14 +123,15 @@ def _verb_lines(verbs, trt_ok):
     if missing:
         lines.append(("not runnable", "; ".join(missing)))
     lines.append(("build", "tensorrt engines" if trt_ok
-                  else "CPU artifacts only (detrt build --backend onnxruntime); TensorRT absent"))
+                  else "CPU artifacts only (detrt build --backend onnxruntime or openvino); TensorRT absent"))
     return lines
 
 
 def _backend_lines(model):
     if model is None:
-        return [("detrt run", "for an ONNX model: ONNX Runtime on the CPU; for an .engine: TensorRT "
-                              "(pass --model to see the choice for one artifact)")]
+        return [("detrt run", "for an ONNX model: ONNX Runtime on the CPU (or its fastest gated sibling); for an "
+                              ".engine: TensorRT; for an .xml: OpenVINO (pass --model to see the choice for one "
+                              "artifact)")]
     try:
         name, why = choose_backend(model)
         return [("detrt run", f"--backend {name}: {why}")]

@@ -36,6 +36,8 @@ from detrt.errors import InputError
 FORMAT_VERSION = 1
 OUTPUTS = {"topk": ("scores", "labels", "boxes"), "raw": ("pred_logits", "pred_boxes")}
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+OPENVINO_SUFFIX = ".xml"  # OpenVINO IR: model.xml, its weights model.bin beside it
+PRECISIONS = ("fp32", "fp16", "bf16", "mixed", "int8")
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Manifest:
     num_select: int = None  # detections kept per image; None: all
     score_floor: float = 0.0  # detections below it are dropped (the protocol the model was evaluated with)
     outputs: tuple = None  # output names; None -> OUTPUTS[output_format]
-    precision: str = "fp32"  # "fp32" | "fp16" | "int8"
+    precision: str = "fp32"  # "fp32" | "fp16" | "bf16", "mixed" (OpenVINO: bf16 backbone, fp32 rest) | "int8"
     form: str = "portable"  # "portable" (standard ops) | "plugin" (detrt:: nodes)
     opset: int = 17
     max_batch: int = 1
@@ -67,6 +69,13 @@ class Manifest:
     gpu_name: str = None
     compute_capability: str = None  # "8.7"
     plugin_sha256: str = None  # sha256 of the plugin library the engine was built with
+    # OpenVINO IR only (onnx_sha256 is the .xml's).
+    openvino_version: str = None  # the OpenVINO that wrote it, e.g. "2026.4.1"
+    weights_sha256: str = None  # sha256 of the .bin beside the .xml
+    # The accuracy gate (detrt build --gate): {"images", "ap", "mr2", "ap_delta", "mr2_delta", "ms_per_image",
+    # "reference_ms_per_image", "passed"} against the FP32 graph it was built from; `detrt run --backend auto`
+    # takes a sibling artifact only where it passed.
+    gate: dict = None
     format: int = FORMAT_VERSION
     # Vast vocabularies (detrt.data.vocabulary): the hierarchy as parent indices (-1: a root; None: flat) and the
     # dataset's category ids (COCO results; None: 1..C).
@@ -187,15 +196,15 @@ class Manifest:
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f < 1.0:
             bad("score_floor", f"must be a number in [0, 1), got {f!r}")
         self.score_floor = float(f)
-        if self.precision not in ("fp32", "fp16", "int8"):
-            bad("precision", f"must be 'fp32', 'fp16' or 'int8', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
         if self.form not in ("portable", "plugin"):
             bad("form", f"must be 'portable' or 'plugin', got {self.form!r}")
         for k in ("opset", "max_batch"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(k, f"must be a positive integer, got {v!r}")
-        for k in ("onnx_sha256", "engine_sha256", "plugin_sha256"):
+        for k in ("onnx_sha256", "engine_sha256", "plugin_sha256", "weights_sha256"):
             v = getattr(self, k)
             if v is None and k != "onnx_sha256":
                 continue
@@ -207,6 +216,8 @@ class Manifest:
                     bad(k, "is required for an engine (engine_sha256 is set)")
             if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
                 bad("compute_capability", f"must look like '8.7', got {self.compute_capability!r}")
+        if self.gate is not None and (not isinstance(self.gate, dict) or not isinstance(self.gate.get("passed"), bool)):
+            bad("gate", f"must be null or an object with a boolean 'passed', got {self.gate!r}")
         return self
 
     def rebuild_hint(self, artifact):
@@ -219,7 +230,8 @@ class Manifest:
             src = parent or "model.onnx"
             return f"rebuild with: detrt build {src} --precision {self.precision} -o {artifact}"
         if parent and parent.endswith(".onnx"):
-            return (f"rebuild with: detrt build {parent} --backend onnxruntime "
+            backend = "openvino" if artifact.suffix == OPENVINO_SUFFIX else "onnxruntime"
+            return (f"rebuild with: detrt build {parent} --backend {backend} "
                     f"--precision {self.precision} -o {artifact}")
         return f"re-export with: detrt export {parent or 'CHECKPOINT'} -o {artifact}"
 
@@ -305,10 +317,15 @@ def check_artifact(artifact, manifest=None):
     if want is None:
         raise InputError(f"{artifact}: its manifest {manifest_path(artifact)} describes an ONNX model, "
                          f"not an engine; {manifest.rebuild_hint(artifact)}")
-    got = sha256_file(artifact)
-    if got != want:
-        raise InputError(f"{artifact}: sha256 {got[:12]}... does not match its manifest "
-                         f"({want[:12]}...; the file changed after it was made); {manifest.rebuild_hint(artifact)}")
+    for path, want in ((artifact, want), (artifact.with_suffix(".bin"), manifest.weights_sha256)):
+        if want is None:
+            continue
+        if not path.is_file():
+            raise InputError(f"{path}: missing, the weights of {artifact}; {manifest.rebuild_hint(artifact)}")
+        got = sha256_file(path)
+        if got != want:
+            raise InputError(f"{path}: sha256 {got[:12]}... does not match its manifest ({want[:12]}...; the file "
+                             f"changed after it was made); {manifest.rebuild_hint(artifact)}")
     return manifest
 
 

@@ -15,6 +15,7 @@ EXTRAS = {  # extra -> the top-level modules it brings
     "train": ("torch", "scipy", "safetensors"),
     "compile": ("onnx", "onnxscript", "onnx_graphsurgeon"),
     "cpu-plugins": ("onnxruntime_extensions",),
+    "openvino": ("openvino",),
     "trt": ("tensorrt", "cuda"),
     "bench": ("matplotlib",),
     "eval": ("faster_coco_eval",),

@@ -185,6 +185,10 @@ TABLE = {
         ("wrong type", lambda f: (["build", f.gt, "--backend", "onnxruntime", "-o", f.out / "b.onnx"], f.gt)),
         ("unwritable output", lambda f: (["build", f.model, "--backend", "onnxruntime", "-o",
                                           f.under_file("b.onnx")], f.a_file)),
+        ("unwritable output", lambda f: (["build", f.model, "--backend", "openvino", "-o", f.under_file("b.xml")],
+                                         f.a_file)),
+        ("wrong type", lambda f: (["build", f.model, "--backend", "openvino", "-o", f.out / "b.xml", "--gate",
+                                   f.a_file], f.a_file)),
     ],
     "export-triton": [
         ("missing", lambda f: (["export-triton", f.root / "nope.onnx", "--repo", f.out / "r"], f.root / "nope.onnx")),

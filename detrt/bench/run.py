@@ -76,7 +76,7 @@ def open_artifact(spec, *, threads=None, plugins=None, cuda_graph=False, max_bat
         except Exception as e:  # noqa: BLE001 - a model that does not build from its checkpoint
             raise InputError(f"{spec}: the checkpoint does not load: {_first_line(e)}") from None
     try:
-        be = open_backend(spec, threads=threads, plugins=plugins, cuda_graph=cuda_graph)
+        be = open_backend(spec, threads=threads, plugins=plugins, cuda_graph=cuda_graph, gated=False)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - e.g. a corrupt protobuf, an engine TensorRT rejects

@@ -1,12 +1,13 @@
-"""Build: ONNX (+ manifest) -> TensorRT engine, or the ONNX Runtime CPU artifact where TensorRT is absent.
+"""Build: ONNX (+ manifest) -> TensorRT engine, or a CPU artifact (ONNX Runtime, OpenVINO) where TensorRT is absent.
 
     detrt build model.onnx --precision fp16 -o model.engine [--plugins libdetrt_plugins.so]
     detrt build model.onnx --precision int8 --calib clip.mp4 --backend onnxruntime -o model.int8.onnx
+    detrt build model.onnx --precision bf16 --backend openvino -o model.bf16.xml
 
 One pass list: the model is imported into onnx-graphsurgeon once, runs the precision passes
 (precision.passes_for) then the surgery passes to the backend's form (surgery.passes_for), and is
 exported once (build_graph). INT8 adds ONNX Runtime's quantization before the list, a file step.
-The artifacts are written by tensorrt.py (the engine) and onnxruntime.py (the CPU artifact).
+The artifacts are written by tensorrt.py (the engine), onnxruntime.py and openvino.py (the CPU artifacts).
 """
 
 from pathlib import Path
@@ -16,10 +17,12 @@ from detrt.compile import surgery, tensorrt
 from detrt.compile.onnx_io import load_onnx
 from detrt.compile.onnxruntime import ort_artifact
 from detrt.errors import InputError
-from detrt.manifest import ENGINE_SUFFIXES, load_manifest
+from detrt.manifest import ENGINE_SUFFIXES, OPENVINO_SUFFIX, load_manifest
 from detrt.ops.names import DETRT_DOMAIN, DETRT_OPS, NVIDIA_DOMAIN, PORTABLE_DOMAIN
 
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("tensorrt", "onnxruntime", "openvino")
+PRECISIONS = {"tensorrt": ("fp32", "fp16", "int8"), "onnxruntime": ("fp32", "int8"),
+              "openvino": ("fp32", "bf16", "mixed", "int8")}
 TRT_ISSUE = "NVIDIA/TensorRT#4813"
 
 
@@ -40,8 +43,9 @@ def check_ops(model, backend, where="model"):
             if node.domain in ("", "ai.onnx", "com.microsoft") or (node.domain, node.op_type) in local:
                 continue
             if node.domain == DETRT_DOMAIN and node.op_type in DETRT_OPS:
-                continue  # run by detrt.ops.ort (CPU kernels)
-            raise InputError(f"{where}: node {name}: op {op} runs on no ONNX Runtime backend here"
+                continue  # run by the CPU kernels (detrt.ops.ort, detrt.ops.openvino)
+            runtime = "OpenVINO" if backend == "openvino" else "ONNX Runtime"
+            raise InputError(f"{where}: node {name}: op {op} runs on no {runtime} backend here"
                              + (" (NVIDIA's plugin runs only in TensorRT; use --msda-plugin detrt)"
                                 if node.domain == NVIDIA_DOMAIN else ""))
 
@@ -70,21 +74,23 @@ def check_output_name(output, backend):
     if backend == "tensorrt" and suffix not in ENGINE_SUFFIXES:
         raise InputError(f"{output}: --backend tensorrt writes an engine; name the output "
                          f"{' or '.join(ENGINE_SUFFIXES)}")
+    if backend == "openvino" and suffix != OPENVINO_SUFFIX:
+        raise InputError(f"{output}: --backend openvino writes OpenVINO IR (its weights in a .bin beside it); "
+                         f"name the output {OPENVINO_SUFFIX}")
 
 
 def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None, min_shape=None, opt_shape=None,
           max_shape=None, workspace=None, timing_cache=None, dla=None, calib=None, calib_frames=200, fp16_all=False,
           msda_plugin="detrt", log=print):
     """The `detrt build` verb. Returns the manifest written beside `output`."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     check_output_name(output, backend)
     manifest = load_manifest(onnx_path)
     model = load_onnx(onnx_path)
-    if backend not in ("tensorrt", "onnxruntime"):
-        raise InputError(f"--backend {backend!r}: choose tensorrt or onnxruntime")
-    if backend == "onnxruntime" and precision == "fp16":
-        raise InputError("--backend onnxruntime builds fp32 or int8 (the CPU computes FP16 in float anyway)")
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision not in PRECISIONS[backend]:
+        raise InputError(f"--precision {precision!r}: --backend {backend} builds {', '.join(PRECISIONS[backend])}"
+                         + (" (the CPU computes FP16 in float anyway)" if precision == "fp16" else ""))
     if manifest.precision != "fp32":
         raise InputError(f"the model is already {manifest.precision}; build from the FP32 export")
     if precision == "int8" and not calib:
@@ -94,6 +100,14 @@ def build(onnx_path, output, precision="fp32", backend="tensorrt", plugins=None,
         check_ops(model, "onnxruntime", onnx_path)
         derived = manifest.derive(precision=precision, form=surgery.form_of(model), parent=str(onnx_path))
         return ort_artifact(model, derived, output, log)
+    if backend == "openvino":
+        from detrt.compile.openvino import ov_artifact  # needs the [openvino] extra
+
+        graph_precision = "int8" if precision == "int8" else "fp32"  # bf16, mixed: OpenVINO's hints at load
+        model = build_graph(model, graph_precision, "plugin", _calibration(precision, calib, manifest, calib_frames))
+        check_ops(model, "openvino", onnx_path)
+        derived = manifest.derive(precision=precision, form="plugin", parent=str(onnx_path))
+        return ov_artifact(model, derived, output, log)
     target = tensorrt.Target(manifest, plugins, min_shape, opt_shape, max_shape)  # fail before any work
     model = build_graph(model, precision, "plugin", _calibration(precision, calib, manifest, calib_frames),
                         fp16_all, msda_plugin)

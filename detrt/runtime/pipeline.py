@@ -285,7 +285,7 @@ def _signals_to(handler):
 
 def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, topk=None, threads=None,
         plugins=None, cuda_graph=False, live=None, progress=False, on_frame=None, warmup=True, label="detrt run",
-        position=None, stop=None):
+        position=None, stop=None, notice=None):
     """Run a model over a source into sinks; return the Summary (frames, drops, FPS, latencies).
 
     source: a URI or path (see detrt.runtime.sources) or a Source. model: an artifact path or an
@@ -295,6 +295,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
     on_frame(frame, detections): called after each frame is written (e.g. to collect results). label,
     position: the progress bar's name and row; stop: an Event that, once set, ends the run as a first Ctrl-C does
     (several streams, detrt.runtime.streams).
+    notice(line): told which artifact and backend run (see open_backend).
     Raises InputError for bad input and SinkError when a sink cannot write; every sink is closed
     either way.
     """
@@ -303,7 +304,7 @@ def run(source, model, sinks=(), *, backend="auto", threshold=0.5, batch=None, t
         if not isinstance(model, (str, os.PathLike)):  # an open Backend (or anything with its interface)
             be = model
         else:
-            be = open_backend(model, backend, threads=threads, plugins=plugins, cuda_graph=cuda_graph)
+            be = open_backend(model, backend, threads=threads, plugins=plugins, cuda_graph=cuda_graph, notice=notice)
             opened.append(be)
         src = open_source(source, live=live)
         opened.append(src)

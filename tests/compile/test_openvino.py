@@ -1,0 +1,38 @@
+"""The tiny DH-DETR as an OpenVINO artifact: every GroupNorm rewritten layout-free, MSDA and DCG on the extension,
+outputs as ONNX Runtime's plugin form gives them."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+from detrt.compile.onnx_io import save_onnx  # noqa: E402
+from detrt.compile.openvino import rewrite_group_norms  # noqa: E402
+from detrt.compile.build import build  # noqa: E402
+from detrt.manifest import Manifest  # noqa: E402
+from detrt.ops.openvino import cpu_has_bf16, openvino_core  # noqa: E402
+from detrt.runtime.backend import open_backend  # noqa: E402
+
+
+def test_plugin_form_model_matches_onnxruntime(tmp_path, tiny, exported, frames):
+    model = exported["plugin", False]
+    src = tmp_path / "raw.onnx"
+    save_onnx(model, src, Manifest.for_config(tiny.config, output_format="raw", form="plugin", max_batch=2))
+    group_norms = sum(n.op_type == "InstanceNormalization" for n in model.graph.node)
+    assert group_norms > 0 and rewrite_group_norms(openvino_core().read_model(str(src))) == group_norms
+    build(src, tmp_path / "raw.xml", backend="openvino", log=None)
+    build(src, tmp_path / "raw.mixed.xml", precision="mixed", backend="openvino", log=None)
+    with open_backend(src) as ort_be, open_backend(tmp_path / "raw.xml") as ov_be:
+        want, got = ort_be.infer(frames), ov_be.infer(frames)
+    np.testing.assert_allclose(got["pred_boxes"], want["pred_boxes"], atol=1e-5)
+    np.testing.assert_allclose(got["pred_logits"], want["pred_logits"], atol=1e-4)
+    scored = want["pred_logits"][np.isfinite(want["pred_logits"])]  # DCG masks some logits to -inf
+    assert scored.size and scored.std() > 0.1
+    if not cpu_has_bf16(openvino_core()):
+        pytest.skip("mixed precision: this CPU has no bf16 (the artifact runs in f32)")
+    with open_backend(tmp_path / "raw.mixed.xml") as mixed:
+        assert mixed.inference_precision == "bf16 backbone, f32 rest"
+        assert [i.get_any_name() for i in mixed.compiled.inputs][:3] == [f"backbone_out_{i}" for i in range(3)]
+        boxes = mixed.infer(frames)["pred_boxes"]
+    diff = np.abs(boxes - want["pred_boxes"])
+    assert diff.max() > 0 and np.median(diff) < 0.01  # the backbone ran in bf16 (a random model: some boxes flip)
