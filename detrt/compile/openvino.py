@@ -19,18 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.inliner
 
 from detrt.atomic import atomic_path
+from detrt.compile.onnx_io import inline_functions
 from detrt.errors import InputError
 from detrt.manifest import save_artifact, sha256_file
 from detrt.ops.openvino import last_line, openvino_core, openvino_release
 from detrt.optional import require
-
-
-def inline_functions(model):
-    """`model` with its ONNX local functions inlined: OpenVINO's ONNX reader does not take them."""
-    return onnx.inliner.inline_local_functions(model) if model.functions else model
 
 
 def _const_value(output):
@@ -110,7 +105,7 @@ def ov_artifact(model, manifest, output, log=print):
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="detrt-ov-") as tmp:
         src, ir = Path(tmp) / "model.onnx", Path(tmp) / "model.xml"
-        onnx.save(inline_functions(model), str(src))
+        onnx.save(inline_functions(model), str(src))  # OpenVINO's ONNX reader takes no local functions
         try:
             ov_model = core.read_model(str(src))
             rewrite_group_norms(ov_model)
