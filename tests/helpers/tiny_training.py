@@ -70,6 +70,10 @@ class NaNCriterion:
         losses[self.key] = losses[self.key] * float("nan")
         return losses
 
+    def to(self, device):  # the training loop moves its criterion (its buffers) to the training device
+        self.criterion.to(device)
+        return self
+
 
 def trained_model(name="dhdetr_r18_tiny", seed=0):
     """A tiny model whose weights differ from initialization (so loading is visible)."""
