@@ -31,6 +31,11 @@ class NonFiniteLoss(RuntimeError):
                          f"loss components: {parts}" + (f"; {note}" if note else ""))
 
 
+def image_sizes(targets):
+    """[B, 2] (h, w) of each image inside its padded input (the dataset's target "size"): the model's `sizes`."""
+    return torch.stack([t["size"] for t in targets])
+
+
 def to_device(targets, device):
     return [{k: v.to(device) for k, v in t.items()} for t in targets]
 
@@ -41,7 +46,7 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
     Raises NonFiniteLoss (with step + 1) without changing the weights when the loss is not finite.
     check: optional function(flag) -> bool combining the finiteness flag across processes.
     """
-    outputs = model(images)
+    outputs = model(images, image_sizes(targets))
     bad_outputs = _nan_outputs(outputs)
     if bad_outputs:  # the Hungarian matcher cannot even run on NaN costs
         losses, total = {f"{name} (NaN output)": float("nan") for name in bad_outputs}, torch.tensor(float("nan"))
@@ -113,10 +118,9 @@ def predict(model, postprocess, loader, progress=True):
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for images, _, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
-        h, w = images.shape[-2:]
-        sizes = torch.tensor([[h, w]] * len(images), device=device)
-        det = postprocess(model(images.to(device)), sizes)
+    for images, targets, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
+        sizes = image_sizes(targets).to(device)
+        det = postprocess(model(images.to(device), sizes), sizes)
         for i, meta in enumerate(metas):
             scores = det["scores"][i].float().cpu().numpy()
             keep = scores > 0  # queries a DCG layer dropped have logit -inf
