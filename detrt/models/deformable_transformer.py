@@ -47,8 +47,9 @@ class DecoderLayer(nn.Module):
     """forward(tgt, query_pos, reference_boxes [B, N, L, 4], memory, spatial_shapes, level_start_index,
     padding=None, boxes=None, scores=None, keep=None) -> tgt [B, N, C].
 
-    padding [B, S]: memory tokens on input padding (None: none). A "dcg" layer also takes the previous layer's boxes [B, N, 4] and scores [B, N] (neighbour choice)
-    and keep [B, N] (the query mask c; dropped queries leave the layer as zeros before the FFN).
+    padding [B, S]: memory tokens on input padding (None: none). A "dcg" layer also takes the previous layer's
+    boxes [B, N, 4] and scores [B, N] (neighbour choice) and keep [B, N] (the query mask c; dropped queries
+    leave the layer as zeros before the FFN).
     """
 
     def __init__(self, kind="plain", d_model=256, d_ffn=1024, dropout=0.1, n_levels=4, n_heads=8, n_points=4,

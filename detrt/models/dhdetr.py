@@ -85,23 +85,20 @@ class DHDETR(nn.Module):
         """Flattened multi-scale features: src, pos [B, S, C], spatial_shapes [L, 2], level_start_index [L],
         the level shapes as Python ints (static for a given input size), valid [B, L, 2] (the (w, h) of each
         level holding the image) and padding [B, S] (True on padding; None without sizes)."""
-        if sizes is None:
-            feats = self.backbone(images)
-            sizes_or_full = torch.tensor([images.shape[-2:]], dtype=torch.float32, device=images.device)
-        else:
-            feats = self.backbone(images, sizes.to(torch.float32))
-            sizes_or_full = sizes.to(torch.float32)
+        feats = self.backbone(images, None if sizes is None else sizes.to(torch.float32))
+        image_hw = (torch.tensor([images.shape[-2:]], dtype=torch.float32, device=images.device) if sizes is None
+                    else sizes.to(torch.float32))  # [B or 1, 2]
         strides = self.backbone.strides + [self.backbone.strides[-1] * 2 ** i
                                            for i in range(1, len(self.input_proj) - len(feats) + 1)]
         srcs, masks = [], []
         for lvl, proj in enumerate(self.input_proj):
             # the extra levels: stride-2 convs, the first on C5, the next on the previous level
             x = proj[0](feats[lvl] if lvl < len(feats) else feats[-1] if lvl == len(feats) else srcs[-1])
-            m = None if sizes is None else feature_mask(sizes_or_full, strides[lvl], x.shape[-2:], x.dtype)
+            m = None if sizes is None else feature_mask(image_hw, strides[lvl], x.shape[-2:], x.dtype)
             srcs.append(zero_padding(masked_norm(proj[1], x, m), m))
             masks.append(m)
         shapes = [tuple(int(d) for d in s.shape[-2:]) for s in srcs]
-        valid = torch.stack([valid_size(sizes_or_full, s).flip(-1) for s in strides], 1)  # [B, L, 2] as (w, h)
+        valid = torch.stack([valid_size(image_hw, s).flip(-1) for s in strides], 1)  # [B, L, 2] as (w, h)
         d = self.transformer.d_model
         pos = [(sine_position_encoding(h, w, d // 2, device=images.device, valid=valid[:, lvl].flip(-1))
                 .flatten(2).transpose(1, 2) + self.transformer.level_embed[lvl]) for lvl, (h, w) in enumerate(shapes)]
