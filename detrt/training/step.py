@@ -118,8 +118,10 @@ def predict(model, postprocess, loader, progress=True):
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for images, targets, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
-        sizes = image_sizes(targets).to(device)
+    for images, _, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
+        # each image's size inside the input, from the letterbox that put it there
+        sizes = torch.tensor([[m["transform"].new_h, m["transform"].new_w] for m in metas], dtype=torch.float32,
+                             device=device)
         det = postprocess(model(images.to(device), sizes), sizes)
         for i, meta in enumerate(metas):
             scores = det["scores"][i].float().cpu().numpy()
