@@ -8,13 +8,18 @@ with `load_manifest` and refuses an artifact that does not match it (`check_arti
 Conventions the fields carry:
 - `input_size` is (H, W), multiples of 32; `images` is float32 [B, 3, H, W], RGB,
   x = (pixel / 255 - mean) / std per channel.
+- `inputs`: ["images", "image_sizes"]: `image_sizes` float32 [B, 2] is each image's (h, w) inside the input
+  (the letterbox's resized size; the input size for "stretch"), from which the graph masks the padding:
+  the detections are those of the unpadded image. ["images"]: graphs exported before padding masks (the
+  padding is part of what the model sees); the runtime feeds them images alone.
 - `resize` "letterbox": scale keeping the aspect ratio, image at the top-left, the rest padded
   (DETR pads at the bottom/right); "stretch": plain resize to (W, H).
   `pad_value` None pads with zeros after normalization (the mean colour, as DETR batches pad);
   an int 0..255 pads with that grey level before normalization.
 - `output_format` "topk": `scores` [B, K], `labels` [B, K] int64, `boxes` [B, K, 4] xyxy in
   network-input pixels, sorted by score; "raw": `pred_logits` [B, N, C] (sigmoid scores),
-  `pred_boxes` [B, N, 4] cxcywh normalized to [0, 1] of the padded network input.
+  `pred_boxes` [B, N, 4] cxcywh normalized to [0, 1] of the image (`image_sizes`), or of the padded
+  network input for a graph without `image_sizes`.
 - `num_select`: detections kept per image, the top-scoring (query, class) pairs (the "topk" graph's K;
   the runtime's top-k of a "raw" graph); null: all. `score_floor`: detections scoring below it are
   dropped by the runtime (the "topk" graph gives them score 0), whatever threshold a caller sets.
@@ -35,6 +40,8 @@ from detrt.errors import InputError
 
 FORMAT_VERSION = 1
 OUTPUTS = {"topk": ("scores", "labels", "boxes"), "raw": ("pred_logits", "pred_boxes")}
+IMAGES, IMAGE_SIZES = "images", "image_sizes"
+INPUTS = ((IMAGES, IMAGE_SIZES), (IMAGES,))  # what export writes; what it wrote before padding masks
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 OPENVINO_SUFFIX = ".xml"  # OpenVINO IR: model.xml, its weights model.bin beside it
 PRECISIONS = ("fp32", "fp16", "bf16", "mixed", "int8")
@@ -57,6 +64,7 @@ class Manifest:
     num_select: int = None  # detections kept per image; None: all
     score_floor: float = 0.0  # detections below it are dropped (the protocol the model was evaluated with)
     outputs: tuple = None  # output names; None -> OUTPUTS[output_format]
+    inputs: tuple = (IMAGES,)  # one of INPUTS; a manifest without the field predates image_sizes
     precision: str = "fp32"  # "fp32" | "fp16" | "bf16", "mixed" (OpenVINO: bf16 backbone, fp32 rest) | "int8"
     form: str = "portable"  # "portable" (standard ops) | "plugin" (detrt:: nodes)
     opset: int = 17
@@ -109,6 +117,11 @@ class Manifest:
         return self.engine_sha256 is not None
 
     @property
+    def masks_padding(self):
+        """The graph takes `image_sizes` and masks the padding (boxes of "raw" outputs are on the image)."""
+        return IMAGE_SIZES in self.inputs
+
+    @property
     def num_classes(self):
         return len(self.class_names)
 
@@ -119,7 +132,7 @@ class Manifest:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        for k in ("input_size", "mean", "std", "outputs", "class_parents", "class_ids"):
+        for k in ("input_size", "mean", "std", "outputs", "class_parents", "class_ids", "inputs"):
             d[k] = list(d[k]) if d[k] is not None else None
         return d
 
@@ -189,6 +202,9 @@ class Manifest:
             bad("outputs", f"must be {list(OUTPUTS[self.output_format])} for output_format "
                            f"{self.output_format!r}, got {self.outputs!r}")
         self.outputs = tuple(self.outputs)
+        if not isinstance(self.inputs, (list, tuple)) or tuple(self.inputs) not in INPUTS:
+            bad("inputs", f"must be one of {' or '.join(str(list(i)) for i in INPUTS)}, got {self.inputs!r}")
+        self.inputs = tuple(self.inputs)
         n = self.num_select
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             bad("num_select", f"must be null or a positive integer, got {n!r}")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from detrt.data.preprocess import Preprocessor
+from detrt.data.preprocess import Preprocessor, image_sizes
 from detrt.data.synthetic import synth_image
 from detrt.models import build_model
 from detrt.models.checkpoint import model_from_checkpoint
@@ -42,8 +42,10 @@ def tiny_model():
 
 
 def frames(cfg, count=4):
+    """The feed of `count` letterboxed synthetic frames: images and image_sizes."""
     images = [synth_image(seed=11, index=i)[0] for i in range(count)]
-    return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]
+    x, transforms = Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)
+    return {"images": x, "image_sizes": image_sizes(transforms)}
 
 
 def box_iou_diag(a, b):
@@ -68,7 +70,7 @@ def main(argv, root):
     from detrt.compile.build import build
 
     model, cfg = model_from_checkpoint(args.checkpoint) if args.checkpoint else tiny_model()
-    x = frames(cfg)
+    feed = frames(cfg)
     results, ok = {}, True
     with tempfile.TemporaryDirectory(prefix="detrt-gpu-") as tmp:
         tmp = Path(tmp)
@@ -78,14 +80,15 @@ def main(argv, root):
             cv2.imwrite(str(calib / f"{i}.png"), synth_image(seed=12, index=i)[0])
         for post in (False, True):
             onnx_path = tmp / f"model_{'post' if post else 'raw'}.onnx"
-            export_model_to(model, cfg, onnx_path, form="portable", postprocess=post, max_batch=len(x), log=None)
-            cpu = ort.InferenceSession(str(onnx_path)).run(None, {"images": x})
+            export_model_to(model, cfg, onnx_path, form="portable", postprocess=post, max_batch=len(feed["images"]),
+                            log=None)
+            cpu = ort.InferenceSession(str(onnx_path)).run(None, feed)
             for precision in ("fp32", "fp16", "int8"):
                 engine = tmp / f"{onnx_path.stem}.{precision}.engine"
                 build(onnx_path, engine, precision=precision, plugins=args.plugins,
                       calib=calib if precision == "int8" else None, log=print)
                 with open_backend(engine, "tensorrt", plugins=args.plugins) as backend:
-                    gpu = backend.infer(x)
+                    gpu = backend.infer(feed)
                 key = f"{precision}_{'post' if post else 'raw'}"
                 if post:
                     iou = box_iou_diag(gpu["boxes"], cpu[2])

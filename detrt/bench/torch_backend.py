@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from detrt.errors import InputError
-from detrt.manifest import Manifest, sha256_file
+from detrt.manifest import INPUTS, Manifest, sha256_file
 from detrt.models.checkpoint import WEIGHTS, model_from_checkpoint
 from detrt.optional import require
 from detrt.runtime.base import Backend
@@ -51,7 +51,7 @@ class TorchBackend(Backend):
         num_select = topk or cfg.num_select
         manifest = Manifest.for_config(cfg, input_size=input_size, onnx_sha256=digest, output_format="topk",
                                        precision="fp32", form="portable", max_batch=int(max_batch),
-                                       parent=str(artifact), num_select=num_select)
+                                       parent=str(artifact), num_select=num_select, inputs=INPUTS[0])
         manifest.validate(f"{artifact}")
         super().__init__(artifact, manifest)
         if threads:
@@ -60,8 +60,7 @@ class TorchBackend(Backend):
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{artifact}: device cuda requested, but torch sees no GPU")
         self.device = torch.device(device)
-        self.wrapper = ExportWrapper(model, input_size, postprocess=True, topk=num_select,
-                                     score_floor=cfg.score_floor)
+        self.wrapper = ExportWrapper(model, postprocess=True, topk=num_select, score_floor=cfg.score_floor)
         self.wrapper = self.wrapper.eval().to(self.device)
 
     @classmethod
@@ -82,10 +81,10 @@ class TorchBackend(Backend):
     def output_names(self):
         return ("scores", "labels", "boxes")
 
-    def _run(self, images):
+    def _run(self, feed):
         torch = self.torch
         with torch.inference_mode():
-            x = torch.from_numpy(images).to(self.device)
-            scores, labels, boxes = self.wrapper(x)
+            x, sizes = (torch.from_numpy(feed[n]).to(self.device) for n in self.input_names)
+            scores, labels, boxes = self.wrapper(x, sizes)
             out = {"scores": scores, "labels": labels, "boxes": boxes}
             return {k: np.asarray(v.cpu().numpy()) for k, v in out.items()}  # .cpu() waits for a GPU

@@ -33,7 +33,7 @@ from torch.onnx import register_custom_op_symbolic, symbolic_helper, unregister_
 from detrt.compile import surgery
 from detrt.compile.onnx_io import save_onnx, upgrade_opset
 from detrt.errors import InputError
-from detrt.manifest import Manifest
+from detrt.manifest import INPUTS, Manifest
 from detrt.models.checkpoint import model_from_checkpoint
 from detrt.models.dhdetr import PostProcess
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, OPSET_VERSION, TORCH_DCG_OP, TORCH_MSDA_OP
@@ -48,25 +48,33 @@ INT64, BOOL = 7, 9  # onnx.TensorProto.INT64 / BOOL, for Cast's `to`
 
 
 class ExportWrapper(nn.Module):
-    """images [B, 3, H, W] -> the exported outputs of one model.
+    """(images [B, 3, H, W], image_sizes [B, 2]) -> the exported outputs of one model.
 
+    image_sizes: float32 (h, w) of each image at the top-left of its input (the letterbox's resized size);
+    the model masks the rest, so the outputs are those of the unpadded image.
     postprocess=True: the model's PostProcess in the graph -> scores [B, K], labels int64 [B, K],
     boxes [B, K, 4] xyxy in network-input pixels, sorted by score (K = min(topk, N * C)); scores below
     score_floor are 0.
-    postprocess=False: pred_logits [B, N, C] (apply sigmoid for scores), pred_boxes [B, N, 4] cxcywh in [0, 1].
+    postprocess=False: pred_logits [B, N, C] (apply sigmoid for scores), pred_boxes [B, N, 4] cxcywh in [0, 1]
+    of the image.
+    input_size (H, W): for a model without padding masks (CQ-DINO): the graph takes images only.
     """
 
-    def __init__(self, model, input_size, postprocess=True, topk=100, score_floor=0.0):
+    def __init__(self, model, postprocess=True, topk=100, score_floor=0.0, input_size=None):
         super().__init__()
         self.model = model
         self.postprocess = PostProcess(topk, score_floor) if postprocess else None
-        self.register_buffer("size", torch.tensor([list(input_size)], dtype=torch.float32), persistent=False)
+        self.input_size = input_size
 
-    def forward(self, images):
-        out = self.model(images)
+    def forward(self, images, image_sizes=None):
+        if self.input_size is None:
+            out = self.model(images, image_sizes)
+        else:  # a model without padding masks: each image fills its input
+            out = self.model(images)
+            image_sizes = images.new_tensor([self.input_size]).expand(images.shape[0], 2)
         if self.postprocess is None:
             return out["pred_logits"], out["pred_boxes"]
-        det = self.postprocess(out, self.size.expand(images.shape[0], 2))
+        det = self.postprocess(out, image_sizes)
         return det["scores"], det["labels"], det["boxes"]
 
 
@@ -126,20 +134,22 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
         raise InputError(f"--imgsz {h} {w}: H and W must be positive multiples of 32")
     if form == "portable" and msda_plugin != "detrt":
         raise InputError("--msda-plugin applies to the plugin form only")
-    if hasattr(model, "fold_categories"):  # CQ-DINO: the category branch becomes constants of the graph
+    masks = not hasattr(model, "fold_categories")  # CQ-DINO has no padding masks: its graph takes images only
+    if not masks:  # CQ-DINO: the category branch becomes constants of the graph
         if not postprocess:
             raise InputError("CQ-DINO exports with its in-graph top-k only (labels are global category ids)")
         model = copy.deepcopy(model).eval().fold_categories()
-    wrapper = ExportWrapper(model, input_size, postprocess, topk, score_floor).eval()
+    wrapper = ExportWrapper(model, postprocess, topk, score_floor, None if masks else input_size).eval()
+    inputs = INPUTS[0] if masks else INPUTS[1]
     names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
-    images = torch.zeros(batch, 3, h, w)
+    images, sizes = torch.zeros(batch, 3, h, w), torch.tensor([[h, w]] * batch, dtype=torch.float32)
     buffer = io.BytesIO()
     traced_opset = min(opset, TORCH_MAX_OPSET)
     with torch.no_grad(), detrt_symbolics(traced_opset), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings for the static level shapes, the legacy-exporter notice
-        torch.onnx.export(wrapper, (images,), buffer, dynamo=False, opset_version=traced_opset,
-                          input_names=["images"], output_names=names,
-                          dynamic_axes={n: {0: "batch"} for n in ["images", *names]},
+        torch.onnx.export(wrapper, (images, sizes) if masks else (images,), buffer, dynamo=False,
+                          opset_version=traced_opset, input_names=list(inputs), output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in [*inputs, *names]},
                           custom_opsets={DETRT_DOMAIN: OPSET_VERSION}, do_constant_folding=True)
     traced = upgrade_opset(onnx.load_from_string(buffer.getvalue()), opset)
     model_proto = surgery.rewrite(traced, surgery.passes_for(form, msda_plugin))
@@ -178,7 +188,8 @@ def export_model_to(model, cfg, output, form="portable", input_size=None, postpr
     check_onnx(proto, output)
     manifest = save_onnx(proto, output, Manifest.for_config(
         cfg, input_size=input_size, output_format="topk" if postprocess else "raw", precision="fp32", form=form,
-        opset=opset, max_batch=max_batch, parent=parent, num_select=num_select))
+        opset=opset, max_batch=max_batch, parent=parent, num_select=num_select,
+        inputs=tuple(i.name for i in proto.graph.input)))
     if log:
         nodes = len(proto.graph.node)
         log(f"exported {cfg.name} ({form}, {input_size[0]}x{input_size[1]}, opset {opset}, {nodes} nodes) "

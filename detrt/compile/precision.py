@@ -32,8 +32,9 @@ import onnx_graphsurgeon as gs
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from detrt.compile import surgery
-from detrt.data.preprocess import Preprocessor
+from detrt.data.preprocess import Preprocessor, image_sizes
 from detrt.errors import InputError
+from detrt.manifest import IMAGE_SIZES
 from detrt.eval.crowdhuman import evaluate
 from detrt.ops.names import DCG_OP, DETRT_DOMAIN, MSDA_OP, PORTABLE_DOMAIN
 from detrt.progress import progress_bar
@@ -194,11 +195,14 @@ def check_calibration(batches, model, where="calibration data"):
     if not batches:
         raise InputError(f"{where}: no calibration frames (need at least one image or video frame)")
     want = _input_shape(model)
+    names = [i.name for i in model.graph.input]
     for i, feed in enumerate(batches):
         x = feed.get("images")
         if x is None or x.ndim != 4 or x.dtype != np.float32 or list(x.shape[1:]) != want[1:]:
             got = None if x is None else f"{x.dtype} {list(x.shape)}"
             raise InputError(f"{where}: batch {i} is {got}, the model takes float32 [B, {', '.join(map(str, want[1:]))}]")
+        if sorted(feed) != sorted(names):
+            raise InputError(f"{where}: batch {i} holds {sorted(feed)}, the model takes {names}")
 
 
 def _input_shape(model):
@@ -247,7 +251,8 @@ def float_for_unquantized_readers(graph):
 
 
 def calibration_batches(source, manifest, frames=200, batch=1):
-    """Frames from a video file, an image directory or a glob -> [{"images": float32 [B, 3, H, W]}].
+    """Frames from a video file, an image directory or a glob -> [{"images": float32 [B, 3, H, W]}], with
+    "image_sizes" [B, 2] where the model takes it.
 
     Frames are sampled evenly across the source and preprocessed exactly as the runtime does
     (detrt.data.preprocess.Preprocessor from the model's manifest).
@@ -260,7 +265,11 @@ def calibration_batches(source, manifest, frames=200, batch=1):
     if not images:
         raise InputError(f"{source}: no readable frames for calibration")
     prep = Preprocessor.from_manifest(manifest)
-    return [{"images": prep(images[i:i + batch])[0]} for i in range(0, len(images), batch)]
+    batches = []
+    for i in range(0, len(images), batch):
+        x, transforms = prep(images[i:i + batch])
+        batches.append({"images": x, IMAGE_SIZES: image_sizes(transforms)} if manifest.masks_padding else {"images": x})
+    return batches
 
 
 def _read_frames(source, count, cv2):

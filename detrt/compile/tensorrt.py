@@ -18,7 +18,7 @@ from pathlib import Path
 from detrt.atomic import atomic_path
 from detrt.compile.onnx_io import save_onnx
 from detrt.errors import InputError
-from detrt.manifest import save_artifact, sha256_file
+from detrt.manifest import IMAGE_SIZES, IMAGES, save_artifact, sha256_file
 from detrt.ops.tensorrt import find_plugin_library, gpu_properties, import_tensorrt, register_plugins
 from detrt.progress import progress_bar
 
@@ -56,9 +56,10 @@ def cache_dir():
     return Path(os.environ.get("DETRT_CACHE", Path.home() / ".cache" / "detrt")) / "engines"
 
 
-def engine_from_onnx(onnx_path, shapes, precision, workspace_mib=None, timing_cache=None, dla_core=None, log=print):
+def engine_from_onnx(onnx_path, shapes, precision, workspace_mib=None, timing_cache=None, dla_core=None, log=print,
+                     inputs=(IMAGES,)):
     """Parse with the plugins registered (by the caller, register_plugins) and build a strongly typed engine
-    -> serialized bytes."""
+    -> serialized bytes. shapes: the (min, opt, max) of `images`; `image_sizes` (in `inputs`) follows its batch."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -75,7 +76,9 @@ def engine_from_onnx(onnx_path, shapes, precision, workspace_mib=None, timing_ca
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     profile = builder.create_optimization_profile()
-    profile.set_shape("images", *shapes)
+    profile.set_shape(IMAGES, *shapes)
+    if IMAGE_SIZES in inputs:
+        profile.set_shape(IMAGE_SIZES, *[(s[0], 2) for s in shapes])
     config.add_optimization_profile(profile)
     cache = _timing_cache(config, timing_cache) if timing_cache else None
     if dla_core is not None:
@@ -168,7 +171,8 @@ def engine_artifact(model, manifest, output, target, workspace=None, timing_cach
             log(f"engine cache hit {cached}")
         engine = cached.read_bytes()
     else:
-        engine = engine_from_onnx(built_onnx, target.shapes, graph.precision, workspace, timing_cache, dla, log)
+        engine = engine_from_onnx(built_onnx, target.shapes, graph.precision, workspace, timing_cache, dla, log,
+                                  graph.inputs)
         cached.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp:
             Path(tmp).write_bytes(engine)

@@ -40,6 +40,11 @@ class Transform:
         return b * np.array([self.sx, self.sy, self.sx, self.sy], dtype=np.float32)
 
 
+def image_sizes(transforms):
+    """The `image_sizes` input of a batch: float32 [B, 2], each image's (h, w) inside the network input."""
+    return np.array([[t.new_h, t.new_w] for t in transforms], np.float32).reshape(-1, 2)
+
+
 def resize_transform(src_hw, input_hw, mode="letterbox"):
     """The Transform for a source of size src_hw fed to a network of size input_hw."""
     h, w = int(src_hw[0]), int(src_hw[1])
@@ -80,7 +85,8 @@ class Preprocessor:
         return cls(manifest.input_size, manifest.mean, manifest.std, manifest.resize, manifest.pad_value)
 
     def __call__(self, frames):
-        """A list of BGR uint8 HxWx3 frames -> (float32 [B, 3, H, W], [Transform])."""
+        """A list of BGR uint8 HxWx3 frames -> (float32 [B, 3, H, W], [Transform]); a model's `image_sizes` input
+        is image_sizes(transforms)."""
         H, W = self.input_hw
         out = np.empty((len(frames), 3, H, W), np.float32)
         transforms = [self.into(f, out[i]) for i, f in enumerate(frames)]

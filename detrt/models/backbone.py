@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from detrt.errors import InputError
+from detrt.models.padding import feature_mask, masked_norm, zero_padding
 from detrt.optional import require
 
 ARCHS = {
@@ -81,10 +82,11 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != planes:
             self.downsample = nn.Sequential(conv1x1(cin, planes, stride), make_norm(norm, planes))
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+    def forward(self, x, mask=None):
+        """mask: the padding mask at the block's output (detrt.models.padding), or None."""
+        identity = x if self.downsample is None else masked_norm(self.downsample[1], self.downsample[0](x), mask)
+        out = zero_padding(self.relu(masked_norm(self.bn1, self.conv1(x), mask)), mask)
+        return zero_padding(self.relu(masked_norm(self.bn2, self.conv2(out), mask) + identity), mask)
 
 
 class Bottleneck(nn.Module):
@@ -103,15 +105,19 @@ class Bottleneck(nn.Module):
         if stride != 1 or cin != cout:
             self.downsample = nn.Sequential(conv1x1(cin, cout, stride), make_norm(norm, cout))
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
+    def forward(self, x, mask=None):
+        """mask: the padding mask at the block's output (detrt.models.padding), or None."""
+        identity = x if self.downsample is None else masked_norm(self.downsample[1], self.downsample[0](x), mask)
+        out = zero_padding(self.relu(masked_norm(self.bn1, self.conv1(x), mask)), mask)
+        out = self.relu(masked_norm(self.bn2, self.conv2(out), mask))
+        return zero_padding(self.relu(masked_norm(self.bn3, self.conv3(out), mask) + identity), mask)
 
 
 class ResNet(nn.Module):
-    """ResNet trunk without the classifier: forward(images [B, 3, H, W]) -> [C3, C4, C5] at strides 8, 16, 32.
+    """ResNet trunk without the classifier: forward(images [B, 3, H, W], sizes=None) -> [C3, C4, C5] at
+    strides 8, 16, 32. sizes [B, 2] (h, w): the image at the top-left of a padded input; then the padding
+    is zeroed after every layer and left out of GroupNorm statistics, so the image's features are the
+    unpadded image's (detrt.models.padding).
 
     `strides` and `num_channels` describe the three outputs.
     """
@@ -161,12 +167,23 @@ class ResNet(nn.Module):
         for name, p in self.named_parameters():
             p.requires_grad_(not name.startswith(frozen) if frozen else True)
 
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        return [c3, c4, self.layer4(c4)]
+    def forward(self, x, sizes=None):
+        def mask(stride, shape):
+            return None if sizes is None else feature_mask(sizes, stride, shape, x.dtype)
+
+        x = self.conv1(x)
+        m = mask(2, x.shape[-2:])
+        x = zero_padding(self.relu(masked_norm(self.bn1, x, m)), m)
+        x = self.maxpool(x)  # >= 0 after the ReLU: the zeroed padding is what max-pool's own padding gives
+        x = zero_padding(x, mask(4, x.shape[-2:]))
+        outs = []
+        for i in range(1, 5):
+            shape = x.shape[-2:] if i == 1 else [(int(d) + 1) // 2 for d in x.shape[-2:]]  # stride 2 from layer2
+            m = mask(2 << i, shape)
+            for block in getattr(self, f"layer{i}"):
+                x = block(x, m)
+            outs.append(x)
+        return outs[1:]
 
 
 @dataclass

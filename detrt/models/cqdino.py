@@ -111,7 +111,9 @@ def denoising_queries(targets, num_dn, num_columns, label_noise, box_noise, labe
 
 
 class CQDINO(nn.Module):
-    """forward(images [B, 3, H, W], targets=None) -> dict:
+    """forward(images [B, 3, H, W], sizes=None, targets=None) -> dict. sizes [B, 2] float (h, w): each image
+    fills the top-left h x w pixels of its input; boxes in (targets) and out are normalized to the image, as
+    DH-DETR's (None: to the input). Unlike DH-DETR the padding is not masked: the network sees it.
 
     - pred_logits [B, N, K]: logits of the last decoder layer over the K selected categories;
     - pred_boxes [B, N, 4] cxcywh normalized; aux_outputs: the same for each earlier decoder layer;
@@ -155,17 +157,19 @@ class CQDINO(nn.Module):
         self.folded = True
         return self
 
-    def forward(self, images, targets=None):
+    def forward(self, images, sizes=None, targets=None):
+        # image-normalized <-> input-normalized boxes: the network works on the input, the boxes on the image
+        scale = None if sizes is None else (sizes.flip(-1) / images.new_tensor(images.shape[-2:][::-1])).repeat(1, 2)
         feats = self.backbone(images)
         if self.folded:
             categories, first_query = self.folded_categories, self.folded_first_query
         else:
             categories, first_query = self.categories(), None
         selector_logits, category_ids, tokens = self.selector(categories, feats[-1], first_query)
-        src, pos, spatial_shapes, level_start_index, shapes = flat_features(feats, self.input_proj,
-                                                                           self.transformer.level_embed)
-        memory, tokens = self._enhance(src, pos, tokens, spatial_shapes, level_start_index, shapes)
-        enc_memory, proposals = self.transformer.proposals(memory, shapes)
+        src, pos, spatial_shapes, level_start_index, shapes, valid, _ = flat_features(
+            feats, self.input_proj, self.transformer.level_embed, self.backbone.strides, images.shape[-2:])
+        memory, tokens = self._enhance(src, pos, tokens, spatial_shapes, level_start_index, shapes, valid)
+        enc_memory, proposals = self.transformer.proposals(memory, shapes, valid)
         enc_logits = self.class_heads[-1](enc_memory, tokens)
         enc_unact = self.bbox_embed[-1](enc_memory) + proposals
         topk = enc_logits.amax(-1).topk(self.num_queries, dim=1)[1]
@@ -173,8 +177,9 @@ class CQDINO(nn.Module):
         tgt = self.tgt_embed.weight[None].expand(images.shape[0], -1, -1)
         dn = None
         if self.training and targets is not None:
-            columns = [{"boxes": t["boxes"], "columns": label_columns(t["labels"], ids)}
-                       for t, ids in zip(targets, category_ids)]
+            boxes = [t["boxes"] if scale is None else t["boxes"] * scale[b] for b, t in enumerate(targets)]
+            columns = [{"boxes": bx, "columns": label_columns(t["labels"], ids)}
+                       for bx, t, ids in zip(boxes, targets, category_ids)]
             dn = denoising_queries(columns, self.dn_queries, category_ids.shape[1], self.dn_label_noise,
                                    self.dn_box_noise, self.label_embed, self.num_queries)
         attn_mask = None
@@ -192,11 +197,14 @@ class CQDINO(nn.Module):
             layers = [{k: v[:, p:] for k, v in layer.items()} for layer in layers]
         out.update(layers[-1])
         out["aux_outputs"] = layers[:-1]
+        if scale is not None:
+            for d in [out, out["enc_outputs"], *out["aux_outputs"], *out.get("dn_outputs", ())]:
+                d["pred_boxes"] = d["pred_boxes"] / scale[:, None]
         return out
 
-    def _enhance(self, src, pos, tokens, spatial_shapes, level_start_index, shapes):
+    def _enhance(self, src, pos, tokens, spatial_shapes, level_start_index, shapes, valid):
         """Feature enhancer: per layer, fusion with the category tokens, then a deformable encoder layer."""
-        ref = self.transformer.encoder_reference_points(shapes, src.device)[:, :, None].expand(-1, -1, len(shapes), -1)
+        ref = self.transformer.encoder_reference_points(shapes, valid)
         for fusion, layer in zip(self.fusion, self.transformer.encoder):
             src, tokens = fusion(src, tokens)
             src = layer(src, pos, ref, spatial_shapes, level_start_index)

@@ -47,12 +47,16 @@ class MSDeformAttn(nn.Module):
             nn.init.xavier_uniform_(proj.weight)
             nn.init.zeros_(proj.bias)
 
-    def forward(self, query, reference_points, value, spatial_shapes, level_start_index):
+    def forward(self, query, reference_points, value, spatial_shapes, level_start_index, padding=None):
         """query [B, Lq, C], reference_points [B, Lq, L, 2 or 4], value [B, S, C] (S = sum of H_l * W_l),
-        spatial_shapes [L, 2] (H, W) int64, level_start_index [L] int64 -> [B, Lq, C]."""
+        spatial_shapes [L, 2] (H, W) int64, level_start_index [L] int64 -> [B, Lq, C].
+        padding [B, S] bool: value tokens on input padding, read as zeros (what sampling outside a map reads)."""
         b, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
-        value = self.value_proj(value).view(b, value.shape[1], m, self.d_model // m)
+        value = self.value_proj(value)
+        if padding is not None:
+            value = value.masked_fill(padding[..., None], 0.0)
+        value = value.view(b, value.shape[1], m, self.d_model // m)
         offsets = self.sampling_offsets(query).view(b, lq, m, lv, p, 2)
         weights = self.attention_weights(query).view(b, lq, m, lv * p).softmax(-1).view(b, lq, m, lv, p)
         ref = reference_points[:, :, None, :, None]  # [B, Lq, 1, L, 1, 2|4]
@@ -65,17 +69,27 @@ class MSDeformAttn(nn.Module):
         return self.output_proj(out)
 
 
-def sine_position_encoding(h, w, num_feats, temperature=10000.0, device=None):
-    """DETR's normalized sine encoding of an unpadded h x w map -> [1, 2 * num_feats, h, w] (y half first)."""
+def sine_position_encoding(h, w, num_feats, temperature=10000.0, device=None, valid=None):
+    """DETR's normalized sine encoding of an h x w map -> [B, 2 * num_feats, h, w] (y half first).
+
+    valid [B, 2] (h, w): the part of the map holding the image (top-left), to which positions are normalized,
+    as DETR's cumulative sum over the padding mask does; None: all of it (B = 1). The padding gets the last
+    row's and column's positions (only padded tokens read them, and nothing reads those tokens)."""
+    if valid is None:
+        valid = torch.tensor([[h, w]], dtype=torch.float32, device=device)
     scale = 2 * math.pi
-    y = (torch.arange(1, h + 1, dtype=torch.float32, device=device) - 0.5) / (h + 1e-6) * scale
-    x = (torch.arange(1, w + 1, dtype=torch.float32, device=device) - 0.5) / (w + 1e-6) * scale
     dim_t = temperature ** (2 * (torch.arange(num_feats, device=device) // 2) / num_feats)
-    pos_y, pos_x = y[:, None] / dim_t, x[:, None] / dim_t  # [h, F], [w, F]
-    pos_y = torch.stack([pos_y[:, 0::2].sin(), pos_y[:, 1::2].cos()], -1).flatten(1)
-    pos_x = torch.stack([pos_x[:, 0::2].sin(), pos_x[:, 1::2].cos()], -1).flatten(1)
-    pos = torch.cat([pos_y[:, None, :].expand(h, w, num_feats), pos_x[None, :, :].expand(h, w, num_feats)], -1)
-    return pos.permute(2, 0, 1)[None]
+
+    def embed(n, size):  # [B, n, num_feats]
+        pos = torch.arange(1, n + 1, dtype=torch.float32, device=device)[None].minimum(size[:, None])
+        pos = ((pos - 0.5) / (size[:, None] + 1e-6) * scale)[..., None] / dim_t
+        return torch.stack([pos[..., 0::2].sin(), pos[..., 1::2].cos()], -1).flatten(2)
+
+    pos_y, pos_x = embed(h, valid[:, 0]), embed(w, valid[:, 1])
+    b = pos_y.shape[0]
+    pos = torch.cat([pos_y[:, :, None, :].expand(b, h, w, num_feats), pos_x[:, None, :, :].expand(b, h, w, num_feats)],
+                    -1)
+    return pos.permute(0, 3, 1, 2)
 
 
 def box_sine_embedding(boxes_unact, num_feats, temperature=10000.0):

@@ -39,19 +39,20 @@ class EncoderLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.ffn = FFN(d_model, d_ffn, dropout)
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index):
-        out = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
+    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, padding=None):
+        out = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding)
         return self.ffn(self.norm(src + self.dropout(out)))
 
 
 class DecoderLayer(nn.Module):
     """forward(tgt, query_pos, reference_boxes [B, N, L, 4], memory, spatial_shapes, level_start_index,
-    boxes=None, scores=None, keep=None, categories=None, attn_mask=None) -> tgt [B, N, C].
+    padding=None, boxes=None, scores=None, keep=None, categories=None, attn_mask=None) -> tgt [B, N, C].
 
-    A "dcg" layer also takes the previous layer's boxes [B, N, 4] and scores [B, N] (neighbour choice)
-    and keep [B, N] (the query mask c; dropped queries leave the layer as zeros before the FFN).
-    A "category" layer takes the category tokens [B, K, C] (no position embedding) and an optional
-    self-attention mask [N, N] bool (True: not attended; it keeps denoising groups apart).
+    padding [B, S]: memory tokens on input padding (None: none). A "dcg" layer also takes the previous layer's
+    boxes [B, N, 4] and scores [B, N] (neighbour choice) and keep [B, N] (the query mask c; dropped queries
+    leave the layer as zeros before the FFN). A "category" layer takes the category tokens [B, K, C] (no
+    position embedding) and an optional self-attention mask [N, N] bool (True: not attended; it keeps
+    denoising groups apart).
     """
 
     def __init__(self, kind="plain", d_model=256, d_ffn=1024, dropout=0.1, n_levels=4, n_heads=8, n_points=4,
@@ -75,7 +76,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.ffn = FFN(d_model, d_ffn, dropout)
 
-    def forward(self, tgt, query_pos, reference_boxes, memory, spatial_shapes, level_start_index,
+    def forward(self, tgt, query_pos, reference_boxes, memory, spatial_shapes, level_start_index, padding=None,
                 boxes=None, scores=None, keep=None, categories=None, attn_mask=None):
         c = 1.0
         if self.kind in ("self_attn", "category"):
@@ -88,7 +89,8 @@ class DecoderLayer(nn.Module):
         elif self.kind == "dcg":
             c = keep[..., None].to(tgt.dtype)  # multiplicative mask: no data-dependent control flow
             tgt = self.norm2(self.dcg(tgt, boxes, scores) * c)
-        out = self.cross_attn((tgt + query_pos) * c, reference_boxes, memory, spatial_shapes, level_start_index)
+        out = self.cross_attn((tgt + query_pos) * c, reference_boxes, memory, spatial_shapes, level_start_index,
+                              padding)
         tgt = self.norm1((tgt + self.dropout1(out)) * c)
         return self.ffn(tgt)
 
@@ -96,8 +98,11 @@ class DecoderLayer(nn.Module):
 class DeformableTransformer(nn.Module):
     """Encoder, decoder layers and the query initialization of (two-stage) Deformable DETR.
 
-    Inputs are flattened multi-scale features without padding: every image in a batch has the network
-    input size, and boxes are normalized to it.
+    Inputs are flattened multi-scale features. Where an image fills only the top-left of its input, `valid`
+    [B, L, 2] gives the (w, h) feature pixels of each level that hold it and `padding` [B, S] (True on
+    padding) the tokens that do not: as in Deformable DETR, points and boxes are normalized to the image
+    (the valid part of each level), padded tokens are read as zeros and propose nothing. Without padding
+    `valid` is each level's (w, h) and `padding` None.
     """
 
     def __init__(self, d_model=256, nhead=8, num_encoder_layers=6, decoder_kinds=("plain",) * 6, dim_feedforward=1024,
@@ -137,38 +142,50 @@ class DeformableTransformer(nn.Module):
         nn.init.normal_(self.level_embed)
 
     @staticmethod
-    def encoder_reference_points(spatial_shapes, device):
-        """Pixel centres of every level, normalized: [1, S, 2] as (x, y)."""
-        refs = []
-        for h, w in spatial_shapes:
-            y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
-                                  torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
-            refs.append(torch.stack([(x.flatten() + 0.5) / w, (y.flatten() + 0.5) / h], -1))
-        return torch.cat(refs)[None]
+    def _pixel_centres(shapes, valid):
+        """Pixel centres of every level normalized to the image's part of it: [B, S, 2] as (x, y)."""
+        centres = []
+        for lvl, (h, w) in enumerate(shapes):
+            y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=valid.device),
+                                  torch.arange(w, dtype=torch.float32, device=valid.device), indexing="ij")
+            xy = torch.stack([x.flatten() + 0.5, y.flatten() + 0.5], -1)
+            centres.append(xy[None] / valid[:, None, lvl])
+        return torch.cat(centres, 1)
 
-    def encode(self, src, pos, spatial_shapes, level_start_index, shapes):
+    @staticmethod
+    def valid_ratios(valid, shapes):
+        """[B, L, 2]: the share (x, y) of each level that holds the image."""
+        return valid / torch.tensor([[w, h] for h, w in shapes], dtype=valid.dtype, device=valid.device)
+
+    def encoder_reference_points(self, shapes, valid):
+        """Deformable DETR's encoder reference points: each token's centre on the image, on every level,
+        [B, S, L, 2]."""
+        return self._pixel_centres(shapes, valid)[:, :, None] * self.valid_ratios(valid, shapes)[:, None]
+
+    def encode(self, src, pos, spatial_shapes, level_start_index, shapes, valid, padding=None):
         """src, pos [B, S, C] (pos includes the level embedding) -> memory [B, S, C]."""
-        ref = self.encoder_reference_points(shapes, src.device)[:, :, None].expand(-1, -1, len(shapes), -1)
+        ref = self.encoder_reference_points(shapes, valid)
         for layer in self.encoder:
-            src = layer(src, pos, ref, spatial_shapes, level_start_index)
+            src = layer(src, pos, ref, spatial_shapes, level_start_index, padding)
         return src
 
-    def proposals(self, memory, shapes):
-        """Two-stage proposals: one box per memory token (its pixel centre, size 0.05 * 2^level).
+    def proposals(self, memory, shapes, valid, padding=None):
+        """Two-stage proposals: one box per memory token (its pixel centre, size 0.05 * 2^level, normalized to
+        the image).
 
-        Returns (output_memory [B, S, C], proposals as logits [B, S, 4]); tokens whose box is not strictly
-        inside (0.01, 0.99) get memory 0 and logits +inf, as in Deformable DETR.
+        Returns (output_memory [B, S, C], proposals as logits [B, S, 4]); padded tokens and those whose box is
+        not strictly inside (0.01, 0.99) get memory 0 and logits +inf, as Deformable DETR's
+        gen_encoder_output_proposals.
         """
-        boxes = []
-        for lvl, (h, w) in enumerate(shapes):
-            y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=memory.device),
-                                  torch.arange(w, dtype=torch.float32, device=memory.device), indexing="ij")
-            xy = torch.stack([(x.flatten() + 0.5) / w, (y.flatten() + 0.5) / h], -1)
-            boxes.append(torch.cat([xy, torch.full_like(xy, 0.05 * 2.0 ** lvl)], -1))
-        boxes = torch.cat(boxes)[None]  # [1, S, 4]
-        valid = ((boxes > 0.01) & (boxes < 0.99)).all(-1, keepdim=True)
-        unact = torch.log(boxes / (1 - boxes)).masked_fill(~valid, float("inf"))
-        out = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid, 0.0)))
+        xy = self._pixel_centres(shapes, valid)
+        wh = torch.cat([torch.full((h * w, 2), 0.05 * 2.0 ** lvl, device=memory.device)
+                        for lvl, (h, w) in enumerate(shapes)])
+        boxes = torch.cat([xy, wh[None].expand(xy.shape[0], -1, -1)], -1)
+        valid_box = ((boxes > 0.01) & (boxes < 0.99)).all(-1, keepdim=True)
+        if padding is not None:
+            valid_box = valid_box & ~padding[..., None]
+        unact = torch.log(boxes / (1 - boxes)).masked_fill(~valid_box, float("inf"))
+        out = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid_box, 0.0)))
         return out, unact.expand(memory.shape[0], -1, -1)
 
     def queries_from_boxes(self, boxes_unact):

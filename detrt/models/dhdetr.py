@@ -13,6 +13,7 @@ from torch import nn
 from detrt.models.dcg import dcg_query_mask
 from detrt.models.deformable_attention import inverse_sigmoid, sine_position_encoding
 from detrt.models.deformable_transformer import DeformableTransformer
+from detrt.models.padding import feature_mask, masked_norm, valid_size, zero_padding
 from detrt.ops.box_ops import box_cxcywh_to_xyxy
 
 
@@ -43,31 +44,48 @@ def input_projections(channels, d, num_feature_levels):
     return nn.ModuleList(proj)
 
 
-def flat_features(feats, input_proj, level_embed):
+def flat_features(feats, input_proj, level_embed, strides, input_hw, sizes=None):
     """Backbone levels -> flattened multi-scale features: src, pos [B, S, C], spatial_shapes [L, 2],
-    level_start_index [L], and the level shapes as Python ints (static for a given input size)."""
-    srcs = [proj(f) for proj, f in zip(input_proj, feats)]
-    for proj in input_proj[len(srcs):]:
-        srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
-    shapes = [tuple(s.shape[-2:]) for s in srcs]
-    d, device = level_embed.shape[-1], feats[0].device
-    pos = [(sine_position_encoding(h, w, d // 2, device=device).flatten(2).transpose(1, 2) + level_embed[lvl])
-           for lvl, (h, w) in enumerate(shapes)]
+    level_start_index [L], the level shapes as Python ints (static for a given input size), valid [B, L, 2]
+    (the (w, h) of each level holding the image) and padding [B, S] (True on padding; None without sizes).
+
+    strides: the backbone levels' strides; input_hw: the input's (H, W); sizes [B, 2] (h, w): each image's size
+    at the top-left of its input (None: the images fill it).
+    """
+    device = feats[0].device
+    image_hw = (torch.tensor([list(input_hw)], dtype=torch.float32, device=device) if sizes is None
+                else sizes.to(torch.float32))  # [B or 1, 2]
+    strides = strides + [strides[-1] * 2 ** i for i in range(1, len(input_proj) - len(feats) + 1)]
+    srcs, masks = [], []
+    for lvl, proj in enumerate(input_proj):
+        # the extra levels: stride-2 convs, the first on C5, the next on the previous level
+        x = proj[0](feats[lvl] if lvl < len(feats) else feats[-1] if lvl == len(feats) else srcs[-1])
+        m = None if sizes is None else feature_mask(image_hw, strides[lvl], x.shape[-2:], x.dtype)
+        srcs.append(zero_padding(masked_norm(proj[1], x, m), m))
+        masks.append(m)
+    shapes = [tuple(int(d) for d in s.shape[-2:]) for s in srcs]
+    valid = torch.stack([valid_size(image_hw, s).flip(-1) for s in strides], 1)  # [B, L, 2] as (w, h)
+    d = level_embed.shape[-1]
+    pos = [(sine_position_encoding(h, w, d // 2, device=device, valid=valid[:, lvl].flip(-1))
+            .flatten(2).transpose(1, 2) + level_embed[lvl]) for lvl, (h, w) in enumerate(shapes)]
     src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
     pos = torch.cat(pos, 1).expand(src.shape[0], -1, -1)
+    padding = None if sizes is None else torch.cat([m.flatten(1) for m in masks], 1) == 0
     spatial_shapes = torch.tensor(shapes, dtype=torch.int64, device=device)
     starts = [0]
     for h, w in shapes[:-1]:
         starts.append(starts[-1] + h * w)
     level_start_index = torch.tensor(starts, dtype=torch.int64, device=device)
-    return src, pos, spatial_shapes, level_start_index, shapes
+    return src, pos, spatial_shapes, level_start_index, shapes, valid, padding
 
 
 class DHDETR(nn.Module):
-    """forward(images [B, 3, H, W], H and W multiples of 32) -> dict:
+    """forward(images [B, 3, H, W], sizes=None) -> dict. H and W are multiples of 32; sizes [B, 2] float (h, w):
+    each image fills the top-left h x w pixels of its input and the rest is padding, which then changes
+    nothing (detrt.models.padding; None: no padding). Boxes are normalized to the image (h x w):
 
     - pred_logits [B, N, C]: class logits of the last decoder layer (-inf for queries a DCG layer dropped);
-    - pred_boxes [B, N, 4]: boxes (cx, cy, w, h) normalized to the input size; DCG layers keep the boxes of
+    - pred_boxes [B, N, 4]: boxes (cx, cy, w, h) normalized to the image; DCG layers keep the boxes of
       the last refining layer;
     - query_mask [B, N] bool: the DCG mask c of the last layer (absent when it is not a DCG layer);
     - aux_outputs: the same keys for each earlier decoder layer;
@@ -102,19 +120,23 @@ class DHDETR(nn.Module):
             nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
             self.query_embed = nn.Embedding(num_queries, 2 * d)
 
-    def forward(self, images):
-        feats = self.backbone(images)
-        src, pos, spatial_shapes, level_start_index, shapes = flat_features(feats, self.input_proj,
-                                                                           self.transformer.level_embed)
-        memory = self.transformer.encode(src, pos, spatial_shapes, level_start_index, shapes)
+    def forward(self, images, sizes=None):
+        feats = self.backbone(images, None if sizes is None else sizes.to(torch.float32))
+        src, pos, spatial_shapes, level_start_index, shapes, valid, padding = flat_features(
+            feats, self.input_proj, self.transformer.level_embed, self.backbone.strides, images.shape[-2:], sizes)
+        memory = self.transformer.encode(src, pos, spatial_shapes, level_start_index, shapes, valid, padding)
         out = {}
         if self.transformer.two_stage:
-            enc_memory, proposals = self.transformer.proposals(memory, shapes)
+            enc_memory, proposals = self.transformer.proposals(memory, shapes, valid, padding)
             enc_logits = self.class_embed[-1](enc_memory)
             enc_unact = self.bbox_embed[-1](enc_memory) + proposals
             out["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_unact.sigmoid()}
-            # top-K by score; the reference ranks by class 0 (one class), the max is the same there
-            topk = enc_logits.amax(-1).topk(self.num_queries, dim=1)[1]
+            # top-K by score; the reference ranks by class 0 (one class), the max is the same there. A padded
+            # token is never chosen (the reference could rank one, its score a constant, into the top K).
+            score = enc_logits.amax(-1)
+            if padding is not None:
+                score = score.masked_fill(padding, float("-inf"))
+            topk = score.topk(self.num_queries, dim=1)[1]
             boxes_unact = torch.gather(enc_unact, 1, topk[..., None].expand(-1, -1, 4)).detach()
             query_pos, tgt = self.transformer.queries_from_boxes(boxes_unact)
             reference = boxes_unact.sigmoid()
@@ -122,26 +144,29 @@ class DHDETR(nn.Module):
             query = self.query_embed.weight[None].expand(images.shape[0], -1, -1)
             query_pos, tgt = query.split(self.transformer.d_model, -1)
             reference = self.transformer.reference_points(query_pos).sigmoid()
-        layers = self._decode(tgt, query_pos, reference, memory, spatial_shapes, level_start_index, len(shapes))
+        # boxes are normalized to the image; the sampling happens on the padded maps
+        ratios = self.transformer.valid_ratios(valid, shapes).repeat(1, 1, 2)  # [B, L, 4]
+        layers = self._decode(tgt, query_pos, reference, memory, spatial_shapes, level_start_index, ratios, padding)
         out.update(layers[-1])
         out["aux_outputs"] = layers[:-1]
         return out
 
-    def _decode(self, tgt, query_pos, reference, memory, spatial_shapes, level_start_index, num_levels):
-        """Run the decoder layers with iterative box refinement; one output dict per layer."""
+    def _decode(self, tgt, query_pos, reference, memory, spatial_shapes, level_start_index, ratios, padding):
+        """Run the decoder layers with iterative box refinement; one output dict per layer. ratios [B, L, 4]:
+        the valid ratios that map boxes on the image to boxes on each padded level."""
         outputs, boxes, logits, box_head = [], reference, None, 0
         for lid, layer in enumerate(self.transformer.decoder):
-            ref_input = reference[:, :, None].expand(-1, -1, num_levels, -1)
+            ref_input = reference[:, :, None] * ratios[:, None]
             if layer.kind == "dcg":
                 # masks from the previous layer, detached: scores choose neighbours, c drops queries
                 scores = logits.detach().amax(-1).sigmoid()
                 keep = dcg_query_mask(logits, self.dcg_floor_score)
-                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index,
+                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index, padding,
                             boxes=reference, scores=scores, keep=keep)
                 logits = self.class_embed[lid](tgt).masked_fill(~keep[..., None], float("-inf"))
                 outputs.append({"pred_logits": logits, "pred_boxes": boxes, "query_mask": keep})
             else:
-                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index)
+                tgt = layer(tgt, query_pos, ref_input, memory, spatial_shapes, level_start_index, padding)
                 logits = self.class_embed[lid](tgt)
                 boxes = (self.bbox_embed[box_head](tgt) + inverse_sigmoid(reference)).sigmoid()
                 box_head += 1
@@ -153,9 +178,10 @@ class DHDETR(nn.Module):
 class PostProcess(nn.Module):
     """Model outputs -> top-K detections per image, sorted by score (the exported in-graph postprocess).
 
-    forward(outputs, target_sizes [B, 2] as (H, W) in pixels) -> {"scores" [B, K], "labels" int64 [B, K],
-    "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select, N * C); no NMS. With outputs["category_ids"]
-    [B, C] (CQ-DINO: the global id of each logit column) labels are global ids. A score below `score_floor`
+    forward(outputs, target_sizes [B, 2] as (h, w): the image's size in pixels, the model's `sizes` when it had
+    them) -> {"scores" [B, K], "labels" int64 [B, K], "boxes" [B, K, 4] xyxy in pixels}. K = min(num_select,
+    N * C); no NMS. With outputs["category_ids"] [B, C] (CQ-DINO: the global id of each logit column) labels are
+    global ids. A score below `score_floor`
     is set to 0, as a query a DCG layer dropped scores 0: the shape stays fixed (an engine's outputs are),
     and every reader drops what scores below the floor.
     """

@@ -1,6 +1,7 @@
 """The backend interface: a loaded artifact that maps images to the outputs its manifest names.
 
-A backend is a loaded artifact plus its manifest that maps `images` float32 [B, 3, H, W] to the
+A backend is a loaded artifact plus its manifest that maps `images` float32 [B, 3, H, W] (and, where the
+manifest's inputs say so, `image_sizes` float32 [B, 2]: each image's (h, w) inside the input) to the
 output dict the manifest names. Backends are context managers (Polygraphy's runner lifecycle);
 `infer` checks its input once at the edge. `submit` returns a callable producing the outputs later,
 so a pipeline can queue batch t+1 while batch t runs (TensorRT overlaps them on the GPU; ONNX
@@ -14,13 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from detrt.errors import InputError
+from detrt.manifest import IMAGE_SIZES, IMAGES
 
 
 class Backend:
-    """Base class: subclasses set `name` and implement `_run(images) -> dict` (and may override submit)."""
+    """Base class: subclasses set `name` and implement `_run(feed) -> dict` (and may override submit); `feed`
+    holds an array for each of the artifact's inputs (`input_names`)."""
 
     name = "base"
-    input_name = "images"
+    input_name = IMAGES
 
     def __init__(self, artifact, manifest):
         self.artifact = Path(artifact)
@@ -40,21 +43,35 @@ class Backend:
     def output_names(self):
         return tuple(self.manifest.outputs)
 
+    @property
+    def input_names(self):
+        return tuple(self.manifest.inputs)
+
     def check_input(self, feed):
-        """Accept an array or {"images": array}; return a C-contiguous float32 [B, 3, H, W] array."""
+        """Accept an images array or {"images": array, "image_sizes": array}; return {input name: array} for
+        the artifact's inputs: images C-contiguous float32 [B, 3, H, W], image_sizes float32 [B, 2] (default:
+        every image fills the input). An artifact without image_sizes ignores it."""
         images = feed[self.input_name] if isinstance(feed, dict) else feed
         images = np.ascontiguousarray(images, dtype=np.float32)
         H, W = self.manifest.input_size
         if images.ndim != 4 or images.shape[1:] != (3, H, W):
             raise InputError(f"{self.artifact.name}: input '{self.input_name}' must be [B, 3, {H}, {W}], "
                              f"got {list(images.shape)}")
-        if not 1 <= images.shape[0] <= self.max_batch:
-            raise InputError(f"{self.artifact.name}: batch {images.shape[0]} outside 1..{self.max_batch} "
-                             f"(the artifact's max batch)")
-        return images
+        b = images.shape[0]
+        if not 1 <= b <= self.max_batch:
+            raise InputError(f"{self.artifact.name}: batch {b} outside 1..{self.max_batch} (the artifact's max batch)")
+        if IMAGE_SIZES not in self.input_names:
+            return {self.input_name: images}
+        sizes = feed.get(IMAGE_SIZES) if isinstance(feed, dict) else None
+        sizes = np.tile(np.float32([H, W]), (b, 1)) if sizes is None else np.ascontiguousarray(sizes, np.float32)
+        if sizes.shape != (b, 2) or not ((sizes >= 1) & (sizes <= (H, W))).all():
+            raise InputError(f"{self.artifact.name}: input '{IMAGE_SIZES}' must be [{b}, 2] sizes (h, w) within "
+                             f"the {H}x{W} input, got {sizes.tolist()}")
+        return {self.input_name: images, IMAGE_SIZES: sizes}
 
     def infer(self, feed):
-        """images [B, 3, H, W] (or {"images": ...}) -> {output name: array}. Outputs are fresh arrays."""
+        """images [B, 3, H, W] (or {"images": ..., "image_sizes": ...}) -> {output name: array}. Outputs are
+        fresh arrays."""
         return self.submit(feed)()
 
     def submit(self, feed):
@@ -62,7 +79,7 @@ class Backend:
         out = self._run(self.check_input(feed))
         return lambda: out
 
-    def _run(self, images):
+    def _run(self, feed):
         raise NotImplementedError
 
     def warmup(self, iterations=2, batch=None):

@@ -9,7 +9,7 @@ For whole videos use `detrt.runtime.pipeline.run`, which overlaps decode, infere
 
 import time
 
-from detrt.data.preprocess import Preprocessor
+from detrt.data.preprocess import Preprocessor, image_sizes
 from detrt.runtime.backend import open_backend
 from detrt.runtime.base import Backend
 from detrt.runtime.postprocess import Postprocessor
@@ -61,7 +61,7 @@ class Detector:
         images = [im.image if isinstance(im, Frame) else im for im in images]
         x, transforms = self.preprocess(images)
         t0 = time.perf_counter()
-        outputs = self.backend.infer(x)
+        outputs = self.backend.infer({"images": x, "image_sizes": image_sizes(transforms)})
         per_frame = (time.perf_counter() - t0) / len(images)
         self._infer_s = per_frame if self._infer_s is None else 0.9 * self._infer_s + 0.1 * per_frame
         return self.postprocess(outputs, transforms)

@@ -50,8 +50,9 @@ class OrtBackend(Backend):
                 raise InputError(f"{artifact}: ONNX Runtime cannot load it: {msg}") from None
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != [self.input_name]:
-            raise InputError(f"{artifact}: inputs are {inputs}, expected ['{self.input_name}'] (the export contract)")
+        if inputs != list(self.input_names):
+            raise InputError(f"{artifact}: inputs are {inputs}, its manifest says {list(self.input_names)}; "
+                             f"{manifest.rebuild_hint(artifact)}")
         missing = [n for n in manifest.outputs if n not in outputs]
         if missing:
             raise InputError(f"{artifact}: outputs {outputs} lack {missing} that its manifest promises "
@@ -71,7 +72,7 @@ class OrtBackend(Backend):
         session = _plugin_session_class(self.artifact) if plugin else ort.InferenceSession
         return session(str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"])
 
-    def _run(self, images):
+    def _run(self, feed):
         names = list(self.manifest.outputs)
-        values = self.session.run(names, {self.input_name: images})
+        values = self.session.run(names, feed)
         return {n: np.asarray(v) for n, v in zip(names, values)}

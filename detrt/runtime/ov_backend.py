@@ -94,9 +94,11 @@ class OvBackend(Backend):
                    f"where results differ, {manifest.rebuild_hint(artifact)}")
         self.request = self.compiled.create_infer_request()
         self.backbone_request = self.backbone and self.backbone.create_infer_request()
-        inputs = [i.get_any_name() for i in (self.backbone or self.compiled).inputs]
-        if inputs != [self.input_name]:
-            raise InputError(f"{artifact}: inputs are {inputs}, expected ['{self.input_name}'] (the export contract)")
+        inputs = {i.get_any_name() for part in (self.backbone, self.compiled) if part for i in part.inputs
+                  if not i.get_any_name().startswith("backbone_out_")}
+        if inputs != set(manifest.inputs):
+            raise InputError(f"{artifact}: inputs are {sorted(inputs)}, expected {list(manifest.inputs)} (its "
+                             f"manifest); {manifest.rebuild_hint(artifact)}")
         self._outputs = {o.get_any_name(): o for o in self.compiled.outputs}
         missing = [n for n in manifest.outputs if n not in self._outputs]
         if missing:
@@ -104,11 +106,12 @@ class OvBackend(Backend):
                              f"({manifest.output_format}); {manifest.rebuild_hint(artifact)}")
         self.inference_precision = "bf16 backbone, f32 rest" if self.backbone else low
 
-    def _run(self, images):
-        feeds = {self.input_name: images}
+    def _run(self, feed):
+        feeds = dict(feed)
         if self.backbone_request is not None:
-            features = self.backbone_request.infer(feeds)
+            features = self.backbone_request.infer({i.get_any_name(): feeds[i.get_any_name()]
+                                                    for i in self.backbone.inputs})
             feeds.update({f"backbone_out_{i}": features[out] for i, out in enumerate(self.backbone.outputs)})
-        feeds = {i.get_any_name(): feeds[i.get_any_name()] for i in self.compiled.inputs}  # images if it reads it
+        feeds = {i.get_any_name(): feeds[i.get_any_name()] for i in self.compiled.inputs}  # what each part reads
         result = self.request.infer(feeds)
         return {n: np.array(result[self._outputs[n]]) for n in self.manifest.outputs}  # the request reuses its buffers

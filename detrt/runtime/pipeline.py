@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 
-from detrt.data.preprocess import Preprocessor
+from detrt.data.preprocess import Preprocessor, image_sizes
 from detrt.errors import InputError
 from detrt.progress import progress_bar
 from detrt.runtime.backend import open_backend
@@ -169,7 +169,8 @@ class Pipeline:
             item = self._get(self.q_batches)
             if item is not _END:
                 frames, x, transforms = item
-                pending.append((frames, transforms, time.perf_counter(), self.backend.submit(x)))
+                feed = {"images": x, "image_sizes": image_sizes(transforms)}
+                pending.append((frames, transforms, time.perf_counter(), self.backend.submit(feed)))
             while pending and (item is _END or len(pending) >= self.depth):
                 frames, transforms, t0, result = pending.pop(0)
                 outputs = result()

@@ -3,7 +3,8 @@
 DH-DETR's queries are de-homogenized so duplicates are already suppressed inside the model; an NMS
 here would only remove true positives in crowds. Two output formats (the manifest says which):
 - "topk": scores [B, K], labels [B, K], boxes [B, K, 4] xyxy in network-input pixels, sorted.
-- "raw": pred_logits [B, N, C], pred_boxes [B, N, 4] cxcywh normalized to the padded input;
+- "raw": pred_logits [B, N, C], pred_boxes [B, N, 4] cxcywh normalized to the image inside the input (each
+  Transform's resized size), or to the padded input for a graph without `image_sizes` (manifest inputs);
   scores are sigmoid(logits) and the top-k runs over all N x C (query, class) pairs, as Deformable
   DETR's PostProcess does, so a query may yield more than one class.
 The manifest's `score_floor` (the evaluation protocol the model was made for) drops lower scores whatever
@@ -81,7 +82,7 @@ class Postprocessor:
     """Callable: (outputs dict, [Transform]) -> [Detections], one per frame of the batch."""
 
     def __init__(self, output_format, input_hw, class_names=(), threshold=0.5, topk=None, score_floor=0.0,
-                 category_ids=()):
+                 category_ids=(), boxes_on_image=True):
         if output_format not in ("topk", "raw"):
             raise ValueError(f"output_format must be 'topk' or 'raw', got {output_format!r}")
         self.output_format = output_format
@@ -91,6 +92,7 @@ class Postprocessor:
         self.threshold = threshold
         self.topk = topk
         self.score_floor = check_threshold(score_floor, "score_floor")
+        self.boxes_on_image = boxes_on_image  # "raw" boxes: normalized to the image, else to the input
 
     @property
     def threshold(self):
@@ -103,19 +105,23 @@ class Postprocessor:
     @classmethod
     def from_manifest(cls, manifest, threshold=0.5, topk=None):
         return cls(manifest.output_format, manifest.input_size, manifest.class_names, threshold,
-                   topk or manifest.num_select, manifest.score_floor, manifest.vocabulary.ids)
+                   topk or manifest.num_select, manifest.score_floor, manifest.vocabulary.ids,
+                   manifest.masks_padding)
 
     def __call__(self, outputs, transforms):
         if self.output_format == "topk":
             scores, labels, boxes = outputs["scores"], outputs["labels"], outputs["boxes"]
         else:
-            scores, labels, boxes = self._from_raw(outputs["pred_logits"], outputs["pred_boxes"])
+            n = min(len(outputs["pred_logits"]), len(transforms))
+            sizes = [(t.new_h, t.new_w) if self.boxes_on_image else self.input_hw for t in transforms[:n]]
+            scores, labels, boxes = self._from_raw(outputs["pred_logits"][:n], outputs["pred_boxes"][:n], sizes)
         if len(scores) < len(transforms):
             raise ValueError(f"the model returned {len(scores)} results for a batch of {len(transforms)}")
         return [self._one(scores[i], labels[i], boxes[i], t) for i, t in enumerate(transforms)]
 
-    def _from_raw(self, logits, boxes):
-        """[B, N, C], [B, N, 4] cxcywh normalized -> sorted scores [B, k], labels, xyxy network pixels."""
+    def _from_raw(self, logits, boxes, sizes):
+        """[B, N, C], [B, N, 4] cxcywh normalized to `sizes` [(h, w)] -> sorted scores [B, k], labels, xyxy network
+        pixels."""
         B, N, C = logits.shape
         k = min(self.topk or N, N * C)
         flat = logits.reshape(B, N * C)
@@ -130,9 +136,9 @@ class Postprocessor:
         scores = _sigmoid(np.take_along_axis(part, order, axis=1))
         labels = (idx % C).astype(np.int64)
         query = idx // C
-        H, W = self.input_hw
+        hw = np.array(sizes, dtype=np.float32).reshape(-1, 1, 2)[..., ::-1]
         sel = np.take_along_axis(boxes, query[..., None], axis=1)
-        xyxy = box_cxcywh_to_xyxy(sel) * np.array([W, H, W, H], dtype=np.float32)
+        xyxy = box_cxcywh_to_xyxy(sel) * np.concatenate([hw, hw], -1)
         return scores, labels, xyxy.astype(np.float32)
 
     def _one(self, scores, labels, boxes, transform):

@@ -15,14 +15,16 @@ import time
 import numpy as np
 
 from detrt.errors import InputError
+from detrt.manifest import IMAGES
 from detrt.runtime.pipeline import run
 from detrt.runtime.sources import STREAM_SCHEMES
 from detrt.runtime.stats import Summary
 
 
 class _Pending:
-    def __init__(self, images):
-        self.images, self.done, self.outputs, self.error = images, threading.Event(), None, None
+    def __init__(self, feed):
+        self.feed, self.done, self.outputs, self.error = feed, threading.Event(), None, None
+        self.size = len(feed[IMAGES])
 
     def result(self):
         self.done.wait()
@@ -63,15 +65,15 @@ class StreamMuxer:
             while not self._queue and not self._closed:
                 self._cv.wait()
             deadline = time.monotonic() + self.delay_s
-            while sum(len(p.images) for p in self._queue) < self.max_batch and not self._closed:
+            while sum(p.size for p in self._queue) < self.max_batch and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cv.wait(left)
             taken, size = [], 0
-            while self._queue and size + len(self._queue[0].images) <= self.max_batch:
+            while self._queue and size + self._queue[0].size <= self.max_batch:
                 taken.append(self._queue.pop(0))
-                size += len(taken[-1].images)
+                size += taken[-1].size
             return taken
 
     def _loop(self):
@@ -80,16 +82,16 @@ class StreamMuxer:
             if not taken:
                 return
             try:
-                outputs = self.backend.infer(np.concatenate([p.images for p in taken]))
+                outputs = self.backend.infer({k: np.concatenate([p.feed[k] for p in taken]) for k in taken[0].feed})
             except BaseException as e:  # noqa: BLE001 - every waiting stream gets the error
                 for p in taken:
                     p.error = e
                     p.done.set()
                 continue
-            self.batches.append(sum(len(p.images) for p in taken))
+            self.batches.append(sum(p.size for p in taken))
             start = 0
             for p in taken:
-                n = len(p.images)
+                n = p.size
                 p.outputs = {k: v[start:start + n] for k, v in outputs.items()}
                 start += n
                 p.done.set()

@@ -74,9 +74,9 @@ class TritonBackend(Backend):
         H, W = self.manifest.input_size
         want = [-1, 3, H, W]
         inputs = {i["name"]: [int(d) for d in i["shape"]] for i in meta.get("inputs", [])}
-        if inputs.get(self.input_name) != want:
+        if inputs.get(self.input_name) != want or set(inputs) != set(self.input_names):
             raise InputError(f"{self.url}: model {self.model_name!r} takes {inputs}, the manifest says "
-                             f"{self.input_name} {want}: the server runs another model")
+                             f"{list(self.input_names)} ({self.input_name} {want}): the server runs another model")
         missing = set(self.manifest.outputs) - {o["name"] for o in meta.get("outputs", [])}
         if missing:
             raise InputError(f"{self.url}: model {self.model_name!r} has no output(s) {sorted(missing)} that the "
@@ -92,9 +92,7 @@ class TritonBackend(Backend):
         return f" (it has: {', '.join(m['name'] for m in index) or 'none'})"
 
     def submit(self, feed):
-        images = self.check_input(feed)
-        request = _Request(self, images)
-        return request.result
+        return _Request(self, self.check_input(feed)).result
 
     def close(self):
         self.client.close()
@@ -103,18 +101,21 @@ class TritonBackend(Backend):
 class _Request:
     """One batch on the wire: sent now, sent again on a retryable failure, its outputs awaited by result()."""
 
-    def __init__(self, backend, images):
-        self.backend, self.images = backend, images
+    def __init__(self, backend, feed):
+        self.backend, self.feed = backend, feed
         self._send()
 
     def _send(self):
         be = self.backend
         self.done, self.outputs, self.error = threading.Event(), None, None
-        x = be.grpc.InferInput(be.input_name, list(self.images.shape), "FP32")
-        x.set_data_from_numpy(self.images)
+        inputs = []
+        for name, array in self.feed.items():  # float32 images (and image_sizes), as the manifest declares
+            inputs.append(be.grpc.InferInput(name, list(array.shape), "FP32"))
+            inputs[-1].set_data_from_numpy(array)
         outputs = [be.grpc.InferRequestedOutput(n) for n in be.manifest.outputs]
         try:
-            be.client.async_infer(be.model_name, [x], self._on_result, outputs=outputs, client_timeout=be.timeout_s)
+            be.client.async_infer(be.model_name, inputs, self._on_result, outputs=outputs,
+                                  client_timeout=be.timeout_s)
         except be.errors.InferenceServerException as e:
             self._on_result(None, e)
 

@@ -154,8 +154,9 @@ class TrtBackend(Backend):
         modes = {n: self.engine.get_tensor_mode(n) for n in names}
         inputs = [n for n in names if modes[n] == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if modes[n] == trt.TensorIOMode.OUTPUT]
-        if inputs != [self.input_name]:
-            raise InputError(f"{artifact}: engine inputs are {inputs}, expected ['{self.input_name}']")
+        if inputs != list(self.input_names):
+            raise InputError(f"{artifact}: engine inputs are {inputs}, its manifest says {list(self.input_names)}; "
+                             f"{manifest.rebuild_hint(artifact)}")
         missing = [n for n in manifest.outputs if n not in self.outputs]
         if missing:
             raise InputError(f"{artifact}: engine outputs {self.outputs} lack {missing}; "
@@ -166,10 +167,8 @@ class TrtBackend(Backend):
         contexts = [self.engine.create_execution_context() for _ in range(2)]
         for context in contexts:
             self._set_shape(context, self._max_batch)
-        shapes = {self.input_name: (self._max_batch, *max_shape[1:])}
-        shapes.update({n: tuple(contexts[0].get_tensor_shape(n)) for n in self.outputs})
+        shapes = {n: tuple(contexts[0].get_tensor_shape(n)) for n in [*self.input_names, *self.outputs]}
         dtypes = {n: trt.nptype(self.engine.get_tensor_dtype(n)) for n in names}
-        self._dtype_in = np.dtype(dtypes[self.input_name])
 
         self.stream = cuda("cudaStreamCreate")
         self._slots = [_Slot(cuda, context, self._max_batch, shapes, dtypes) for context in contexts]
@@ -179,10 +178,11 @@ class TrtBackend(Backend):
         self.last_gpu_times = None
 
     def _set_shape(self, context, batch):
-        shape = (batch, 3, *self.manifest.input_size)
-        if not context.set_input_shape(self.input_name, shape):
-            raise InputError(f"{self.artifact}: the engine rejects input shape {list(shape)} "
-                             f"(outside its optimization profile)")
+        for name in self.input_names:
+            shape = (batch, 3, *self.manifest.input_size) if name == self.input_name else (batch, 2)
+            if not context.set_input_shape(name, shape):
+                raise InputError(f"{self.artifact}: the engine rejects input shape {list(shape)} of {name} "
+                                 f"(outside its optimization profile)")
 
     def _set_batch(self, slot, batch):
         """Set the slot's context to `batch`; its graph, captured at the old shape, is dropped."""
@@ -197,9 +197,10 @@ class TrtBackend(Backend):
         passed during a capture)."""
         rt = self.cuda.rt
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        x = slot.host[self.input_name][:batch]
         self._mark(marks, 0)
-        self.cuda("cudaMemcpyAsync", slot.device[self.input_name], x.ctypes.data, x.nbytes, h2d, self.stream)
+        for n in self.input_names:
+            x = slot.host[n][:batch]
+            self.cuda("cudaMemcpyAsync", slot.device[n], x.ctypes.data, x.nbytes, h2d, self.stream)
         self._mark(marks, 1)
         if not slot.context.execute_async_v3(self.stream):  # the cudaStream_t handle, as NVIDIA's samples pass it
             raise RuntimeError(f"{self.artifact}: execute_async_v3 failed (see the TensorRT log)")
@@ -228,13 +229,14 @@ class TrtBackend(Backend):
         return {"h2d_ms": ms(0, 1), "compute_ms": ms(1, 2), "d2h_ms": ms(2, 3), "total_ms": ms(0, 3)}
 
     def submit(self, feed):
-        images = self.check_input(feed)
-        batch = images.shape[0]
+        feed = self.check_input(feed)
+        batch = feed[self.input_name].shape[0]
         slot = self._slots[self._next]
         self._next ^= 1
         if slot.pending is not None:  # its previous batch was not collected: copy it out before overwriting
             slot.pending.take()
-        np.copyto(slot.host[self.input_name][:batch], images, casting="same_kind")
+        for n, x in feed.items():
+            np.copyto(slot.host[n][:batch], x, casting="same_kind")
         if batch != slot.batch:
             self._set_batch(slot, batch)
         if self.timing and slot.marks is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from detrt.atomic import atomic_dir
 from detrt.errors import InputError
-from detrt.manifest import ENGINE_SUFFIXES, check_artifact, manifest_path, save_manifest
+from detrt.manifest import ENGINE_SUFFIXES, IMAGE_SIZES, IMAGES, check_artifact, manifest_path, save_manifest
 from detrt.ops.tensorrt import find_plugin_library
 
 DETECTOR, ENSEMBLE = "detector", "detrt"
@@ -105,6 +105,12 @@ def _config(name, head, inputs, outputs, max_batch, tail, manifest):
             + _tensors("output", outputs) + tail + _parameters(detrt_manifest=json.dumps(manifest.to_dict())))
 
 
+def network_inputs(manifest):
+    """(name, dtype, dims without batch) of the network's inputs: images, and image_sizes where it masks padding."""
+    H, W = manifest.input_size
+    return [(IMAGES, "TYPE_FP32", [3, H, W])] + ([(IMAGE_SIZES, "TYPE_FP32", [2])] if manifest.masks_padding else [])
+
+
 def network_outputs(manifest):
     """(name, dtype, dims without batch) of the network's outputs, from the manifest."""
     k = manifest.num_select or -1
@@ -123,24 +129,21 @@ def batching(max_batch, preferred, queue_delay_us):
 
 
 def detector_config(manifest, engine, max_batch, instances, preferred=None, queue_delay_us=2000):
-    H, W = manifest.input_size
     head = 'platform: "tensorrt_plan"\n' if engine else 'platform: "onnxruntime_onnx"\n'
     kind = "KIND_GPU" if engine else "KIND_CPU"
     tail = (batching(max_batch, preferred, queue_delay_us)
             + f"instance_group [ {{ count: {instances} kind: {kind} }} ]\n")
-    return _config(DETECTOR, head, [("images", "TYPE_FP32", [3, H, W])], network_outputs(manifest), max_batch,
-                   tail, manifest)
+    return _config(DETECTOR, head, network_inputs(manifest), network_outputs(manifest), max_batch, tail, manifest)
 
 
 def step_configs(manifest, max_batch, instances):
     """{model name: config.pbtxt} of the two Python-backend steps."""
-    H, W = manifest.input_size
     transform = ("transform", "TYPE_FP32", [6])
     frames = [("frames", "TYPE_UINT8", [-1, -1, 3])]
     detections = [("boxes", "TYPE_FP32", [-1, 4]), ("scores", "TYPE_FP32", [-1]), ("labels", "TYPE_INT64", [-1]),
                   ("names", "TYPE_STRING", [-1])]
     group = f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
-    pre = [("images", "TYPE_FP32", [3, H, W]), transform]
+    pre = [*network_inputs(manifest), transform]
     return {name: _config(name, 'backend: "python"\n', inputs, outputs, max_batch,
                           group + _parameters(detrt_step=name), manifest)
             for name, inputs, outputs in [("preprocess", frames, pre),
@@ -154,8 +157,9 @@ def ensemble_config(manifest, max_batch):
         return f'  {{ model_name: "{model}" model_version: -1\n    ' + "\n    ".join(maps) + " }"
 
     net = [(n, f"net_{n}") for n in manifest.outputs]
-    steps = [step("preprocess", [("frames", "frames")], [("images", "images"), ("transform", "transform")]),
-             step(DETECTOR, [("images", "images")], net),
+    inputs = [(n, n) for n, _, _ in network_inputs(manifest)]
+    steps = [step("preprocess", [("frames", "frames")], [*inputs, ("transform", "transform")]),
+             step(DETECTOR, inputs, net),
              step("postprocess", [*net, ("transform", "transform")],
                   [(n, n) for n in ("boxes", "scores", "labels", "names")])]
     outputs = [("boxes", "TYPE_FP32", [-1, 4]), ("scores", "TYPE_FP32", [-1]), ("labels", "TYPE_INT64", [-1]),

@@ -20,7 +20,7 @@ import numpy as np
 from detrt.errors import InputError
 from detrt.optional import require
 from detrt.runtime.backend import open_backend
-from detrt.serving.repository import DETECTOR, network_outputs
+from detrt.serving.repository import DETECTOR, network_inputs, network_outputs
 
 NUMPY_DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
 
@@ -68,10 +68,11 @@ def serve(artifact, *, host="127.0.0.1", grpc_port=8001, http_port=8000, metrics
         dtypes = {n: NUMPY_DTYPES[t] for n, t, _ in network_outputs(be.manifest)}
 
         @decorators.batch
-        def infer(images):  # as the declared dtypes: ONNX Runtime's int64 may be numpy's longlong, not its int64
-            return {n: v.astype(dtypes[n]) for n, v in be.infer(images).items()}
+        def infer(**inputs):  # as the declared dtypes: ONNX Runtime's int64 may be numpy's longlong, not its int64
+            return {n: v.astype(dtypes[n]) for n, v in be.infer(inputs).items()}
 
-        H, W = be.manifest.input_size
+        inputs = [config.Tensor(name=n, dtype=np.float32, shape=tuple(dims))
+                  for n, _, dims in network_inputs(be.manifest)]
         outputs = [config.Tensor(name=n, dtype=NUMPY_DTYPES[t], shape=tuple(dims))
                    for n, t, dims in network_outputs(be.manifest)]
         batcher = config.DynamicBatcher(max_queue_delay_microseconds=queue_delay_us, preferred_batch_size=sizes)
@@ -81,7 +82,7 @@ def serve(artifact, *, host="127.0.0.1", grpc_port=8001, http_port=8000, metrics
         logging.getLogger("pytriton").setLevel(logging.WARNING)
         with pytriton.Triton(config=server) as triton:
             triton.bind(model_name=model_name, infer_func=infer,
-                        inputs=[config.Tensor(name="images", dtype=np.float32, shape=(3, H, W))], outputs=outputs,
+                        inputs=inputs, outputs=outputs,
                         config=config.ModelConfig(max_batch_size=max_batch, batcher=batcher), strict=True)
             triton.run()
             log(f"detrt serve: {model_name} ({be.artifact.name} on {be.name}, max batch {max_batch}, preferred "

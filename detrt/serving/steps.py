@@ -1,7 +1,7 @@
 """The pre- and post-processing steps of a Triton ensemble, as plain numpy functions of named tensors.
 
 `detrt export-triton` writes one Python-backend model.py that runs a step by name (its config's `detrt_step`
-parameter): "preprocess" turns BGR uint8 frames into the network's `images`, "postprocess" turns the network's
+parameter): "preprocess" turns BGR uint8 frames into the network's inputs, "postprocess" turns the network's
 outputs into boxes in frame pixels with class names. They are the runtime's own Preprocessor and Postprocessor,
 so a client of the ensemble gets what `detrt run` writes. The frame geometry travels between the two as
 `transform` float32 [6]: the fields of detrt.data.preprocess.Transform in order.
@@ -11,24 +11,30 @@ import dataclasses
 
 import numpy as np
 
-from detrt.data.preprocess import Preprocessor, Transform
+from detrt.data.preprocess import Preprocessor, Transform, image_sizes
+from detrt.manifest import IMAGE_SIZES, IMAGES
 from detrt.runtime.postprocess import Postprocessor
 
 TRANSFORM_FIELDS = [f.name for f in dataclasses.fields(Transform)]
 
 
 class Preprocess:
-    """frames uint8 [B, h, w, 3] BGR -> images float32 [B, 3, H, W], transform float32 [B, 6]."""
+    """frames uint8 [B, h, w, 3] BGR -> images float32 [B, 3, H, W], transform float32 [B, 6] (and image_sizes
+    float32 [B, 2] for a network that masks padding)."""
 
     inputs = ("frames",)
 
     def __init__(self, manifest):
         self.preprocess = Preprocessor.from_manifest(manifest)
+        self.masks_padding = manifest.masks_padding
 
     def __call__(self, frames):
         images, transforms = self.preprocess(list(frames))
         rows = [[getattr(t, name) for name in TRANSFORM_FIELDS] for t in transforms]
-        return {"images": images, "transform": np.asarray(rows, np.float32)}
+        out = {IMAGES: images, "transform": np.asarray(rows, np.float32)}
+        if self.masks_padding:  # the network masks the letterbox's padding: it needs each image's size
+            out[IMAGE_SIZES] = image_sizes(transforms)
+        return out
 
 
 class Postprocess:

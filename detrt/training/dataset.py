@@ -32,9 +32,10 @@ def read_image(path):
 class CrowdHumanDataset(Dataset):
     """Item i -> (image float32 [3, H, W], target dict for the criterion, meta dict).
 
-    target: boxes [G, 4] cxcywh normalized to the padded input, labels [G] int64 (class indices; 0 = person),
-    ignore_boxes [I, 4] (same format). meta: image_id, the Transform from the source image to the
-    network input (identity of the letterbox without augmentation: map detections back with
+    target: boxes [G, 4] cxcywh normalized to the image (the top-left part of the input it fills), labels
+    [G] int64 (class indices; 0 = person), ignore_boxes [I, 4] (same format), size [2] (h, w) of the image:
+    the model's `sizes`, so the padding around it changes nothing. meta: image_id, the Transform from the
+    source image to the network input (identity of the letterbox without augmentation: map detections back with
     `meta["transform"].to_source`), and the source size (height, width).
     augment None: evaluation (letterbox only, exactly the runtime's preprocessing).
     """
@@ -80,7 +81,7 @@ class CrowdHumanDataset(Dataset):
         src_hw = image.shape[:2]
         pixels, target, transform = letterbox(image, target, self.input_size, self.mean, self.std, transform)
         meta = {"image_id": self.records[index].image_id, "transform": transform, "size": src_hw}
-        return torch.from_numpy(pixels), to_model_target(target, self.input_size), meta
+        return torch.from_numpy(pixels), to_model_target(target, (transform.new_h, transform.new_w)), meta
 
 
 def collate(batch):

@@ -36,6 +36,11 @@ class NonFiniteLoss(RuntimeError):
                          f"loss components: {parts}" + (f"; {note}" if note else ""))
 
 
+def image_sizes(targets):
+    """[B, 2] (h, w) of each image inside its padded input (the dataset's target "size"): the model's `sizes`."""
+    return torch.stack([t["size"] for t in targets])
+
+
 def to_device(targets, device):
     return [{k: v.to(device) for k, v in t.items()} for t in targets]
 
@@ -47,7 +52,8 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm=0.0, 
     check: optional function(flag) -> bool combining the finiteness flag across processes.
     """
     # a denoising model (CQ-DINO) sees the ground truth in training: its noised copies become extra queries
-    outputs = model(images, targets) if criterion.denoising else model(images)
+    sizes = image_sizes(targets)
+    outputs = model(images, sizes, targets) if criterion.denoising else model(images, sizes)
     bad_outputs = _nan_outputs(outputs)
     if bad_outputs:  # the Hungarian matcher cannot even run on NaN costs
         losses, total = {f"{name} (NaN output)": float("nan") for name in bad_outputs}, torch.tensor(float("nan"))
@@ -121,9 +127,10 @@ def predict(model, postprocess, loader, progress=True):
     device = next(model.parameters()).device
     out = []
     for images, _, metas in progress_bar(loader, show=progress, desc="eval", dynamic_ncols=True, leave=False):
-        h, w = images.shape[-2:]
-        sizes = torch.tensor([[h, w]] * len(images), device=device)
-        det = postprocess(model(images.to(device)), sizes)
+        # each image's size inside the input, from the letterbox that put it there
+        sizes = torch.tensor([[m["transform"].new_h, m["transform"].new_w] for m in metas], dtype=torch.float32,
+                             device=device)
+        det = postprocess(model(images.to(device), sizes), sizes)
         for i, meta in enumerate(metas):
             scores = det["scores"][i].float().cpu().numpy()
             keep = scores > 0  # queries a DCG layer dropped have logit -inf

@@ -5,15 +5,16 @@ pixels of the image beside it. The last step, `letterbox`, is the runtime's prep
 (`detrt.data.preprocess`): resize keeping the aspect ratio, image at the top-left, bottom/right padded
 with zeros after normalization. At the fitting size it gives exactly the runtime's tensor, so the exported
 model sees what it was trained on; a smaller size is the multi-scale augmentation (smaller persons,
-more padding), a crop before it the zoom-in.
+more padding, which the model's padding mask hides), a crop before it the zoom-in.
 
 The augmentation schemes (a config's `augment`, `SCHEMES` below) draw from a numpy Generator and return
 (image, target, the letterbox Transform):
 - "detr_multiscale": the recipe of Deformable DETR's `make_coco_transforms`, which the official DH-DETR /
   Iter-Deformable-DETR code trains CrowdHuman with: flip; then either a resize to a short side of
   480..800 (long side <= 1333), or a resize to a short side of 400/500/600, a random crop of 384..600 px
-  per side (cut boxes stay persons, clipped) and that multi-scale resize. With no padding mask in the model
-  every image is letterboxed into the config's input: a multi-scale size larger than it is fitted into it.
+  per side (cut boxes stay persons, clipped) and that multi-scale resize. Every image is then placed at the
+  top-left of the config's input (a multi-scale size larger than it is fitted into it); the model's padding
+  mask (the target's `size`) makes the padding invisible to it, as the official padded batches are.
 - "letterbox_jitter": flip, a crop keeping >= crop_min_side of each side (slivers become ignore regions),
   the letterbox at U(scale_min, 1) times the fitting scale.
 """
@@ -166,13 +167,14 @@ def letterbox_jitter(rng, image, target, input_hw, a):
 SCHEMES = {"detr_multiscale": detr_multiscale, "letterbox_jitter": letterbox_jitter}
 
 
-def to_model_target(target, input_hw):
+def to_model_target(target, image_hw):
     """Network-pixel xyxy target -> the criterion's format: boxes / ignore_boxes cxcywh normalized to the
-    padded input, labels (target["labels"], class indices; else 0, person). Boxes are clipped to the input;
+    image (image_hw: its (h, w) at the top-left of the padded input, the model's `sizes`), labels
+    (target["labels"], class indices; else 0, person), size [2] float (h, w). Boxes are clipped to the image;
     zero-size ones are dropped."""
     torch = require("torch", "training targets")  # the numpy transforms above run without it
 
-    H, W = input_hw
+    H, W = image_hw
     out, labels = {}, np.asarray(target.get("labels", np.zeros(len(target["boxes"]))), np.int64)
     for key, name in (("boxes", "boxes"), ("ignore", "ignore_boxes")):
         b = clip_boxes_to_image(target[key], W, H)
@@ -183,4 +185,5 @@ def to_model_target(target, input_hw):
                            (b[:, 2] - b[:, 0]) / W, (b[:, 3] - b[:, 1]) / H], -1)
         out[name] = torch.as_tensor(cxcywh, dtype=torch.float32).reshape(-1, 4)
     out["labels"] = torch.as_tensor(labels, dtype=torch.int64)
+    out["size"] = torch.tensor([H, W], dtype=torch.float32)
     return out

@@ -36,7 +36,8 @@ def frames_dir(tmp_path):
 def test_interleaved_results_ratio_and_real_frames(models, frames_dir, monkeypatch):
     seen = []
     real_run = OrtBackend._run
-    monkeypatch.setattr(OrtBackend, "_run", lambda self, x: (seen.append(x.copy()), real_run(self, x))[1])
+    monkeypatch.setattr(OrtBackend, "_run", lambda self, feed: (seen.append(feed["images"].copy()),
+                                                              real_run(self, feed))[1])
     report = run_bench([str(m) for m in models], [1, 2], warmup_s=0.02, duration_s=0.2, frames=str(frames_dir),
                        roofline=False, progress=False, notice=None)
     rows = report["results"]

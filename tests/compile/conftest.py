@@ -25,14 +25,34 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
-def frames(tiny):
-    """Two synthetic crowd images (detrt.data.synthetic), preprocessed as the runtime does: [2, 3, H, W]."""
+def letterboxed(tiny):
+    """Two synthetic crowd images (detrt.data.synthetic), preprocessed as the runtime does: ([2, 3, H, W],
+    [Transform]); each 512x320 image fills 384x240 of the 384x256 input."""
     from detrt.data.synthetic import synth_image
     from detrt.data.preprocess import Preprocessor
 
     cfg = tiny.config
     images = [synth_image(seed=7, index=i)[0] for i in range(2)]
-    return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)[0]
+    return Preprocessor(cfg.input_size, cfg.mean, cfg.std)(images)
+
+
+@pytest.fixture(scope="session")
+def frames(letterboxed):
+    return letterboxed[0]
+
+
+@pytest.fixture(scope="session")
+def sizes(letterboxed):
+    """The frames' image_sizes [2, 2]: (240, 384) each."""
+    from detrt.data.preprocess import image_sizes
+
+    return image_sizes(letterboxed[1])
+
+
+@pytest.fixture(scope="session")
+def feed(frames, sizes):
+    """The exported graphs' inputs for the frames."""
+    return {"images": frames, "image_sizes": sizes}
 
 
 @pytest.fixture(scope="session")

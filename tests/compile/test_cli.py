@@ -47,7 +47,7 @@ def test_surgery_verb_prints_each_pass(exported_files, capsys):
     assert {n.domain for n in onnx.load(out).graph.node} >= {"detrt"}
 
 
-def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, frames):
+def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, feed):
     import cv2
 
     calib = exported_files / "calib"
@@ -61,7 +61,7 @@ def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, frames):
         assert rc == 0, err
         m = load_manifest(out)
         assert m.precision == precision and m.onnx_sha256 == sha256_file(out)
-        scores, labels, boxes = ort.InferenceSession(str(out)).run(None, {"images": frames})
+        scores, labels, boxes = ort.InferenceSession(str(out)).run(None, feed)
         assert scores.shape == (2, 100) and np.isfinite(boxes).all()
 
 

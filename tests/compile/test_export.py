@@ -27,13 +27,12 @@ def session(model, form):
 
 
 @pytest.fixture(scope="module")
-def torch_outputs(tiny, frames):
+def torch_outputs(tiny, frames, sizes):
     from detrt.models.dhdetr import PostProcess
 
-    h, w = tiny.config.input_size
     with torch.no_grad():
-        out = tiny(torch.from_numpy(frames))
-        det = PostProcess(100)(out, torch.tensor([[h, w]] * len(frames)))
+        out = tiny(torch.from_numpy(frames), torch.from_numpy(sizes))
+        det = PostProcess(100)(out, torch.from_numpy(sizes))
     return {k: v.numpy() for k, v in {**det, "pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]}.items()}
 
 
@@ -66,16 +65,20 @@ def test_graph_contract(exported, form, tiny):
     export.check_onnx(model, form)  # full_check; custom domains skipped
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert any(n.op_type == "LayerNormalization" for n in model.graph.node)
-    (images,) = model.graph.input
+    images, sizes = model.graph.input
+    assert (images.name, sizes.name) == ("images", "image_sizes")
     dims = images.type.tensor_type.shape.dim
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, *tiny.config.input_size]
+    dims = sizes.type.tensor_type.shape.dim
+    assert sizes.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert dims[0].dim_param == images.type.tensor_type.shape.dim[0].dim_param and dims[1].dim_value == 2
     assert [o.name for o in model.graph.output] == ["scores", "labels", "boxes"]
     assert model.ir_version <= 10
 
 
 @pytest.mark.parametrize("form", ["portable", "plugin"])
-def test_raw_outputs_match_pytorch(exported, frames, torch_outputs, form):
-    logits, boxes = session(exported[form, False], form).run(None, {"images": frames})
+def test_raw_outputs_match_pytorch(exported, feed, torch_outputs, form):
+    logits, boxes = session(exported[form, False], form).run(None, feed)
     d_logits = export.finite_max_abs_diff(logits, torch_outputs["pred_logits"])
     d_boxes = export.finite_max_abs_diff(boxes, torch_outputs["pred_boxes"])
     print(f"{form}: logits max abs diff {d_logits:.2e}, boxes {d_boxes:.2e}")
@@ -83,8 +86,8 @@ def test_raw_outputs_match_pytorch(exported, frames, torch_outputs, form):
 
 
 @pytest.mark.parametrize("form", ["portable", "plugin"])
-def test_top100_detections_identical(exported, frames, torch_outputs, form, tiny):
-    scores, labels, boxes = session(exported[form, True], form).run(None, {"images": frames})
+def test_top100_detections_identical(exported, frames, feed, torch_outputs, form, tiny):
+    scores, labels, boxes = session(exported[form, True], form).run(None, feed)
     assert scores.shape == (len(frames), 100) and labels.dtype == np.int64
     h, w = tiny.config.input_size
     scale = np.array([w, h, w, h], np.float32)
@@ -97,18 +100,18 @@ def test_top100_detections_identical(exported, frames, torch_outputs, form, tiny
             assert np.abs(ga - gb).max() <= BOXES_TOL  # same labels (column 0) and boxes
 
 
-def test_opset_21_has_group_normalization_and_matches_pytorch(tiny, frames, torch_outputs):
+def test_opset_21_has_group_normalization_and_matches_pytorch(tiny, feed, torch_outputs):
     model = export.onnx_from_model(tiny, tiny.config.input_size, postprocess=False, opset=21)
     export.check_onnx(model, "opset 21")
     counts = export.count_ops(model)
     groupnorms = sum(isinstance(m, torch.nn.GroupNorm) for m in tiny.modules())
     assert counts[("", "GroupNormalization")] == groupnorms and ("", "InstanceNormalization") not in counts
-    logits, boxes = session(model, "portable").run(None, {"images": frames})
+    logits, boxes = session(model, "portable").run(None, feed)
     assert export.finite_max_abs_diff(logits, torch_outputs["pred_logits"]) <= LOGITS_TOL
     assert export.finite_max_abs_diff(boxes, torch_outputs["pred_boxes"]) <= BOXES_TOL
 
 
-def test_score_floor_in_pytorch_graph_manifest_and_runtime(tiny, frames, torch_outputs, tmp_path):
+def test_score_floor_in_pytorch_graph_manifest_and_runtime(tiny, frames, sizes, feed, torch_outputs, tmp_path):
     from detrt.data.preprocess import resize_transform
     from detrt.models.dhdetr import PostProcess
     from detrt.runtime.postprocess import Postprocessor
@@ -120,10 +123,10 @@ def test_score_floor_in_pytorch_graph_manifest_and_runtime(tiny, frames, torch_o
     manifest = export.export_model_to(tiny, cfg, tmp_path / "m.onnx", log=None)
     assert (manifest.num_select, manifest.score_floor) == (100, floor)
     assert load_manifest(tmp_path / "m.onnx").score_floor == floor
-    scores, labels, boxes = session(onnx.load(tmp_path / "m.onnx"), "portable").run(None, {"images": frames})
+    scores, labels, boxes = session(onnx.load(tmp_path / "m.onnx"), "portable").run(None, feed)
     h, w = cfg.input_size
     with torch.no_grad():
-        want = PostProcess(100, floor)(tiny(torch.from_numpy(frames)), torch.tensor([[h, w]] * len(frames)))
+        want = PostProcess(100, floor)(tiny(torch.from_numpy(frames), torch.from_numpy(sizes)), torch.from_numpy(sizes))
     assert scores.shape == (len(frames), 100)
     assert np.abs(scores - want["scores"].numpy()).max() <= LOGITS_TOL  # parity, zeros at the same places
     assert (want["scores"][0] > 0).sum() == 31 and (scores[0] > 0).sum() == 31
@@ -147,10 +150,11 @@ def detection_groups(scores, labels, boxes, tie=1e-5):
     return groups
 
 
-def test_batch_is_dynamic(exported, frames, torch_outputs):
+def test_batch_is_dynamic(exported, frames, sizes, torch_outputs):
     sess = session(exported["portable", False], "portable")
-    one, = sess.run(["pred_boxes"], {"images": frames[:1]})
-    three, = sess.run(["pred_boxes"], {"images": np.concatenate([frames, frames[:1]])})
+    one, = sess.run(["pred_boxes"], {"images": frames[:1], "image_sizes": sizes[:1]})
+    three, = sess.run(["pred_boxes"], {"images": np.concatenate([frames, frames[:1]]),
+                                       "image_sizes": np.concatenate([sizes, sizes[:1]])})
     assert one.shape[0] == 1 and three.shape[0] == 3
     assert np.abs(three[2] - one[0]).max() <= BOXES_TOL
 
@@ -180,7 +184,7 @@ def test_dcg_node_carries_the_layers_thresholds():
     assert (attrs["k"], attrs["iou_threshold"], attrs["low_score"]) == (3, pytest.approx(0.55), pytest.approx(0.3))
 
 
-def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, torch_outputs):
+def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, feed, torch_outputs):
     ckpt = write_checkpoint(tiny, tmp_path / "ckpt")
     out = tmp_path / "model.onnx"
     manifest = export.export_checkpoint(ckpt, out, form="portable", postprocess=False, log=None)
@@ -189,7 +193,8 @@ def test_export_checkpoint_writes_model_and_manifest(tiny, tmp_path, frames, tor
     assert manifest.output_format == "raw" and manifest.input_size == tuple(tiny.config.input_size)
     assert manifest.config == "dhdetr_r18_tiny" and manifest.family == "dh-detr" and manifest.opset == 17
     assert manifest.parent == "ckpt" and str(tmp_path) not in (tmp_path / "model.onnx.json").read_text()
-    logits, = ort.InferenceSession(str(out)).run(["pred_logits"], {"images": frames})
+    assert manifest.inputs == ("images", "image_sizes")
+    logits, = ort.InferenceSession(str(out)).run(["pred_logits"], feed)
     assert export.finite_max_abs_diff(logits, torch_outputs["pred_logits"]) <= LOGITS_TOL
 
 

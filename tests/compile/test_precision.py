@@ -48,8 +48,8 @@ def fp16(fp32):
 
 
 @pytest.fixture(scope="module")
-def calib(frames):
-    return [{"images": frames[i:i + 1]} for i in range(len(frames))]
+def calib(frames, sizes):
+    return [{"images": frames[i:i + 1], "image_sizes": sizes[i:i + 1]} for i in range(len(frames))]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_fp32_islands_cover_norms_softmax_sampling_math_and_heads(fp32):
     assert len(precision.fp32_islands(graph, fp16_all=True)) < len(keep)
 
 
-def test_fp16_graph_is_typed_and_runs(fp16, fp32, frames):
+def test_fp16_graph_is_typed_and_runs(fp16, fp32, feed):
     onnx.checker.check_model(fp16, full_check=True)
     weights = [i for i in fp16.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
     assert len(weights) > 20
@@ -85,21 +85,21 @@ def test_fp16_graph_is_typed_and_runs(fp16, fp32, frames):
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in fp16.graph.output)
     name = memory_tensor(fp32)
-    (m32,) = run_with_outputs(fp32, {"images": frames}, [name])
-    (m16,) = run_with_outputs(fp16, {"images": frames}, [name])
+    (m32,) = run_with_outputs(fp32, feed, [name])
+    (m16,) = run_with_outputs(fp16, feed, [name])
     diff = float(np.abs(m32 - m16).max())
     print(f"fp16: encoder memory max abs diff {diff:.2e} (|memory| max {np.abs(m32).max():.2f})")
     assert diff <= FP16_MEMORY_TOL
-    logits, boxes = ort.InferenceSession(fp16.SerializeToString()).run(None, {"images": frames})
+    logits, boxes = ort.InferenceSession(fp16.SerializeToString()).run(None, feed)
     assert boxes.dtype == np.float32 and np.isfinite(boxes).all() and ((boxes >= 0) & (boxes <= 1)).all()
 
 
-def test_fp16_tolerance_fails_a_graph_without_fp32_islands(fp32, frames):
+def test_fp16_tolerance_fails_a_graph_without_fp32_islands(fp32, feed):
     """The bound above has teeth: the same memory probe on the --fp16-all graph is outside it."""
     name = memory_tensor(fp32)
-    (m32,) = run_with_outputs(fp32, {"images": frames}, [name])
+    (m32,) = run_with_outputs(fp32, feed, [name])
     (m16,) = run_with_outputs(surgery.rewrite(fp32, precision.passes_for("fp16", fp16_all=True)),
-                              {"images": frames}, [name])
+                              feed, [name])
     assert float(np.abs(m32 - m16).max()) > FP16_MEMORY_TOL
 
 
@@ -150,10 +150,10 @@ def test_int8_qdq_only_on_conv_matmul_gemm_symmetric_per_channel(int8):
                    for n in graph.nodes)
 
 
-def test_int8_runs_and_stays_close(int8, fp32, frames):
+def test_int8_runs_and_stays_close(int8, fp32, feed):
     name = memory_tensor(fp32)
-    (m32,) = run_with_outputs(fp32, {"images": frames}, [name])
-    (m8,) = run_with_outputs(int8, {"images": frames}, [name])
+    (m32,) = run_with_outputs(fp32, feed, [name])
+    (m8,) = run_with_outputs(int8, feed, [name])
     diff = float(np.abs(m32 - m8).max())
     corr = float(np.corrcoef(m32.ravel(), m8.ravel())[0, 1])
     print(f"int8: encoder memory max abs diff {diff:.2e}, correlation {corr:.4f}")
@@ -180,7 +180,7 @@ def test_calibration_batches_from_video_and_images(tmp_path, exported):
     from detrt.manifest import Manifest
 
     manifest = Manifest(family="dh-detr", config="dhdetr_r18_tiny", class_names=["person"], input_size=(256, 384),
-                        onnx_sha256="0" * 64)
+                        onnx_sha256="0" * 64, inputs=("images", "image_sizes"))
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 120))
     for i in range(12):
@@ -188,6 +188,7 @@ def test_calibration_batches_from_video_and_images(tmp_path, exported):
     writer.release()
     batches = precision.calibration_batches(video, manifest, frames=5, batch=2)
     assert [b["images"].shape for b in batches] == [(2, 3, 256, 384), (2, 3, 256, 384), (1, 3, 256, 384)]
+    assert batches[0]["image_sizes"].tolist() == [[230, 384]] * 2  # 200x120 letterboxed (x 1.92)
     precision.check_calibration(batches, exported["portable", False])
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((50, 60, 3), np.uint8))

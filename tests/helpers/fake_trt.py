@@ -285,9 +285,16 @@ def make_tensorrt(version="10.3.0", device="8.7"):
             self.flags, self.model = flags, None
 
     class Profile:
+        def __init__(self):
+            self.inputs = {}  # input name -> [min, opt, max]
+
         def set_shape(self, input, min, opt, max):
-            assert input == "images"
-            self.shapes = [tuple(min), tuple(opt), tuple(max)]
+            assert input in ("images", "image_sizes")
+            self.inputs[input] = [tuple(min), tuple(opt), tuple(max)]
+
+        @property
+        def shapes(self):
+            return self.inputs["images"]
 
     class TimingCache:
         def __init__(self, device):
@@ -368,17 +375,22 @@ def make_tensorrt(version="10.3.0", device="8.7"):
             model = onnx.ModelProto()
             model.CopyFrom(network.model)
             entry = model.metadata_props.add()
+            inputs = [i.name for i in model.graph.input]
+            assert sorted(config.profiles[0].inputs) == sorted(inputs), "a profile for every input"
             entry.key, entry.value = "fake_trt.profile", json.dumps(config.profiles[0].shapes)
             trt.builds.append(types.SimpleNamespace(network=network, config=config))
             return model.SerializeToString()
 
     class Context:
         def __init__(self, engine):
-            self.engine, self.shape, self.addr = engine, None, {}
+            self.engine, self.shape, self.addr, self.sizes_shape = engine, None, {}, None
             self.shape_changes, self.flushed = 0, True
 
         def set_input_shape(self, name, shape):
-            assert name == "images"
+            assert name in self.engine.inputs
+            if name == "image_sizes":
+                self.sizes_shape = tuple(shape)
+                return tuple(shape[1:]) == (2,)
             lo, _, hi = self.engine.profile
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
                 return False
@@ -389,6 +401,8 @@ def make_tensorrt(version="10.3.0", device="8.7"):
         def get_tensor_shape(self, name):
             if name == "images":
                 return self.shape
+            if name == "image_sizes":
+                return self.sizes_shape
             return (self.shape[0], *self.engine.out_shapes[name][1:])
 
         def set_tensor_address(self, name, memory):
@@ -402,12 +416,17 @@ def make_tensorrt(version="10.3.0", device="8.7"):
                 log_error("enqueueV3: the first enqueue after a shape change cannot be captured")
                 return False
             self.flushed = True
-            shape, addr = self.shape, dict(self.addr)  # captured now, as a CUDA graph would
+            shape, sizes_shape, addr = self.shape, self.sizes_shape, dict(self.addr)  # as a CUDA graph captures
             eng = self.engine
 
             def run():
-                x = np.ctypeslib.as_array(ctypes.cast(addr["images"], ctypes.POINTER(ctypes.c_float)), shape).copy()
-                outs = eng.session().run(eng.outputs, {"images": x})
+                feed = {"images": np.ctypeslib.as_array(ctypes.cast(addr["images"], ctypes.POINTER(ctypes.c_float)),
+                                                        shape).copy()}
+                if "image_sizes" in eng.inputs:
+                    assert sizes_shape == (shape[0], 2), "image_sizes set to the batch of images"
+                    feed["image_sizes"] = np.ctypeslib.as_array(
+                        ctypes.cast(addr["image_sizes"], ctypes.POINTER(ctypes.c_float)), sizes_shape).copy()
+                outs = eng.session().run(eng.outputs, feed)
                 for name, y in zip(eng.outputs, outs):
                     ctypes.memmove(addr[name], np.ascontiguousarray(y).ctypes.data, y.nbytes)
                 eng.runs.append(shape[0])
@@ -420,7 +439,8 @@ def make_tensorrt(version="10.3.0", device="8.7"):
         def __init__(self, model):
             self.model = model
             self.outputs = [o.name for o in model.graph.output]
-            self.names = ["images", *self.outputs]
+            self.inputs = [i.name for i in model.graph.input]
+            self.names = [*self.inputs, *self.outputs]
             self.num_io_tensors = len(self.names)
             meta = {p.key: p.value for p in model.metadata_props}
             self.profile = [tuple(s) for s in json.loads(meta.get("fake_trt.profile", "null"))
@@ -428,7 +448,7 @@ def make_tensorrt(version="10.3.0", device="8.7"):
             types_ = {o.name: o.type.tensor_type for o in model.graph.output}
             self.out_shapes = {n: tuple(d.dim_value or None for d in t.shape.dim) for n, t in types_.items()}
             self.dtypes = {n: onnx_dtypes[t.elem_type] for n, t in types_.items()}
-            self.dtypes["images"] = trt.DataType.FLOAT
+            self.dtypes.update({n: trt.DataType.FLOAT for n in self.inputs})
             self.runs, self.streams, self._session = [], trt.streams, None
 
         def session(self):
@@ -453,7 +473,7 @@ def make_tensorrt(version="10.3.0", device="8.7"):
             return self.names[index]
 
         def get_tensor_mode(self, name):
-            return trt.TensorIOMode.INPUT if name == "images" else trt.TensorIOMode.OUTPUT
+            return trt.TensorIOMode.INPUT if name in self.inputs else trt.TensorIOMode.OUTPUT
 
         def get_tensor_dtype(self, name):
             return self.dtypes[name]

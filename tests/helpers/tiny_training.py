@@ -50,12 +50,15 @@ def write_dataset(root, num=6, seed=0, width=120, height=80, grayscale_every=3):
 
 
 def fixed_batch():
+    """Two 64x96 inputs; the second image fills only 48x80 of its input (padding on both axes)."""
     g = torch.Generator().manual_seed(0)
     images = torch.randn(2, 3, 64, 96, generator=g)
+    images[1, :, 48:], images[1, :, :, 80:] = 0.0, 0.0
     targets = [{"boxes": torch.tensor([[0.3, 0.5, 0.2, 0.6], [0.7, 0.5, 0.25, 0.7]]),
-                "labels": torch.zeros(2, dtype=torch.int64), "ignore_boxes": torch.zeros(0, 4)},
+                "labels": torch.zeros(2, dtype=torch.int64), "ignore_boxes": torch.zeros(0, 4),
+                "size": torch.tensor([64.0, 96.0])},
                {"boxes": torch.tensor([[0.5, 0.5, 0.3, 0.8]]), "labels": torch.zeros(1, dtype=torch.int64),
-                "ignore_boxes": torch.tensor([[0.1, 0.1, 0.1, 0.1]])}]
+                "ignore_boxes": torch.tensor([[0.1, 0.1, 0.1, 0.1]]), "size": torch.tensor([48.0, 80.0])}]
     return images, targets
 
 

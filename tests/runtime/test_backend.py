@@ -76,6 +76,44 @@ def test_manifest_promises_other_outputs(topk_model):
         open_backend(topk_model)
 
 
+def _set_manifest(model, **fields):
+    mpath = model.with_name(model.name + ".json")
+    d = {k: v for k, v in {**json.loads(mpath.read_text()), **fields}.items() if v is not None}
+    mpath.write_text(json.dumps(d))
+
+
+def test_graph_from_before_image_sizes_runs_on_images_alone(topk_model):
+    # its manifest predates the field: the runtime feeds images only, whatever image_sizes a caller passes
+    _set_manifest(topk_model, inputs=None)
+    x = np.full((2, 3, 64, 96), 0.5, np.float32)
+    with open_backend(topk_model) as be:
+        assert be.input_names == ("images",)
+        got = be.infer({"images": x, "image_sizes": np.float32([[10, 20], [64, 96]])})
+        np.testing.assert_array_equal(got["scores"], be.infer(x)["scores"])
+
+
+def test_manifest_promising_image_sizes_the_graph_lacks_is_refused(topk_model):
+    _set_manifest(topk_model, inputs=["images", "image_sizes"])
+    with pytest.raises(InputError, match=r"inputs are \['images'\], its manifest says \['images', 'image_sizes'\]; "
+                                         r"re-export with: detrt export"):
+        open_backend(topk_model)
+
+
+def test_image_sizes_checked_at_the_edge(topk_model):
+    from detrt.manifest import load_manifest
+    from detrt.runtime.base import Backend
+
+    be = Backend(topk_model, load_manifest(topk_model).derive(inputs=("images", "image_sizes")))
+    x = np.zeros((2, 3, 64, 96), np.float32)
+    feed = be.check_input(x)  # no sizes given: every image fills the input
+    assert feed["image_sizes"].dtype == np.float32 and feed["image_sizes"].tolist() == [[64, 96]] * 2
+    assert be.check_input({"images": x, "image_sizes": [[48, 96], [64, 50]]})["image_sizes"].tolist() == \
+        [[48, 96], [64, 50]]
+    for bad in ([[48, 96]], [[0, 96], [64, 96]], [[64, 97], [64, 96]]):
+        with pytest.raises(InputError, match=r"input 'image_sizes' must be \[2, 2\] sizes \(h, w\) within the 64x96"):
+            be.check_input({"images": x, "image_sizes": np.float32(bad)})
+
+
 def test_not_onnx(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"definitely not protobuf")

@@ -118,6 +118,7 @@ def test_sha256_file(tmp_path):
     ("class_parents", 3, "null or a list of 1 integers"),
     ("class_ids", [1, 2], "'ids' must be a list of 1 integers"),
     ("format", 2, "reads format 1"),
+    ("inputs", ["image_sizes"], "must be one of ['images', 'image_sizes'] or ['images']"),
 ])
 def test_bad_field_names_file_and_field(tmp_path, field, value, words):
     d = _manifest().to_dict()
@@ -128,6 +129,15 @@ def test_bad_field_names_file_and_field(tmp_path, field, value, words):
         load_manifest(tmp_path / "model.onnx")
     msg = str(e.value)
     assert str(path) in msg and repr(field) in msg and words in msg, msg
+
+
+def test_manifest_from_before_image_sizes_loads_as_an_images_only_graph(tmp_path):
+    d = _manifest(inputs=("images", "image_sizes")).to_dict()
+    assert d["inputs"] == ["images", "image_sizes"] and _manifest(**{**d, "inputs": d["inputs"]}).masks_padding
+    del d["inputs"]
+    (tmp_path / "model.onnx.json").write_text(json.dumps(d))
+    old = load_manifest(tmp_path / "model.onnx")
+    assert old.inputs == ("images",) and not old.masks_padding
 
 
 def test_missing_unknown_and_broken(tmp_path):

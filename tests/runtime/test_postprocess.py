@@ -67,9 +67,9 @@ def test_topk_unsorted_input_is_sorted():
     np.testing.assert_allclose(d.boxes[0], [0, 0, 8, 8])
 
 
-def _raw_reference(logits, boxes, k, threshold, input_hw, t):
-    """Deformable DETR's PostProcess, written as loops."""
-    H, W = input_hw
+def _raw_reference(logits, boxes, k, threshold, size_hw, t):
+    """Deformable DETR's PostProcess, written as loops; boxes normalized to size_hw."""
+    H, W = size_hw
     B, N, C = logits.shape
     results = []
     for b in range(B):
@@ -92,16 +92,18 @@ def _raw_reference(logits, boxes, k, threshold, input_hw, t):
     return results
 
 
+@pytest.mark.parametrize("on_image", [True, False])
 @pytest.mark.parametrize("input_hw", [(320, 320), (64, 96)])
 @pytest.mark.parametrize("k", [None, 3, 7])
-def test_raw_matches_reference(k, input_hw):
+def test_raw_matches_reference(k, input_hw, on_image):
+    # on_image: boxes normalized to the letterboxed image (a graph with image_sizes), else to the padded input
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 2, (2, 5, 3)).astype(np.float32)
     boxes = rng.uniform(0.1, 0.6, (2, 5, 4)).astype(np.float32)
     t = resize_transform((360, 640), input_hw, "letterbox")
-    post = Postprocessor("raw", input_hw, ("a", "b", "c"), threshold=0.3, topk=k)
+    post = Postprocessor("raw", input_hw, ("a", "b", "c"), threshold=0.3, topk=k, boxes_on_image=on_image)
     got = post({"pred_logits": logits, "pred_boxes": boxes}, [t, t])
-    want = _raw_reference(logits, boxes, k or 5, 0.3, input_hw, t)
+    want = _raw_reference(logits, boxes, k or 5, 0.3, (t.new_h, t.new_w) if on_image else input_hw, t)
     for d, rows in zip(got, want):
         assert len(d) == len(rows)
         np.testing.assert_allclose(d.scores, [r[0] for r in rows], rtol=1e-6)
@@ -110,12 +112,15 @@ def test_raw_matches_reference(k, input_hw):
 
 
 def test_raw_by_hand():
-    """One query, one class: logit 0 -> score 0.5; cxcywh (0.5, 0.25, 0.5, 0.5) of 320x320 is
-    xyxy (80, 0, 240, 160) in the network input, doubled in the source."""
+    """One query, one class: logit 0 -> score 0.5; cxcywh (0.5, 0.25, 0.5, 0.5) of the 320x180 image inside
+    the 320x320 input is xyxy (80, 0, 240, 90) there, doubled in the source. A graph without image_sizes
+    normalizes to the padded 320x320 input: xyxy (80, 0, 240, 160), doubled (clipped to the 360 rows)."""
     out = {"pred_logits": np.zeros((1, 1, 1), np.float32),
            "pred_boxes": np.array([[[0.5, 0.25, 0.5, 0.5]]], np.float32)}
     (d,) = Postprocessor("raw", (320, 320), ("person",), threshold=0.5)(out, [_t()])
     np.testing.assert_allclose(d.scores, [0.5])
+    np.testing.assert_allclose(d.boxes, [[160, 0, 480, 180]])
+    (d,) = Postprocessor("raw", (320, 320), ("person",), threshold=0.5, boxes_on_image=False)(out, [_t()])
     np.testing.assert_allclose(d.boxes, [[160, 0, 480, 320]])
 
 

@@ -30,7 +30,8 @@ def test_eval_items_are_the_runtime_tensor_and_boxes(tiny_data):
         runtime, transforms = Preprocessor(CFG.input_size, CFG.mean, CFG.std)([frame])
         np.testing.assert_array_equal(image.numpy(), runtime[0])  # grayscale PNGs included
         assert meta["transform"] == transforms[0]
-        # 120x80 -> 96x64 (0.8): boxes in the padded 64x96 input
+        assert target["size"].tolist() == [transforms[0].new_h, transforms[0].new_w] == [64, 96]
+        # 120x80 -> 96x64 (0.8), filling the input: boxes normalized to it
         xyxy = ds.records[i].boxes * 0.8
         expect = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 192, (xyxy[:, 1] + xyxy[:, 3]) / 128,
                            (xyxy[:, 2] - xyxy[:, 0]) / 96, (xyxy[:, 3] - xyxy[:, 1]) / 64], -1)
@@ -58,7 +59,7 @@ def test_augmented_boxes_cover_the_drawn_rectangles(tiny_data, scheme):
         ds.set_epoch(epoch)
         for i in range(len(ds)):
             image, target, _ = ds[i]
-            h, w = CFG.input_size
+            h, w = target["size"].tolist()  # boxes are normalized to the image inside the input
             for cx, cy, bw, bh in target["boxes"].tolist():
                 x0, x1 = round((cx - bw / 2) * w), round((cx + bw / 2) * w)
                 y0, y1 = round((cy - bh / 2) * h), round((cy + bh / 2) * h)

@@ -88,13 +88,14 @@ def test_scaled_transform_is_the_runtime_transform_at_scale_one():
     np.testing.assert_allclose(t.to_source([[0, 0, 341, 256]]), [[0, 0, 640, 480]])
 
 
-def test_to_model_target_is_cxcywh_normalized_to_the_padded_input():
-    out = to_model_target(target([[96, 32, 192, 160], [-10, 0, 0, 5], [380, 200, 400, 300]], [[0, 0, 48, 64]]),
-                          (256, 384))
+def test_to_model_target_is_cxcywh_normalized_to_the_image():
+    # a 240x360 image at the top-left of its input: boxes normalized to it (clipped to it), as DETR's targets
+    out = to_model_target(target([[90, 30, 180, 150], [-10, 0, 0, 5], [350, 200, 400, 300]], [[0, 0, 45, 60]]),
+                          (240, 360))
     torch.testing.assert_close(out["boxes"], torch.tensor([[0.375, 0.375, 0.25, 0.5],
-                                                           [382 / 384, 228 / 256, 4 / 384, 56 / 256]]))
+                                                           [355 / 360, 220 / 240, 10 / 360, 40 / 240]]))
     torch.testing.assert_close(out["ignore_boxes"], torch.tensor([[1 / 16, 1 / 8, 1 / 8, 1 / 4]]))
-    assert out["labels"].tolist() == [0, 0]
+    assert out["labels"].tolist() == [0, 0] and out["size"].tolist() == [240.0, 360.0]
 
 
 def test_clip_boxes_to_image():
