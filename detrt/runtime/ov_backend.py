@@ -94,8 +94,13 @@ class OvBackend(Backend):
                    f"where results differ, {manifest.rebuild_hint(artifact)}")
         self.request = self.compiled.create_infer_request()
         self.backbone_request = self.backbone and self.backbone.create_infer_request()
-        inputs = {i.get_any_name() for part in (self.backbone, self.compiled) if part for i in part.inputs
-                  if not i.get_any_name().startswith("backbone_out_")}
+        # each part's inputs by the name the feed uses (a tensor has several names: image_sizes may also be
+        # known as the Cast that reads it)
+        wanted = [*manifest.inputs, *(f"backbone_out_{i}" for i in range(len(self.backbone.outputs) if self.backbone
+                                                                          else 0))]
+        self._inputs = {part: {next((n for n in wanted if n in i.get_names()), i.get_any_name()): i
+                               for i in part.inputs} for part in (self.backbone, self.compiled) if part}
+        inputs = {n for ports in self._inputs.values() for n in ports if not n.startswith("backbone_out_")}
         if inputs != set(manifest.inputs):
             raise InputError(f"{artifact}: inputs are {sorted(inputs)}, expected {list(manifest.inputs)} (its "
                              f"manifest); {manifest.rebuild_hint(artifact)}")
@@ -109,9 +114,7 @@ class OvBackend(Backend):
     def _run(self, feed):
         feeds = dict(feed)
         if self.backbone_request is not None:
-            features = self.backbone_request.infer({i.get_any_name(): feeds[i.get_any_name()]
-                                                    for i in self.backbone.inputs})
+            features = self.backbone_request.infer({port: feeds[n] for n, port in self._inputs[self.backbone].items()})
             feeds.update({f"backbone_out_{i}": features[out] for i, out in enumerate(self.backbone.outputs)})
-        feeds = {i.get_any_name(): feeds[i.get_any_name()] for i in self.compiled.inputs}  # what each part reads
-        result = self.request.infer(feeds)
+        result = self.request.infer({port: feeds[n] for n, port in self._inputs[self.compiled].items()})
         return {n: np.array(result[self._outputs[n]]) for n in self.manifest.outputs}  # the request reuses its buffers

@@ -64,7 +64,7 @@ def run_steps(client, repo):
     x = grpcclient.InferInput("frames", list(frames.shape), "UINT8")
     x.set_data_from_numpy(frames)
     pre = client.infer("preprocess", [x])
-    outputs = net.backend.infer(pre.as_numpy("images"))
+    outputs = net.backend.infer({name: pre.as_numpy(name) for name in net.backend.input_names})
     inputs = []
     for name, value in [*outputs.items(), ("transform", pre.as_numpy("transform"))]:
         t = grpcclient.InferInput(name, list(value.shape), "INT64" if value.dtype == np.int64 else "FP32")

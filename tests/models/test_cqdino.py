@@ -156,7 +156,7 @@ def test_loss_falls_on_a_tiny_set():
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
     model.train()
     for _ in range(15):
-        losses = crit(model(images, targets()), targets())
+        losses = crit(model(images, targets=targets()), targets())
         opt.zero_grad()
         crit.total(losses).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)

@@ -33,7 +33,7 @@ def test_raw_batch_of_two_on_a_64x96_input():
     boxes[0, 2] = [0.5, 0.25, 0.5, 0.5]  # cx, cy, w, h of the padded 64 x 96 (H x W) input
     boxes[0, 1] = [0.25, 0.5, 0.1, 0.2]
     boxes[1, 0] = [0.75, 0.75, 0.5, 0.5]
-    post = Postprocessor("raw", (64, 96), ["a", "b"], threshold=0.5, topk=2)
+    post = Postprocessor("raw", (64, 96), ["a", "b"], threshold=0.5, topk=2, boxes_on_image=False)
     first, second = post({"pred_logits": logits, "pred_boxes": boxes}, [_Identity(), _Identity()])
     np.testing.assert_allclose(first.scores, 1 / (1 + np.exp([-2.0, -1.0])), rtol=1e-6)
     assert first.labels.tolist() == [0, 1]
@@ -74,7 +74,8 @@ def test_warmup_runs_two_float32_zero_batches():
     class Recording(Backend):
         name = "recording"
 
-        def _run(self, images):
+        def _run(self, feed):
+            images = feed["images"]
             seen.append((images.dtype, images.shape, float(np.abs(images).sum())))
             return {}
 
