@@ -22,6 +22,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 RESULTS = ROOT / "results"
@@ -162,6 +164,14 @@ def _fp16_artifact(src, dst):
 
     model = build_graph(load_onnx(src), "fp16")
     save_onnx(model, dst, load_manifest(src).derive(precision="fp16", parent=str(src)))
+
+
+def full_image_feed(input_names, images):
+    """A graph's feed for images that fill the network input: `images`, and `image_sizes` where it takes them."""
+    feed = {"images": images}
+    if "image_sizes" in input_names:
+        feed["image_sizes"] = np.tile(np.float32(images.shape[-2:]), (len(images), 1))
+    return feed
 
 
 def load_average():

@@ -37,10 +37,11 @@ def runner(spec, images):
 
         model = model_from_checkpoint(spec[len("torch:"):])[0].eval()
         batch = torch.from_numpy(images)
+        sizes = torch.from_numpy(common.full_image_feed(["image_sizes"], images)["image_sizes"])
 
-        def run():
+        def run():  # with sizes, as the exported graph runs (the masked path)
             with torch.no_grad():
-                model(batch)
+                model(batch, sizes)
         return run
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
@@ -49,7 +50,8 @@ def runner(spec, images):
     else:
         InferenceSession = ort.InferenceSession
     session = InferenceSession(spec, so, providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {session.get_inputs()[0].name: images})
+    feed = common.full_image_feed([i.name for i in session.get_inputs()], images)
+    return lambda: session.run(None, feed)
 
 
 def main(argv=None):

@@ -59,7 +59,7 @@ def profile(path, runs, threads):
         shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
         images = np.random.default_rng(0).random(shape, dtype=np.float32)
         for _ in range(runs + 1):
-            session.run(None, {"images": images})
+            session.run(None, common.full_image_feed([i.name for i in session.get_inputs()], images))
         with open(session.end_profiling()) as f:
             events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     events = events[len(events) // (runs + 1):]  # every run profiles the same nodes; the first one warms up

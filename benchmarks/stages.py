@@ -51,9 +51,10 @@ def profile_ort(path, x, runs, threads):
         plugin = load_manifest(path).form == "plugin"
         session = (InferenceSession if plugin else ort.InferenceSession)(str(path), so,
                                                                          providers=["CPUExecutionProvider"])
-        session.run(None, {"images": x})  # warm-up, in the profile too: dropped below by run count
+        feed = common.full_image_feed([i.name for i in session.get_inputs()], x)
+        session.run(None, feed)  # warm-up, in the profile too: dropped below by run count
         for _ in range(runs):
-            session.run(None, {"images": x})
+            session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     totals = Counter()
     node_events = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
@@ -74,10 +75,11 @@ def profile_ov(path, x, runs, threads):
         "INFERENCE_PRECISION_HINT": hint, "PERF_COUNT": True, "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
     request = compiled.create_infer_request()
-    request.infer({"images": x})
+    feed = common.full_image_feed(load_manifest(path).inputs, x)
+    request.infer(feed)
     totals = Counter()
     for _ in range(runs):
-        request.infer({"images": x})
+        request.infer(feed)
         for p in request.get_profiling_info():
             totals[stage_of(p.node_name)] += p.real_time.total_seconds() * 1000
     return {k: v / runs for k, v in totals.items()}
