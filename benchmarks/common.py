@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
+from detrt.data.preprocess import filled_sizes
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
@@ -170,7 +170,7 @@ def full_image_feed(input_names, images):
     """A graph's feed for images that fill the network input: `images`, and `image_sizes` where it takes them."""
     feed = {"images": images}
     if "image_sizes" in input_names:
-        feed["image_sizes"] = np.tile(np.float32(images.shape[-2:]), (len(images), 1))
+        feed["image_sizes"] = filled_sizes(len(images), images.shape[-2:])
     return feed
 
 

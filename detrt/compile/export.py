@@ -57,21 +57,18 @@ class ExportWrapper(nn.Module):
     score_floor are 0.
     postprocess=False: pred_logits [B, N, C] (apply sigmoid for scores), pred_boxes [B, N, 4] cxcywh in [0, 1]
     of the image.
-    input_size (H, W): for a model without padding masks (CQ-DINO): the graph takes images only.
+    image_sizes None (CQ-DINO, which does not mask padding, is exported so): images only, each filling its input.
     """
 
-    def __init__(self, model, postprocess=True, topk=100, score_floor=0.0, input_size=None):
+    def __init__(self, model, postprocess=True, topk=100, score_floor=0.0):
         super().__init__()
         self.model = model
         self.postprocess = PostProcess(topk, score_floor) if postprocess else None
-        self.input_size = input_size
 
     def forward(self, images, image_sizes=None):
-        if self.input_size is None:
-            out = self.model(images, image_sizes)
-        else:  # a model without padding masks: each image fills its input
-            out = self.model(images)
-            image_sizes = images.new_tensor([self.input_size]).expand(images.shape[0], 2)
+        out = self.model(images, image_sizes)
+        if image_sizes is None:  # a graph of images only (CQ-DINO's): each image fills its input
+            image_sizes = images.new_tensor([list(images.shape[-2:])]).expand(images.shape[0], 2)
         if self.postprocess is None:
             return out["pred_logits"], out["pred_boxes"]
         det = self.postprocess(out, image_sizes)
@@ -139,7 +136,7 @@ def onnx_from_model(model, input_size, form="portable", postprocess=True, topk=1
         if not postprocess:
             raise InputError("CQ-DINO exports with its in-graph top-k only (labels are global category ids)")
         model = copy.deepcopy(model).eval().fold_categories()
-    wrapper = ExportWrapper(model, postprocess, topk, score_floor, None if masks else input_size).eval()
+    wrapper = ExportWrapper(model, postprocess, topk, score_floor).eval()
     inputs = INPUTS[0] if masks else INPUTS[1]
     names = ["scores", "labels", "boxes"] if postprocess else ["pred_logits", "pred_boxes"]
     images, sizes = torch.zeros(batch, 3, h, w), torch.tensor([[h, w]] * batch, dtype=torch.float32)

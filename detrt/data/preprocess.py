@@ -45,6 +45,11 @@ def image_sizes(transforms):
     return np.array([[t.new_h, t.new_w] for t in transforms], np.float32).reshape(-1, 2)
 
 
+def filled_sizes(batch, input_hw):
+    """The `image_sizes` input of a batch whose images fill the network input: float32 [batch, 2]."""
+    return np.tile(np.float32(input_hw), (batch, 1))
+
+
 def resize_transform(src_hw, input_hw, mode="letterbox"):
     """The Transform for a source of size src_hw fed to a network of size input_hw."""
     h, w = int(src_hw[0]), int(src_hw[1])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detrt.data.preprocess import filled_sizes
 from detrt.errors import InputError
 from detrt.manifest import IMAGE_SIZES, IMAGES
 
@@ -63,7 +64,7 @@ class Backend:
         if IMAGE_SIZES not in self.input_names:
             return {self.input_name: images}
         sizes = feed.get(IMAGE_SIZES) if isinstance(feed, dict) else None
-        sizes = np.tile(np.float32([H, W]), (b, 1)) if sizes is None else np.ascontiguousarray(sizes, np.float32)
+        sizes = filled_sizes(b, (H, W)) if sizes is None else np.ascontiguousarray(sizes, np.float32)
         if sizes.shape != (b, 2) or not ((sizes >= 1) & (sizes <= (H, W))).all():
             raise InputError(f"{self.artifact.name}: input '{IMAGE_SIZES}' must be [{b}, 2] sizes (h, w) within "
                              f"the {H}x{W} input, got {sizes.tolist()}")
