@@ -4,28 +4,38 @@ checkpoint.json with the validation metrics measured on exactly those weights.
     from detrt.training.release import release_checkpoint
     release_checkpoint("runs/tiny/last", "detrt/assets/dhdetr_r18_tiny", "val/annotations.odgt", "val/images",
                        notes={"data": {...}})
+    release_checkpoint("runs/cq/last", "detrt/assets/cqdino_tiny", "val/annotations.json", "val/images",
+                       train_data="train/annotations.json")  # COCO AP; rare classes by training image counts
 """
 
 from torch.utils.data import DataLoader
 
+from detrt.data.coco import read_coco
 from detrt.data.crowdhuman import read_gt
 from detrt.models import build_postprocess
 from detrt.models.checkpoint import model_from_checkpoint, read_meta, save_checkpoint
 from detrt.training.dataset import CrowdHumanDataset, collate
-from detrt.training.step import evaluate
+from detrt.training.loop import is_coco
+from detrt.training.step import evaluate, evaluate_coco
 
 
-def evaluate_checkpoint(path, val_data, val_images, batch_size=4, workers=0, progress=True):
-    """AP, MR-2, JI and duplicate rate of a checkpoint on a validation set (letterbox only, as at runtime)."""
+def evaluate_checkpoint(path, val_data, val_images, train_data=None, batch_size=4, workers=0, progress=True):
+    """A checkpoint's validation metrics (letterbox only, as at runtime), as training reports them: AP, MR-2,
+    JI and the duplicate rate on CrowdHuman .odgt; COCO AP at 100 and 300 detections on COCO .json, rare,
+    common and frequent classes by the image counts of `train_data` (the training set's .json) when given."""
     model, cfg = model_from_checkpoint(path)
-    records = read_gt(val_data, val_images)
+    coco = is_coco(val_data)
+    records = read_coco(val_data, val_images, cfg.vocabulary)[0] if coco else read_gt(val_data, val_images)
     loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate)
-    result = evaluate(model, build_postprocess(cfg), loader, records, progress)
+    if coco:
+        result = evaluate_coco(model, build_postprocess(cfg), loader, val_data, train_data, progress)
+    else:
+        result = evaluate(model, build_postprocess(cfg), loader, records, progress)
     return {k: v for k, v in result.items() if k != "detections"}
 
 
-def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, notes=None):
+def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, notes=None, train_data=None):
     """Write `dst` (checkpoint.safetensors + checkpoint.json, no resume state) from checkpoint `src`.
 
     With a validation set, the copy is evaluated after the float16 rounding and its metrics replace
@@ -39,7 +49,7 @@ def release_checkpoint(src, dst, val_data=None, val_images=None, half=True, note
     meta.update(weights_dtype="float16" if half else "float32", **(notes or {}))
     save_checkpoint(dst, model, meta, half=half)
     if val_data:
-        metrics = evaluate_checkpoint(dst, val_data, val_images)
+        metrics = evaluate_checkpoint(dst, val_data, val_images, train_data)
         meta["metrics"] = metrics
         meta["metrics_data"] = str(val_data)
         save_checkpoint(dst, model, meta, half=half)
