@@ -143,12 +143,14 @@ def measure(points, runs, warmup, threads):
             selector = {e["name"][:-len("_kernel_time")] for e in events
                         if any(c in shape for shape in _shapes(e["args"]))}
             side = sides(onnx.load(f"{tmp}/c{c}.onnx", load_external_data=False), selector)
-            ms = {"selector": 0.0, "before": 0.0, "post": 0.0}
+            ms, ops = {"selector": 0.0, "before": 0.0, "post": 0.0}, {}
             for e in events:
                 name = e["name"][:-len("_kernel_time")]
                 ms["selector" if name in selector else side.get(name, "before")] += e["dur"] / 1e3 / runs
+                if name in selector:
+                    ops[e["args"]["op_name"]] = ops.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e3 / runs
             rows.append({"categories": c, "wall_ms": percentiles(times), "kernel_ms": ms,
-                         "selector_nodes": len(selector)})
+                         "selector_nodes": len(selector), "selector_ops_ms": ops})
     return rows
 
 
@@ -180,8 +182,9 @@ def beam_select(scores, parents, beam, k):
 
 def beam_recall(checkpoint, val):
     """Recall of the exhaustive top-K (and of the ground-truth categories) by each beam, on the trained model;
-    and why: the depths the exhaustive top-K comes from, and where each ground-truth category's ancestors rank
-    among the categories of their depth (0 first, 1 last, 0.5 what a random score gives)."""
+    and why: the depths the exhaustive top-K comes from, how many categories of each depth its members and
+    their ancestors span (what a beam would have to keep), and where each ground-truth category's ancestors
+    rank among the categories of their depth (0 first, 1 last, 0.5 what a random score gives)."""
     import cv2
     import torch
 
@@ -197,7 +200,8 @@ def beam_recall(checkpoint, val):
     depth = vocab.depths
     found = {beam: [0, 0, 0] for beam in BEAMS}  # exhaustive top-K kept, ground truth kept, scored
     gt_total, gt_exhaustive = 0, 0
-    topk_depths, ancestor_rank = np.zeros(depth.max() + 1), [[] for _ in range(depth.max())]
+    topk_depths, span = np.zeros(depth.max() + 1), np.zeros(depth.max())
+    ancestor_rank = [[] for _ in range(depth.max())]
     with torch.no_grad():
         categories = model.categories()
         for rec in records:
@@ -206,6 +210,7 @@ def beam_recall(checkpoint, val):
             top = np.argsort(-scores, kind="stable")[:k]
             topk_depths += np.bincount(depth[top], minlength=len(topk_depths))
             exhaustive, truth = set(top.tolist()), set(int(x) for x in rec.labels)
+            span += np.bincount(depth[list({a for t in top for a in vocab.ancestors(int(t))})], minlength=len(span))
             gt_total += len(truth)
             gt_exhaustive += len(truth & exhaustive)
             for a in (a for t in truth for a in vocab.ancestors(t)):
@@ -219,7 +224,7 @@ def beam_recall(checkpoint, val):
     n = len(records)
     return {"checkpoint": str(checkpoint), "images": n, "k": k, "categories": len(vocab),
             "gt_recall_exhaustive": gt_exhaustive / gt_total, "topk_depth_share": (topk_depths / (n * k)).tolist(),
-            "ancestor_rank": [float(np.mean(r)) for r in ancestor_rank],
+            "topk_span": (span / n).tolist(), "ancestor_rank": [float(np.mean(r)) for r in ancestor_rank],
             "beams": [{"beam": list(b), "topk_recall": f[0] / (n * k), "gt_recall": f[1] / gt_total,
                        "scored_share": f[2] / (n * len(vocab))} for b, f in found.items()]}
 
@@ -311,7 +316,11 @@ def markdown(result, argv, load, note):
                   f"against a lower bound of {pc['lower_bound_flops'] / 1e3:.1f} kFLOP once everything parameter-only "
                   f"is a constant ({pc['image_tokens']} image tokens); {gflops:.1f} GFLOP/s, "
                   f"{100 * gflops / result['peak']['matmul_gflops']:.0f}% of this machine's measured matmul peak "
-                  f"({result['peak']['matmul_gflops']:.0f} GFLOP/s on {result['threads']} thread(s)).",
+                  f"({result['peak']['matmul_gflops']:.0f} GFLOP/s on {result['threads']} thread(s)). The selector's "
+                  f"time at C = {rows[-1]['categories']:,} by operator: " + ", ".join(
+                      f"{op} {100 * t / rows[-1]['kernel_ms']['selector']:.0f}%" for op, t in
+                      sorted(rows[-1]["selector_ops_ms"].items(), key=lambda kv: -kv[1])
+                      if t >= 0.005 * rows[-1]["kernel_ms"]["selector"]) + ".",
               "", f"cqdino_r50_v3det's selector (the paper's widths, {r50['input_size'][1]}x{r50['input_size'][0]}, "
                   f"{r50['image_tokens']:,} image tokens), by the same count, not timed: "
                   f"{r50['lower_bound_flops'] / 1e6:.1f} MFLOP per category, "
@@ -321,11 +330,13 @@ def markdown(result, argv, load, note):
     if beam:
         depths = ", ".join(f"{100 * v:.0f}%" for v in beam["topk_depth_share"])
         ranks = ", ".join(f"{v:.2f}" for v in beam["ancestor_rank"])
+        span = ", ".join(f"{v:.1f}" for v in beam["topk_span"])
         lines += ["", f"Hierarchical selection (beam: score the roots, keep the best b1, score their children, keep "
                       f"the best b2, ...) on the trained model {beam['checkpoint']}, {beam['images']} validation "
                       f"images, C = {beam['categories']:,}, K = {beam['k']}. The exhaustive top-K holds "
                       f"{100 * beam['gt_recall_exhaustive']:.1f}% of the ground-truth categories; it comes from depths "
-                      f"0..3 in shares {depths}; a ground-truth category's ancestors rank, among their depth's "
+                      f"0..3 in shares {depths}, and its ancestors span {span} categories of depths 0..2 (per "
+                      f"image); a ground-truth category's ancestors rank, among their depth's "
                       f"categories, at {ranks} on average (depths 0..2; 0 first, 0.5 random).", "",
                   "| beam b1 / b2 / b3 | exhaustive top-K kept | ground truth kept | categories scored |",
                   "|---|---|---|---|"]
