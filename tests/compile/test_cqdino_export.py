@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from detrt.bench.roofline import infer_shapes, node_flops
 from detrt.compile import export, precision, surgery
 from detrt.compile.build import build, build_graph
 from detrt.errors import InputError
@@ -118,6 +119,15 @@ def test_no_per_category_work_that_parameters_determine(graphs):
               for x in node.inputs if not isinstance(x, gs.Constant) and x.inputs and constant_op(x.inputs[0])
               and len(x.outputs) == 1]
     assert len(scoring) > 40 and not chains
+    # ...and its multiply-adds are the least a category needs: per selector layer attention logits and values
+    # over the T = 4 x 6 + 1 image tokens, output projection, FFN; the second layer's query projection; the score
+    d, f, t = 128, 256, (SIZE[0] // 32) * (SIZE[1] // 32) + 1
+    model = onnx.ModelProto()
+    model.CopyFrom(graphs["portable"])  # infer_shapes fixes the batch of the model it is given
+    shapes, _, _ = infer_shapes(model, 1)
+    names = {n.name for n in graph.nodes if id(n) in scoring}
+    flops = sum(node_flops(n, shapes) for n in model.graph.node if n.name in names)
+    assert flops == c * 2 * (2 * (2 * d * t + d * d + 2 * d * f) + d * d + d)
 
 
 @pytest.mark.parametrize("form", ["portable", "plugin"])
