@@ -14,7 +14,7 @@ on the CPU with the runtime's session options and a pinned thread count.
 - Split: the same sessions with ONNX Runtime's profiler; each kernel is the selector's when a tensor it reads
   or writes has C in its shape (category scoring, the top-K over C, the gather of K rows), post-selection
   when it comes after the selector in the graph ONNX Runtime ran, before (backbone, input projections,
-  the selector's image tokens) otherwise. Sums per run of the profiled kernel times.
+  the selector's image tokens) otherwise. Per run the profiled kernel times summed; their median over runs.
 - Memory: each point loaded and run (3 batches) in its own process (scaling.py's), peak resident - before.
 - Selector cost per category: the slope between the smallest and the largest C of the selector's profiled
   time and of the exported graph's FLOPs (roofline.count_graph: multiply-adds), against the arithmetic lower
@@ -139,16 +139,19 @@ def measure(points, runs, warmup, threads):
         for (c, _), s, times in zip(points, profiled, wall):
             with open(s.end_profiling()) as f:
                 events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-            events = events[len(events) * warmup // (warmup + runs):]  # every run profiles the same nodes
+            per_run = len(events) // (warmup + runs)  # every run profiles the same nodes, in order
+            events = events[per_run * warmup:]
             selector = {e["name"][:-len("_kernel_time")] for e in events
                         if any(c in shape for shape in _shapes(e["args"]))}
             side = sides(onnx.load(f"{tmp}/c{c}.onnx", load_external_data=False), selector)
-            ms, ops = {"selector": 0.0, "before": 0.0, "post": 0.0}, {}
-            for e in events:
+            split, ops = np.zeros((runs, 3)), {}  # per run: selector, before, post
+            for i, e in enumerate(events):
                 name = e["name"][:-len("_kernel_time")]
-                ms["selector" if name in selector else side.get(name, "before")] += e["dur"] / 1e3 / runs
+                where = "selector" if name in selector else side.get(name, "before")
+                split[i // per_run, ("selector", "before", "post").index(where)] += e["dur"] / 1e3
                 if name in selector:
                     ops[e["args"]["op_name"]] = ops.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e3 / runs
+            ms = dict(zip(("selector", "before", "post"), np.median(split, 0).tolist()))  # bursts of load: medians
             rows.append({"categories": c, "wall_ms": percentiles(times), "kernel_ms": ms,
                          "selector_nodes": len(selector), "selector_ops_ms": ops})
     return rows
@@ -300,9 +303,9 @@ def markdown(result, argv, load, note):
                           "memory only)", note, load)
     lines += [f"ONNX Runtime, portable export built by `detrt build --backend onnxruntime`, {result['threads']} "
               f"thread(s), {rows[0]['wall_ms']['runs']} runs per point interleaved after {result['warmup']} uncounted "
-              "ones. Split: ONNX Runtime's profiled kernel time per run: selector = every kernel reading or writing a "
-              "tensor with C "
-              "in its shape (category scoring, top-K over C, the gather of K rows); post-selection = everything "
+              "ones. Split: ONNX Runtime's profiled kernel time, median over the runs: selector = every kernel "
+              "reading or writing a tensor with C in its shape (category scoring, top-K over C, the gather of K "
+              "rows); post-selection = everything "
               "downstream of it; before = the rest (backbone, input projections, the selector's image tokens). "
               "Memory: peak resident (VmHWM) - resident before loading, each point in its own process. Ratios vs "
               "the first row.  ", "",
