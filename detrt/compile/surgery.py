@@ -195,6 +195,37 @@ def _group_norm_pattern(graph, norm):
     return x, groups, affine[0], affine[1], add
 
 
+def merge_constant_adds(graph):
+    """Add(Add(x, a), b) with constants a and b, the inner sum read by nothing else -> Add(x, a + b).
+
+    E.g. a Linear's bias followed by a constant residual: CQ-DINO's first selector layer adds the folded
+    categories [C, D] to its attention output, one pass over C x D instead of two. Only where a + b is no
+    larger than the larger of the two (a [C, 1] + [1, D] pair would grow a constant to C x D).
+    """
+    for add in [n for n in graph.nodes if n.op == "Add"]:  # topological: a chain of three folds into one
+        outer = _constant_operand(add)
+        inner = outer[1].inputs[0] if outer and len(outer[1].inputs) == 1 else None
+        if inner is None or inner.op != "Add" or len(outer[1].outputs) != 1 or outer[1] in graph.outputs:
+            continue
+        first = _constant_operand(inner)
+        if first is None:
+            continue
+        merged = first[0].values + outer[0].values
+        if merged.dtype == outer[0].values.dtype and merged.size <= max(first[0].values.size, outer[0].values.size):
+            add.inputs = [first[1], gs.Constant(f"{outer[0].name}_merged", merged)]
+    return graph.cleanup()
+
+
+def _constant_operand(node):
+    """(constant, variable) of a two-input node with exactly one constant input, else None."""
+    if len(node.inputs) != 2:
+        return None
+    a, b = node.inputs
+    if isinstance(a, gs.Constant) != isinstance(b, gs.Constant):
+        return (a, b) if isinstance(a, gs.Constant) else (b, a)
+    return None
+
+
 def infer_plugin_shapes(graph):
     """Set dtype and shape of plugin outputs from their inputs: ONNX shape inference cannot see into them."""
     for node in graph.nodes:
@@ -236,11 +267,12 @@ def infer_shapes(graph):
 def passes_for(form, msda_plugin="detrt"):
     """The pass list that takes any detrt graph to `form` ("plugin" or "portable")."""
     if form == "portable":
-        return [infer_shapes, fold_constants, group_norm_op, to_portable, cleanup, toposort, infer_shapes]
+        return [infer_shapes, fold_constants, merge_constant_adds, group_norm_op, to_portable, cleanup, toposort,
+                infer_shapes]
     if form != "plugin":
         raise ValueError(f"form must be 'plugin' or 'portable', not {form!r}")
     # shapes first: folding evaluates Shape nodes only where the shape is known
-    passes = [infer_shapes, fold_constants, group_norm_op, to_plugins, int32_shape_inputs]
+    passes = [infer_shapes, fold_constants, merge_constant_adds, group_norm_op, to_plugins, int32_shape_inputs]
     if msda_plugin == "nvidia":
         passes.append(to_nvidia_msda)
     elif msda_plugin != "detrt":

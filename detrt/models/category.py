@@ -83,8 +83,9 @@ class CategoryBranch(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention of queries [B or 1, Q, D] to tokens [B, T, Dk]; `query_proj` of the queries can
-    be given precomputed (the first selector layer's, a constant at export)."""
+    """Multi-head attention of queries [B or 1, Q, D] to tokens [B, T, Dk]; the queries' projection `q` can be
+    given precomputed (the first selector layer's, a constant at export). The 1 / sqrt(head dim) scale is
+    applied to the T keys, not to the Q queries: the same logits, and no per-category multiply at inference."""
 
     def __init__(self, dim, kdim, heads, dropout=0.0):
         super().__init__()
@@ -93,15 +94,12 @@ class CrossAttention(nn.Module):
             nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def query_proj(self, x):
-        return self.q(x) / math.sqrt(x.shape[-1] // self.heads)
-
     def forward(self, x, tokens, q=None):
         b, t, _ = tokens.shape
-        q = self.query_proj(x) if q is None else q
+        q = self.q(x) if q is None else q
         h, dh = self.heads, q.shape[-1] // self.heads
         q = q.reshape(q.shape[0], -1, h, dh).transpose(1, 2)  # [B|1, h, Q, dh]
-        k = self.k(tokens).view(b, t, h, dh).permute(0, 2, 3, 1)  # [B, h, dh, T]
+        k = (self.k(tokens) / math.sqrt(dh)).view(b, t, h, dh).permute(0, 2, 3, 1)  # [B, h, dh, T]
         v = self.v(tokens).view(b, t, h, dh).transpose(1, 2)
         attn = self.dropout((q @ k).softmax(-1))
         out = (attn @ v).transpose(1, 2).reshape(b, -1, h * dh)
@@ -141,7 +139,7 @@ class ImageGuidedSelector(nn.Module):
         nn.init.zeros_(self.to_tokens.bias)
 
     def first_query(self, categories):
-        return self.layers[0].attn.query_proj(categories[None])
+        return self.layers[0].attn.q(categories[None])
 
     def forward(self, categories, feature, first_query=None):
         flat = feature.flatten(2).transpose(1, 2)  # [B, h*w, Cin]

@@ -62,17 +62,23 @@ class OrtBackend(Backend):
             self._max_batch = min(self._max_batch, batch_dim)
 
     def _session(self, ort, plugin):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
         session = _plugin_session_class(self.artifact) if plugin else ort.InferenceSession
-        return session(str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"])
+        return session(str(self.artifact), sess_options=session_options(self.threads),
+                       providers=["CPUExecutionProvider"])
 
     def _run(self, feed):
         names = list(self.manifest.outputs)
         values = self.session.run(names, feed)
         return {n: np.asarray(v) for n, v in zip(names, values)}
+
+
+def session_options(threads):
+    """The runtime's SessionOptions (threads as the module docstring says); benchmarks profile with the same."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so

@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from detrt.bench.roofline import infer_shapes, node_flops
 from detrt.compile import export, precision, surgery
 from detrt.compile.build import build, build_graph
 from detrt.errors import InputError
@@ -68,8 +69,8 @@ def session(model, form):
 def test_category_branch_is_folded_to_constants(cq, graphs):
     inits = [numpy_helper.to_array(i) for i in graphs["portable"].graph.initializer]
     queries = cq.categories.queries.detach().numpy()
-    with torch.no_grad():
-        folded = cq.categories().numpy()
+    with torch.no_grad():  # the first selector layer adds its output bias to them: one constant (merge_constant_adds)
+        folded = (cq.categories() + cq.selector.layers[0].attn.out.bias).numpy()
         first = cq.selector.first_query(cq.categories()).numpy()
     assert not any(a.shape == queries.shape and np.allclose(a, queries) for a in inits)
     assert any(a.shape[-2:] == folded.shape and np.allclose(a.reshape(folded.shape), folded, atol=1e-6)
@@ -85,6 +86,48 @@ def test_category_branch_is_folded_to_constants(cq, graphs):
     ks = sorted(int(numpy_helper.to_array(i).ravel()[0]) for n in graphs["portable"].graph.node
                 if n.op_type == "TopK" for i in graphs["portable"].graph.initializer if i.name == n.input[1])
     assert 8 in ks and 100 in ks
+
+
+def test_no_per_category_work_that_parameters_determine(graphs):
+    """Between the folded constants and the categories' TopK (the work done once per category per image), no
+    elementwise op with a constant operand feeds another whose result it alone reads: such a chain is one
+    op, or none, once its constants are combined at export (a bias then a constant residual; a bias then
+    the attention's 1 / sqrt(d) scale, which the keys carry instead)."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(graphs["portable"])
+    c = len(CFG["class_names"])
+    per_category = set()
+    for node in graph.nodes:  # topological: descendants of the [.., C, D] constants
+        if any(isinstance(t, gs.Constant) and c in t.shape[-2:-1] for t in node.inputs) or \
+                any(t.inputs and id(t.inputs[0]) in per_category for t in node.inputs):
+            per_category.add(id(node))
+    topk = [n for n in graph.nodes if n.op == "TopK" and n.inputs[0].shape[-1] == c]  # [B, C] scores
+    assert len(topk) == 1 and id(topk[0]) in per_category
+    scoring, stack = set(), [topk[0]]
+    while stack:  # ...that are also ancestors of that TopK
+        node = stack.pop()
+        if id(node) in per_category and id(node) not in scoring:
+            scoring.add(id(node))
+            stack += [t.inputs[0] for t in node.inputs if t.inputs]
+
+    def constant_op(node):
+        return id(node) in scoring and node.op in ("Add", "Sub", "Mul", "Div") and \
+            sum(isinstance(t, gs.Constant) for t in node.inputs) == 1
+
+    chains = [(x.inputs[0].name, node.name) for node in graph.nodes if constant_op(node)
+              for x in node.inputs if not isinstance(x, gs.Constant) and x.inputs and constant_op(x.inputs[0])
+              and len(x.outputs) == 1]
+    assert len(scoring) > 40 and not chains
+    # ...and its multiply-adds are the least a category needs: per selector layer attention logits and values
+    # over the T = 4 x 6 + 1 image tokens, output projection, FFN; the second layer's query projection; the score
+    d, f, t = 128, 256, (SIZE[0] // 32) * (SIZE[1] // 32) + 1
+    model = onnx.ModelProto()
+    model.CopyFrom(graphs["portable"])  # infer_shapes fixes the batch of the model it is given
+    shapes, _, _ = infer_shapes(model, 1)
+    names = {n.name for n in graph.nodes if id(n) in scoring}
+    flops = sum(node_flops(n, shapes) for n in model.graph.node if n.name in names)
+    assert flops == c * 2 * (2 * (2 * d * t + d * d + 2 * d * f) + d * d + d)
 
 
 @pytest.mark.parametrize("form", ["portable", "plugin"])

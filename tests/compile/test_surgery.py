@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto as TP
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from detrt.compile import surgery
 from detrt.ops.dcg import dcg_neighbors_reference
@@ -234,3 +234,35 @@ def test_inline_functions_names_each_expanded_node_after_its_call():
     want = ort.InferenceSession(portable.SerializeToString()).run(["o", "idx", "val"], f)
     for a, b in zip(got, want):
         assert (a == b).all()
+
+
+def test_merge_constant_adds_sums_a_chain_of_constants_into_one_add():
+    rng = np.random.default_rng(0)
+    bias, rows, col = (rng.standard_normal(s).astype(np.float32) for s in ((4,), (1, 5, 4), (5, 1)))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("Add", ["bias", "xw"], ["a1"]),  # a Linear's bias...
+             helper.make_node("Add", ["a1", "rows"], ["a2"]),  # ...then a constant residual: one Add
+             helper.make_node("Add", ["a2", "col"], ["a3"]),  # [5, 1]: the sum would be no larger, merged too
+             helper.make_node("Add", ["xw", "col"], ["b1"]),  # read twice: kept
+             helper.make_node("Add", ["b1", "bias"], ["b2"]),
+             helper.make_node("Relu", ["b1"], ["r"])]
+    inits = [numpy_helper.from_array(v, n) for n, v in (("bias", bias), ("rows", rows), ("col", col),
+                                                         ("w", rng.standard_normal((3, 4)).astype(np.float32)))]
+    graph = helper.make_graph(nodes, "adds", [helper.make_tensor_value_info("x", TP.FLOAT, ["B", 5, 3])],
+                              [helper.make_tensor_value_info(n, TP.FLOAT, None) for n in ("a3", "b2", "r")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=surgery.IR_VERSION)
+    merged, _ = apply(model, surgery.merge_constant_adds)
+    assert [op for _, op in ops(merged)] == ["MatMul", "Add", "Add", "Add", "Relu"]
+    x = {"x": rng.standard_normal((2, 5, 3)).astype(np.float32)}
+    want = ort.InferenceSession(model.SerializeToString()).run(None, x)
+    for a, b in zip(ort.InferenceSession(merged.SerializeToString()).run(None, x), want):
+        assert np.abs(a - b).max() < 1e-5
+    # a [5, 1] constant and a [1, 4] one would sum to [5, 4]: left as two Adds
+    grow = helper.make_graph([helper.make_node("Add", ["x", "col"], ["t"]),
+                              helper.make_node("Add", ["t", "row"], ["y"])], "grow",
+                             [helper.make_tensor_value_info("x", TP.FLOAT, ["B", 5, 4])],
+                             [helper.make_tensor_value_info("y", TP.FLOAT, None)],
+                             [numpy_helper.from_array(col, "col"), numpy_helper.from_array(bias[None], "row")])
+    grow = helper.make_model(grow, opset_imports=[helper.make_opsetid("", 17)], ir_version=surgery.IR_VERSION)
+    kept, _ = apply(grow, surgery.merge_constant_adds)
+    assert [op for _, op in ops(kept)] == ["Add", "Add"]

@@ -8,7 +8,8 @@ import torch
 from detrt.errors import InputError
 from detrt.models import build_criterion, build_model, build_postprocess, get_config
 from detrt.data.vocabulary import Vocabulary
-from detrt.models.category import CategoryAttention, CategoryBranch, ImageGuidedSelector, TreeAveraging
+from detrt.models.category import (CategoryAttention, CategoryBranch, CrossAttention, ImageGuidedSelector,
+                                   TreeAveraging)
 from detrt.models.cqdino import denoising_queries, label_columns
 from detrt.models.losses import asymmetric_loss
 from detrt.models.matcher import HungarianMatcher
@@ -53,6 +54,23 @@ def test_embedding_table_initializes_the_queries_and_bad_shapes_are_refused():
     torch.testing.assert_close(CategoryBranch(vocab, 4, relation_heads=2, embeddings=table).queries.detach(), table)
     with pytest.raises(ValueError, match=r"\(3, 4\)"):
         CategoryBranch(vocab, 4, relation_heads=2, embeddings=torch.zeros(2, 4))
+
+
+def test_cross_attention_is_torch_multi_head_attention():
+    # the 1 / sqrt(head dim) scale sits on the keys (not once per category on the queries): the same attention
+    torch.manual_seed(0)
+    attn = CrossAttention(24, 20, heads=4).eval()
+    ref = torch.nn.MultiheadAttention(24, 4, kdim=20, vdim=20, batch_first=True).eval()
+    with torch.no_grad():
+        ref.q_proj_weight.copy_(attn.q.weight)
+        ref.k_proj_weight.copy_(attn.k.weight)
+        ref.v_proj_weight.copy_(attn.v.weight)
+        ref.in_proj_bias.copy_(torch.cat([attn.q.bias, attn.k.bias, attn.v.bias]))
+        ref.out_proj.load_state_dict(attn.out.state_dict())
+        x, tokens = torch.randn(2, 10, 24), torch.randn(2, 7, 20)
+        want = ref(x, tokens, tokens, need_weights=False)[0]
+        torch.testing.assert_close(attn(x, tokens), want)
+        torch.testing.assert_close(attn(x[:1], tokens[:1], attn.q(x[:1])), want[:1])  # precomputed queries
 
 
 def test_selector_top_k_gather_is_differentiable_and_first_query_folds():
