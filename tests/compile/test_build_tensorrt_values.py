@@ -1,6 +1,8 @@
 """`detrt build` through the TensorRT stand-in, on values that could be wrong: the engine's max batch and parent in
 its manifest, a DLA core passed on to the builder, a second engine in an existing cache, the default cache path."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from detrt.compile import tensorrt
@@ -74,3 +76,21 @@ def test_network_is_strongly_typed_and_the_parser_logs(monkeypatch, plugin_onnx,
     build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, log=None)
     assert seen["flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert isinstance(seen["logger"], trt.Logger)
+
+
+def test_profile_names_the_flag_at_fault_and_orders_the_batches():
+    m = SimpleNamespace(input_size=(64, 96), max_batch=2)  # non-square: H and W must not swap
+    assert tensorrt.profile_shapes(m) == [(1, 3, 64, 96), (1, 3, 64, 96), (2, 3, 64, 96)]
+    for flag, key in (("--minShapes", "min_shape"), ("--optShapes", "opt_shape"), ("--maxShapes", "max_shape")):
+        with pytest.raises(InputError, match=rf"^{flag}: the model takes \[B, 3, 64, 96\], got \[1, 3, 96, 64\]$"):
+            tensorrt.profile_shapes(m, **{key: "images:1x3x96x64"})
+        with pytest.raises(InputError, match=rf"^{flag} 'images:1x3x64': expected images:BxCxHxW"):
+            tensorrt.profile_shapes(m, **{key: "images:1x3x64"})
+    with pytest.raises(InputError, match=r"1 <= min <= opt <= max, got \[1, 8, 4\]"):
+        tensorrt.profile_shapes(m, opt_shape="images:8x3x64x96", max_shape="images:4x3x64x96")
+
+
+def test_a_plugin_library_that_is_not_there_is_named(fakes, tmp_path):  # noqa: F811
+    m = SimpleNamespace(input_size=(64, 96), max_batch=2)
+    with pytest.raises(InputError, match=r"missing\.so: plugin library not found \(--plugins PATH"):
+        tensorrt.Target(m, plugins=tmp_path / "missing.so")

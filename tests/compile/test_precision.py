@@ -116,6 +116,7 @@ def test_int8_gates_direction_and_passed(monkeypatch, ap_int8, mr2_int8, passed)
     monkeypatch.setattr(precision, "evaluate", lambda gt, dets: metrics[dets])
     gates = precision.int8_accuracy_gates([], "fp32", "int8")
     assert gates["AP_drop"] == 100 * (0.75 - ap_int8) and gates["MR2_rise"] == 100 * (mr2_int8 - 0.25)
+    assert (gates["AP_fp32"], gates["AP_int8"], gates["MR2_fp32"], gates["MR2_int8"]) == (0.75, ap_int8, 0.25, mr2_int8)
     assert gates["passed"] is passed
 
 

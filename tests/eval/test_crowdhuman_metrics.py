@@ -9,7 +9,7 @@ from detrt.cli import main
 from detrt.data.crowdhuman import GroundTruth, OdgtDetections, write_dt, write_gt
 from detrt.errors import InputError
 from detrt.eval import assignment
-from detrt.eval.crowdhuman import EPS, clip_boxes_crowddet, evaluate, evaluate_files
+from detrt.eval.crowdhuman import EPS, _pair, clip_boxes_crowddet, evaluate, evaluate_files, ji_image
 
 
 def gt(image_id, boxes, ignore=(), w=200, h=200):
@@ -281,3 +281,21 @@ def test_x0_beyond_w_minus_1_is_clipped_to_w_minus_1():
     """A box starting past the right edge keeps one pixel column (W - 1 to W), as CrowdDet's clip."""
     b = clip_boxes_crowddet([[250, 10, 300, 50], [20, 180, 40, 260]], 200, 150)
     np.testing.assert_array_equal(b, [[199, 10, 200, 50], [20, 149, 40, 150]])
+
+
+def test_ji_image_iou_of_exactly_one_half_is_no_match_and_a_matched_ignored_person_counts():
+    """ji_image on a hand-made IoU matrix. IoU 0.5 is not > 0.5: no pair. Persons 0 and 1 are both flagged as in
+    an ignore region; person 0 is matched, so only unmatched person 1 leaves m."""
+    none = np.zeros(1, bool)
+    assert ji_image(np.array([[0.5]]), np.array([0.9]), none, none, 0.0) == (0, 1, 1)
+    assert ji_image(np.array([[0.5 + 1e-9]]), np.array([0.9]), none, none, 0.0) == (1, 1, 1)
+    iou = np.array([[0.8, 0.0]])
+    assert ji_image(iou, np.array([0.9]), none, np.array([True, True]), 0.0) == (1, 1, 1)
+
+
+def test_a_ground_truth_with_one_side_only_takes_the_detections_size():
+    """Width 200 without a height is no size: the detections' 300 x 100 clips the boxes (y to H 100)."""
+    g = GroundTruth("a", np.array([[10.0, 10, 40, 150]]), np.zeros((0, 4)), 200, None)
+    d = OdgtDetections("a", np.array([[10.0, 10, 40, 150]]), np.array([0.9]), 300, 100)
+    assert evaluate([g], [d])["JI"] == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(_pair(g, d, None, "gt")[0], [[10, 10, 40, 100]])

@@ -1,6 +1,8 @@
 """The Python glue of detrt.ops with values that could be wrong: the lazy attributes, the extension's build facts,
 where the plugin library is looked for, and which creators TensorRT's registry lacks (its stand-in here)."""
 
+import signal
+
 import pytest
 
 import detrt.ops
@@ -67,3 +69,33 @@ def test_gpu_properties_of_the_asked_device(monkeypatch, raw, name):
     props = rt.cudaGetDeviceProperties
     monkeypatch.setattr(rt, "cudaGetDeviceProperties", lambda dev: asked.append(dev) or props(dev))
     assert ops_tensorrt.gpu_properties(1) == (name, "11.0") and asked == [1]
+
+
+def test_gpu_and_tensorrt_here_say_what_they_found(monkeypatch):
+    monkeypatch.setattr(ops_tensorrt, "tensorrt_available", lambda: (True, "10.3.0"))
+    monkeypatch.setattr(ops_tensorrt, "gpu_properties", lambda: ("Orin", "8.7"))
+    assert ops_tensorrt.gpu_here() == (True, "Orin (sm 8.7)")
+    assert ops_tensorrt.tensorrt_here() == (True, "TensorRT 10.3.0 on Orin (sm 8.7)")
+
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice\nno CUDA-capable device is detected")
+
+    monkeypatch.setattr(ops_tensorrt, "gpu_properties", no_device)
+    assert ops_tensorrt.gpu_here() == (False, "no usable GPU (cudaErrorNoDevice)")
+    assert ops_tensorrt.tensorrt_here() == (False, "no usable GPU (cudaErrorNoDevice)")
+    monkeypatch.setattr(ops_tensorrt, "tensorrt_available", lambda: (False, "ImportError: no tensorrt"))
+    assert ops_tensorrt.tensorrt_here() == (False, "TensorRT/cuda-python do not import (ImportError: no tensorrt)")
+
+
+def test_a_signal_during_an_onnxruntime_run_reaches_its_handler_after_it():
+    from detrt.ops.ort import _DeferredSignals
+
+    got = []
+    saved = signal.signal(signal.SIGTERM, lambda sig, frame: got.append(sig))
+    try:
+        with _DeferredSignals():
+            signal.raise_signal(signal.SIGTERM)
+            assert got == []  # recorded, not run, while the op runs
+        assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, saved)

@@ -1,9 +1,15 @@
 """The pipeline on values that could be wrong: topk reaches the postprocess, and the per-frame stage times are
-times (a batch of 4 frames preprocessed in milliseconds, not 4000 ms), and the progress bar's words."""
+times (a batch of 4 frames preprocessed in milliseconds, not 4000 ms), the progress bar's words and settings, and
+the first of two failures is the one raised."""
 
 import re
 
+import pytest
+
+from detrt.runtime import pipeline
+from detrt.runtime.backend import open_backend
 from detrt.runtime.pipeline import run
+from detrt.runtime.sinks import JsonlSink
 from tests.runtime.test_pipeline import _lines, clip, model  # noqa: F401 - the probe model and clip fixtures
 
 
@@ -25,3 +31,33 @@ def test_progress_bar_names_the_run(tmp_path, model, clip, terminal_stderr):  # 
     text = err.getvalue()
     assert "detrt run (onnxruntime, batch 4)" in text and "37/37" in text
     assert re.search(r"[0-9?](frame/s|s/frame)\]", text)  # the unit, either way round by speed
+
+
+def test_progress_bar_settings(tmp_path, model, clip, monkeypatch):  # noqa: F811
+    seen = []
+    real = pipeline.progress_bar
+    monkeypatch.setattr(pipeline, "progress_bar", lambda **kw: seen.append(kw) or real(**kw))
+    run(clip, model, [tmp_path / "d.jsonl"], batch=4, progress=False)
+    (kw,) = seen
+    assert (kw["total"], kw["show"], kw["unit"], kw["dynamic_ncols"]) == (37, False, "frame", True)
+
+
+def test_a_failed_run_raises_its_own_error_when_a_sink_also_fails_to_close(tmp_path, model, clip):  # noqa: F811
+    class Broken:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def submit(self, feed):
+            raise RuntimeError("device lost")
+
+    class BadClose(JsonlSink):
+        def close(self):
+            super().close()
+            raise OSError("close failed")
+
+    with open_backend(model) as be, pytest.raises(RuntimeError, match="^device lost$") as e:
+        run(clip, Broken(be), [BadClose(tmp_path / "d.jsonl")], batch=2, warmup=False)
+    assert e.value.summary.error == "device lost"
