@@ -61,3 +61,29 @@ def test_a_failed_run_raises_its_own_error_when_a_sink_also_fails_to_close(tmp_p
     with open_backend(model) as be, pytest.raises(RuntimeError, match="^device lost$") as e:
         run(clip, Broken(be), [BadClose(tmp_path / "d.jsonl")], batch=2, warmup=False)
     assert e.value.summary.error == "device lost"
+
+
+class Recording:
+    """A backend under another name that logs when each batch is submitted and when its result is taken."""
+
+    def __init__(self, inner, name):
+        self.inner, self.name, self.calls = inner, name, []
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+    def submit(self, feed):
+        i = sum(call == "submit" for call, _ in self.calls)
+        self.calls.append(("submit", i))
+        result = self.inner.submit(feed)
+        return lambda: self.calls.append(("result", i)) or result()
+
+
+@pytest.mark.parametrize("name, overlapped", [("tensorrt", True), ("onnxruntime", False)])
+def test_tensorrt_keeps_two_batches_in_flight_on_files(tmp_path, model, clip, name, overlapped):  # noqa: F811
+    with open_backend(model) as be:
+        rec = Recording(be, name)
+        run(clip, rec, [tmp_path / "d.jsonl"], batch=4)  # 37 frames: 10 batches, the last of one frame
+    first = [("submit", 0), ("submit", 1), ("result", 0)] if overlapped else [("submit", 0), ("result", 0)]
+    assert rec.calls[:len(first)] == first and rec.calls[-1] == ("result", 9) and len(rec.calls) == 20
+    assert [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")] == list(range(37))
