@@ -119,7 +119,11 @@ def quickest_tests_first():
 
     def run_quickest_first(self, *, mutant_name, tests):
         durations = state().duration_by_test
-        return run_tests(self, mutant_name=mutant_name, tests=sorted(tests, key=lambda t: (durations.get(t, 0), t)))
+        start = time.monotonic()
+        code = run_tests(self, mutant_name=mutant_name, tests=sorted(tests, key=lambda t: (durations.get(t, 0), t)))
+        with open(ROOT / "mutants" / "wall_s.jsonl", "a") as f:  # one short line per mutant: appends do not mix
+            f.write(json.dumps([mutant_name, round(time.monotonic() - start, 2), code]) + "\n")
+        return code
 
     PytestRunner.execute_pytest, PytestRunner.run_tests = execute_with_setup_times, run_quickest_first
 

@@ -141,8 +141,8 @@ def test_raw_equal_scores_keep_query_order():
     logits = np.tile(np.array([0.0, -1.0], np.float32), (1, 50, 1))
     boxes = np.stack([np.linspace(0.2, 0.8, 50), np.full(50, 0.5), np.full(50, 0.1), np.full(50, 0.1)], -1)
     t = resize_transform((64, 96), (64, 96), "letterbox")
-    (d,) = Postprocessor("raw", (64, 96), ("a", "b"), threshold=0.4, topk=100)({"pred_logits": logits,
-                                                                        "pred_boxes": boxes[None]}, [t])
+    post = Postprocessor("raw", (64, 96), ("a", "b"), threshold=0.4, topk=100)
+    (d,) = post({"pred_logits": logits, "pred_boxes": boxes[None]}, [t])
     assert len(d) == 50 and (d.labels == 0).all()
     np.testing.assert_allclose(d.boxes[:, 0], boxes[:, 0] * 96 - 4.8, rtol=1e-5)  # x0 grows with the query
 
