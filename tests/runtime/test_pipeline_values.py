@@ -87,3 +87,16 @@ def test_tensorrt_keeps_two_batches_in_flight_on_files(tmp_path, model, clip, na
     first = [("submit", 0), ("submit", 1), ("result", 0)] if overlapped else [("submit", 0), ("result", 0)]
     assert rec.calls[:len(first)] == first and rec.calls[-1] == ("result", 9) and len(rec.calls) == 20
     assert [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")] == list(range(37))
+
+
+def test_a_live_camera_slower_than_the_poll_loses_no_frame(tmp_path, model):  # noqa: F811
+    """8 frames at 10 fps (100 ms apart, twice the pipeline's 50 ms wait for a frame): a wait that times out
+    while the camera still streams is no end of the run (which would end at the first wait, with no frame)."""
+    from detrt.runtime.sources import VideoSource
+    from tests.helpers.probe_models import FakeCapture
+
+    cap = FakeCapture(n=8, fps=10)
+    src = VideoSource(lambda: cap, "fake://cam", live=True, reconnect_timeout=0.05, backoff=(0.01, 0.01))
+    s = run(src, model, [tmp_path / "d.jsonl"])
+    idx = [ln["frame"] for ln in _lines(tmp_path / "d.jsonl")]
+    assert 6 <= s.frames + s.dropped <= 8 and s.frames == len(idx) and idx == sorted(set(idx))  # drops: under load
