@@ -40,15 +40,13 @@ def test_plugin_form_model_matches_onnxruntime(tmp_path, tiny, exported, frames)
     assert diff.max() > 0 and np.median(diff) < 0.01  # the backbone ran in bf16 (a random model: some boxes flip)
 
 
-def group_norms_onnx(path, affine):
-    """torch's export (opset 17, no padding mask) of Conv -> GroupNorm(groups 2 or 4, 8 channels) per entry of
-    `affine`, run on a non-square [2, 3, 5, 6] input: (path, input, torch's output)."""
+def norms_onnx(path, norms):
+    """torch's export (opset 17, no padding mask) of Conv(3 -> 8 channels) -> `norms` with random affines, run on a
+    non-square [2, 3, 5, 6] input: (path, input, torch's output)."""
     import warnings
 
     import torch
 
-    torch.manual_seed(0)
-    norms = [torch.nn.GroupNorm(2 + 2 * (i % 2), 8, affine=a) for i, a in enumerate(affine)]
     for norm in norms:
         if norm.affine:
             torch.nn.init.normal_(norm.weight)
@@ -64,14 +62,20 @@ def group_norms_onnx(path, affine):
 
 
 def test_group_norm_pattern_is_rewritten_to_the_same_values(tmp_path):
-    """A GroupNorm without an affine is not the pattern and is left (the loop goes on to the next); the affine ones
-    (2 and 4 groups of 8 channels) become channel_group_norm's four named stages, with torch's values."""
-    path, x, want = group_norms_onnx(tmp_path / "gn.onnx", affine=(False, True, True))
+    """Of GroupNorm(2 groups), InstanceNorm (no Reshape in front), GroupNorm without an affine (its scale is not
+    per channel), GroupNorm(4 groups): the two affine GroupNorms become channel_group_norm's four named stages
+    (the loop goes on past the others), with torch's values."""
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    norms = [nn.GroupNorm(2, 8), nn.InstanceNorm2d(8), nn.GroupNorm(2, 8, affine=False), nn.GroupNorm(4, 8)]
+    path, x, want = norms_onnx(tmp_path / "gn.onnx", norms)
     core = openvino_core()
     model = core.read_model(str(path))
     assert rewrite_group_norms(model) == 2
     names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     assert sum("/channel_group_norm/" in n for n in names) == 8
-    assert sum(op.get_type_name() == "MVN" for op in model.get_ordered_ops()) == 1  # the one without an affine
+    assert sum(op.get_type_name() == "MVN" for op in model.get_ordered_ops()) == 2  # the two left alone
     got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({0: x})[0]  # not bf16 where it can
     np.testing.assert_allclose(got, want, atol=1e-5)
