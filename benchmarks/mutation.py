@@ -77,6 +77,10 @@ EQUIVALENT = {
     ("detrt.eval.crowdhuman", "dt_left[rows] = None"): "None stored in a bool array is False",
     ("detrt.eval.crowdhuman", "gt_left[cols] = None"): "None stored in a bool array is False",
     ("detrt.eval.crowdhuman", 'with np.errstate(divide="ignore", ):'): "only lets numpy warn; values are the same",
+    ("detrt.eval.crowdhuman", '"JI": float(np.nanmax(ji_crowddet)) if not np.isnan(ji_crowddet).all() else '
+                              'float("NAN"),'): 'float() reads "NAN" as "nan"',
+    ("detrt.models.deformable_attention", "grid = (grid / grid.abs().max(+1, keepdim=True)[0]).view(self.n_heads, 1, "
+                                          "1, 2)"): "dim 1 of the [heads, 2] grid is its last, dim -1",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }

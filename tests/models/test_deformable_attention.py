@@ -60,6 +60,18 @@ def test_sine_position_encoding_equals_detr_masked_form():
     torch.testing.assert_close(sine_position_encoding(h, w, f), expected)
 
 
+def test_box_embedding_by_hand():
+    """Each coordinate c: sigmoid(logit) * 2 pi over T^(2j / F), sin and cos of pair j, j = 0 .. F/2 - 1."""
+    boxes = torch.tensor([[[0.3, -1.2, 2.0, 0.7]]])
+    f, t = 8, 10000.0
+    want = []
+    for c in range(4):
+        p = torch.sigmoid(boxes[0, 0, c]).item() * 2 * math.pi
+        for j in range(f // 2):
+            want += [math.sin(p / t ** (2 * j / f)), math.cos(p / t ** (2 * j / f))]
+    torch.testing.assert_close(box_sine_embedding(boxes, f)[0, 0], torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
 def test_box_embedding_and_inverse_sigmoid():
     boxes = torch.tensor([[[0.0, 1.0, -2.0, float("inf")]]])
     emb = box_sine_embedding(boxes, 8)
