@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # (module, the mutated line as mutmut shows it, stripped) -> why no test can kill it.
 FLOAT64_ALREADY = "the array is float64 already (callers and the .odgt reader give float64), so no conversion"
+INT_SIZES = "int64 sizes: their first arithmetic (minimum with float32 positions, + 1e-6) gives the same float32"
 EQUIVALENT = {
     ("detrt.eval.assignment", "u, v = np.zeros(n + 2), np.zeros(m + 1)"): "one more row potential, never read",
     ("detrt.eval.assignment", "cost = np.asarray(cost, dtype=None)"): FLOAT64_ALREADY,
@@ -81,6 +82,8 @@ EQUIVALENT = {
                               'float("NAN"),'): 'float() reads "NAN" as "nan"',
     ("detrt.models.deformable_attention", "grid = (grid / grid.abs().max(+1, keepdim=True)[0]).view(self.n_heads, 1, "
                                           "1, 2)"): "dim 1 of the [heads, 2] grid is its last, dim -1",
+    ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], dtype=None, device=device)"): INT_SIZES,
+    ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], device=device)"): INT_SIZES,
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
