@@ -92,6 +92,15 @@ _EXPORTING = ('if compiler is not None and (compiler.is_compiling() or getattr(c
 for _default in ("", "lambda: None", "lambda: True"):
     EQUIVALENT["detrt.ops.msda", _EXPORTING.format(_default)] = \
         "torch.compiler has is_exporting from torch 2.5 on: the default is never used"
+# COCOeval (faster-coco-eval) reads no image width or height for boxes; with the one area range [0, 1e10] every
+# annotation is inside it whatever its area (or none), and the range's label is printed only by summarize().
+_IMAGE = 'images = [{{"id": im["id"], {}, "file_name": file_name(im)}}'
+_AREA = '"bbox": [float(v) for v in a["bbox"]], "{}": float(a["bbox"][2] * a["bbox"][3]),'
+for _line in ([_IMAGE.format(f'"{w}": im["width"], "height": im["height"]') for w in ("XXwidthXX", "WIDTH")] +
+              [_IMAGE.format(f'"width": im["width"], "{h}": im["height"]') for h in ("XXheightXX", "HEIGHT")] +
+              [_AREA.format(a) for a in ("XXareaXX", "AREA")] +
+              [f'e.params.areaRng, e.params.areaRngLbl = [[0, 1e10]], ["{label}"]' for label in ("XXallXX", "ALL")]):
+    EQUIVALENT["detrt.eval.coco", _line] = "COCOeval reads no image size; one area range [0, 1e10]"
 # Functions that run once, when their module is imported: in mutmut's parent process, before any mutant is switched
 # on, so no mutant of theirs can be tested this way (tests/ops/test_ort_errors.py tests what they do).
 IMPORT_TIME = {"detrt.ops.ort.x__guard_invocations": "installs the guard around onnxruntime-extensions' dispatcher",
