@@ -84,6 +84,9 @@ EQUIVALENT = {
                                           "1, 2)"): "dim 1 of the [heads, 2] grid is its last, dim -1",
     ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], dtype=None, device=device)"): INT_SIZES,
     ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], device=device)"): INT_SIZES,
+    ("detrt.runtime.postprocess", 'order = np.argsort(-part, axis=1, kind="STABLE")'): "numpy reads kind case-blind",
+    ("detrt.compile.openvino", "m = ops.reshape(ops.reduce_mean(t, const(np.array([2, 3])), ), const(np.array([0, G, C "
+                               "// G])), True)"): "[B, C] or [B, C, 1, 1]: the Reshape to [0, G, C/G] gives the same",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }

@@ -99,3 +99,19 @@ def test_a_signal_during_an_onnxruntime_run_reaches_its_handler_after_it():
         assert got == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+def test_openvino_extension_from_the_environment_then_beside_the_cpu_extension(monkeypatch, tmp_path):
+    import importlib.util
+    from types import SimpleNamespace
+
+    from detrt.ops import openvino as ops_openvino
+
+    monkeypatch.setenv("DETRT_OPENVINO_EXTENSION", str(tmp_path / "mine.so"))
+    assert ops_openvino.extension_library() == tmp_path / "mine.so"
+    monkeypatch.delenv("DETRT_OPENVINO_EXTENSION")
+    (tmp_path / ops_openvino.LIBRARY).write_bytes(b"")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: SimpleNamespace(
+        origin=str(tmp_path / "_cpu.so")) if name == "detrt.ops._cpu" else find_spec(name, package))
+    assert ops_openvino.extension_library() == tmp_path / ops_openvino.LIBRARY

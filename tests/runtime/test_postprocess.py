@@ -143,7 +143,7 @@ def test_raw_equal_scores_keep_query_order():
     t = resize_transform((64, 96), (64, 96), "letterbox")
     post = Postprocessor("raw", (64, 96), ("a", "b"), threshold=0.4, topk=100)
     (d,) = post({"pred_logits": logits, "pred_boxes": boxes[None]}, [t])
-    assert len(d) == 50 and (d.labels == 0).all()
+    assert len(d) == 50 and (d.labels == 0).all() and d.labels.dtype == np.int64
     np.testing.assert_allclose(d.boxes[:, 0], boxes[:, 0] * 96 - 4.8, rtol=1e-5)  # x0 grows with the query
 
 
