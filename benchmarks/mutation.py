@@ -6,14 +6,18 @@
 
 [tool.mutmut] in pyproject.toml names the modules and the tests. mutmut copies detrt/ and tests/ into mutants/,
 rewrites each function there with its mutants behind a switch, runs the tests once to learn which tests call which
-function, then runs each mutant against only those tests, in forked workers. The sample is drawn per module (the
-same fraction of each file's mutants, by a seeded shuffle of the sorted names), so each module's kill rate is
-measured. mutmut runs the mutants whose tests are quickest first; after --minutes the run stops and the report
-counts the mutants not run per module ("not checked"), so the slowest-tested ones are the first left out. A mutant
-killed in an earlier run in mutants/ stays killed (tests are only ever added); the others run again. Mutants that
-no test can tell from the original (same behaviour) are listed in EQUIVALENT with the reason, keyed by module and
-the mutated line, and counted apart. Writes benchmarks/results/mutation.json and the surviving mutants, with
-their diffs, to benchmarks/results/mutation_survivors.txt.
+function (and how long each takes, its fixtures' setup included: SetupTimes), then runs each mutant against only
+those tests, in processes forked from a server that has run no test (a fork of a process whose OpenVINO thread
+pool ran hangs). Each mutant's tests run quickest first and stop at the first failure; a mutant outside
+detrt/compile runs its tests outside tests/compile where it has any (own_tests: the compile tests export a model in
+every process and reach the other modules only on the way, so this can only lower the kill rate). The sample is
+drawn per module (the same fraction of each file's mutants, at least 10, by a seeded shuffle of the sorted names),
+so each module's kill rate is measured. mutmut runs the mutants whose tests are quickest first; after --minutes
+the run stops and the report counts the mutants not run per module ("not checked"). A mutant killed in an earlier
+run in mutants/ stays killed (tests are only ever added); the others run again. Mutants that no test can tell from
+the original (same behaviour) are listed in EQUIVALENT with the reason, keyed by module and the mutated line, and
+counted apart. Writes benchmarks/results/mutation.json (with each module's seconds of mutant tests, from
+mutants/wall_s.jsonl) and the surviving mutants, with their diffs, to benchmarks/results/mutation_survivors.txt.
 """
 
 import argparse
