@@ -1,7 +1,9 @@
 """The Python glue of detrt.ops with values that could be wrong: the lazy attributes, the extension's build facts,
-where the plugin library is looked for, and which creators TensorRT's registry lacks (its stand-in here)."""
+where the plugin library is looked for, which creators TensorRT's registry lacks (its stand-in here), what
+gpu_here/tensorrt_here say, signals deferred around ONNX Runtime, and where the OpenVINO extension is found."""
 
 import signal
+import sys
 
 import pytest
 
@@ -115,3 +117,15 @@ def test_openvino_extension_from_the_environment_then_beside_the_cpu_extension(m
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: SimpleNamespace(
         origin=str(tmp_path / "_cpu.so")) if name == "detrt.ops._cpu" else find_spec(name, package))
     assert ops_openvino.extension_library() == tmp_path / ops_openvino.LIBRARY
+
+
+def test_openvino_core_is_one_per_process_and_names_what_needs_openvino(monkeypatch):
+    pytest.importorskip("openvino")
+    from detrt.errors import InputError
+    from detrt.ops import openvino as ops_openvino
+
+    if ops_openvino.extension_library() is not None:  # a second call returns the first Core (add_extension once)
+        assert ops_openvino.openvino_core() is ops_openvino.openvino_core()
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as for a missing package
+    with pytest.raises(InputError, match=r"^the OpenVINO backend needs openvino: pip install 'detrt\[openvino\]'$"):
+        ops_openvino.openvino_core()
