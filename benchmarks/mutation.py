@@ -91,6 +91,8 @@ EQUIVALENT = {
     ("detrt.runtime.postprocess", 'order = np.argsort(-part, axis=1, kind="STABLE")'): "numpy reads kind case-blind",
     ("detrt.compile.openvino", "m = ops.reshape(ops.reduce_mean(t, const(np.array([2, 3])), ), const(np.array([0, G, C "
                                "// G])), True)"): "[B, C] or [B, C, 1, 1]: the Reshape to [0, G, C/G] gives the same",
+    ("detrt.compile.tensorrt", r'm = re.fullmatch(r"images:(\d+)x(\d+)x(\d+)x(\d+)", text or "XXXX")'):
+        'a missing text fails the pattern as "" or "XXXX", and the error shows the text itself',
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }

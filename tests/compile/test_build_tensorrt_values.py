@@ -1,6 +1,7 @@
 """`detrt build` through the TensorRT stand-in, on values that could be wrong: the engine's max batch and parent in
 its manifest, a DLA core passed on to the builder, a second engine in an existing cache, the default cache path."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from detrt.compile import tensorrt
 from detrt.compile.build import build
 from detrt.errors import InputError
+from detrt.manifest import sha256_file
 from tests.compile.test_build_tensorrt import fakes, lib, plugin_onnx  # noqa: F401 - the stand-in's fixtures
 
 
@@ -76,6 +78,31 @@ def test_network_is_strongly_typed_and_the_parser_logs(monkeypatch, plugin_onnx,
     build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, log=None)
     assert seen["flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert isinstance(seen["logger"], trt.Logger)
+
+
+def test_workspace_plugin_digest_and_the_log_of_a_build(monkeypatch, plugin_onnx, lib, fakes, tmp_path):  # noqa: F811
+    trt = fakes[0]
+    configs, lines = [], []
+    create = trt.Builder.create_builder_config
+    monkeypatch.setattr(trt.Builder, "create_builder_config", lambda self: configs.append(create(self)) or configs[-1])
+    m = build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, workspace=64, log=lines.append)
+    assert configs[-1].pools == {trt.MemoryPoolType.WORKSPACE: 64 << 20}
+    assert m.plugin_sha256 == sha256_file(lib)
+    assert any(re.fullmatch(r"built in \d+ s", line) for line in lines), lines
+
+
+def test_a_parse_failure_without_a_parser_error_says_so(monkeypatch, plugin_onnx, lib, fakes, tmp_path):  # noqa: F811
+    trt = fakes[0]
+    parser = trt.OnnxParser
+
+    def silent_failure(network, logger):
+        p = parser(network, logger)
+        p.parse_from_file = lambda path: False  # and no error recorded
+        return p
+
+    monkeypatch.setattr(trt, "OnnxParser", silent_failure)
+    with pytest.raises(InputError, match=r"probe\.plugin\.onnx: TensorRT cannot parse it: unknown error$"):
+        build(plugin_onnx, tmp_path / "probe.engine", precision="fp32", plugins=lib, log=None)
 
 
 def test_profile_names_the_flag_at_fault_and_orders_the_batches():
