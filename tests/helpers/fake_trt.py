@@ -98,7 +98,7 @@ def make_cudart(major=8, minor=7, name=b"Fake GPU\x00\x00"):
 
     def memcpy_async(dst, src, n, kind, stream):
         assert kind in (1, 2) and isinstance(stream, _Stream)
-        enqueue(stream, lambda: (ctypes.memmove(int(dst), int(src), int(n)), log.append(("copy", kind))))
+        enqueue(stream, lambda: (ctypes.memmove(int(dst), int(src), int(n)), log.append(("copy", kind, int(n)))))
         return (ok,)
 
     rt.cudaMemcpyAsync = memcpy_async

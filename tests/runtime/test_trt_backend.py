@@ -82,6 +82,19 @@ def test_cuda_graphs_follow_shape_changes(engine, fakes):
     assert sum(e[0] == "graph" for e in rt.log) == 3 * 2 * 2 + 2 * 3
 
 
+def test_only_the_batch_rows_are_copied(engine, fakes):
+    """A batch of 1 on an engine of max batch 4 copies one image in (plainly, then in the captured graph's
+    replays), not the whole buffer."""
+    _, rt = fakes
+    x = np.random.default_rng(3).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    with open_backend(engine, cuda_graph=True) as be:
+        for _ in range(6):  # each of the two contexts: an ordinary run, a capture and replay, a replay
+            be.infer(x)
+        assert be.cuda_graph
+    h2d = [e[2] for e in rt.log if e[0] == "copy" and e[1] == 1]
+    assert h2d and set(h2d) == {x.nbytes}
+
+
 def test_a_failed_capture_destroys_its_graph_and_runs_without_graphs(engine, fakes, monkeypatch):
     """cudaGraphInstantiate refuses (an engine that is not stream-capturable): the captured graph is destroyed,
     a warning names the artifact, and the batches run as plain enqueues with the same results."""
