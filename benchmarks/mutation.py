@@ -110,6 +110,11 @@ for _line in ([_IMAGE.format(f'"{w}": im["width"], "height": im["height"]') for 
               [_AREA.format(a) for a in ("XXareaXX", "AREA")] +
               [f'e.params.areaRng, e.params.areaRngLbl = [[0, 1e10]], ["{label}"]' for label in ("XXallXX", "ALL")]):
     EQUIVALENT["detrt.eval.coco", _line] = "COCOeval reads no image size; one area range [0, 1e10]"
+# DeHomoCodingGenerator's one caller (the transformer) passes all four arguments: the defaults are DH-DETR's, to read.
+for _args in ("d_model=257, k=10, iou_threshold=0.4, low_score=0.1", "d_model=256, k=11, iou_threshold=0.4, "
+              "low_score=0.1", "d_model=256, k=10, iou_threshold=1.4, low_score=0.1",
+              "d_model=256, k=10, iou_threshold=0.4, low_score=1.1"):
+    EQUIVALENT["detrt.models.dcg", f"def __init__(self, {_args}):"] = "its one caller passes every argument"
 # Functions that run once, when their module is imported: in mutmut's parent process, before any mutant is switched
 # on, so no mutant of theirs can be tested this way (tests/ops/test_ort_errors.py tests what they do).
 IMPORT_TIME = {"detrt.ops.ort.x__guard_invocations": "installs the guard around onnxruntime-extensions' dispatcher",
