@@ -129,3 +129,15 @@ def test_openvino_core_is_one_per_process_and_names_what_needs_openvino(monkeypa
     monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as for a missing package
     with pytest.raises(InputError, match=r"^the OpenVINO backend needs openvino: pip install 'detrt\[openvino\]'$"):
         ops_openvino.openvino_core()
+
+
+def test_without_the_cpu_extension_the_error_and_the_warning_say_what_to_do(monkeypatch):
+    from detrt.ops import msda
+
+    monkeypatch.setattr(cpu, "_cpu", None)
+    with pytest.raises(RuntimeError, match=r"; reinstall with `pip install -e \.` and a C\+\+ compiler$"):
+        cpu.dcg_neighbors(None, None)
+    monkeypatch.setattr(msda, "_warned_fallback", False)
+    with pytest.warns(RuntimeWarning, match="use the slow PyTorch reference on the CPU"):
+        assert msda._cpu_kernels() is None
+    assert msda._cpu_kernels() is None  # warned once
