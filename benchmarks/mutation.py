@@ -39,6 +39,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # (module, the mutated line as mutmut shows it, stripped) -> why no test can kill it.
 FLOAT64_ALREADY = "the array is float64 already (callers and the .odgt reader give float64), so no conversion"
+ORT_CPU = "ONNX Runtime warns about an unknown provider name and runs on the CPU provider, the one asked for"
 INT_SIZES = "int64 sizes: their first arithmetic (minimum with float32 positions, + 1e-6) gives the same float32"
 EQUIVALENT = {
     ("detrt.eval.assignment", "u, v = np.zeros(n + 2), np.zeros(m + 1)"): "one more row potential, never read",
@@ -93,6 +94,22 @@ EQUIVALENT = {
                                "// G])), True)"): "[B, C] or [B, C, 1, 1]: the Reshape to [0, G, C/G] gives the same",
     ("detrt.compile.tensorrt", r'm = re.fullmatch(r"images:(\d+)x(\d+)x(\d+)x(\d+)", text or "XXXX")'):
         'a missing text fails the pattern as "" or "XXXX", and the error shows the text itself',
+    ("detrt.eval.crowdhuman", 'with np.errstate(divide="ignore"):'): "only lets numpy warn; values are the same",
+    ("detrt.eval.crowdhuman", "b = np.array(boxes, ).reshape(-1, 4)"): FLOAT64_ALREADY,
+    ("detrt.eval.crowdhuman", "b = np.array(boxes, dtype=None).reshape(-1, 4)"): FLOAT64_ALREADY,
+    ("detrt.eval.crowdhuman", "for i in np.nonzero((iou >= THRESH).any(1))[0]:"):
+        "IoU carries eps in its denominator: exactly 0.5 needs inter = (union + eps) / 2, which pixel boxes never give",
+    ("detrt.eval.coco", "counts = np.zeros(len(vocabulary), )"): "the counts are only compared with 10 and 100",
+    ("detrt.eval.coco", "counts = np.zeros(len(vocabulary), None)"): "the counts are only compared with 10 and 100",
+    ("detrt.eval.coco", "e.params.areaRng, e.params.areaRngLbl = [[0, 10000000001.0]], [\"all\"]"):
+        "no box is 1e10 pixels",
+    ("detrt.eval.coco", "precision = np.zeros((11, 1, len(with_gt)))"): "all zeros: every mean is 0 however many rows",
+    ("detrt.eval.coco", '"iscrowd": int(bool(a.get("iscrowd", None)))} for k, a in enumerate(data["annotations"])]'):
+        "bool(None) is False, as bool(0)",
+    ("detrt.compile.onnxruntime", 'InferenceSession(str(src), so, providers=["cpuexecutionprovider"])'): ORT_CPU,
+    ("detrt.compile.onnxruntime", 'InferenceSession(str(src), so, providers=["CPUEXECUTIONPROVIDER"])'): ORT_CPU,
+    ("detrt.models.deformable_attention", "thetas = torch.arange(self.n_heads, ) * (2.0 * math.pi / self.n_heads)"):
+        "int64 times a Python float is float32",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
@@ -104,10 +121,13 @@ for _default in ("", "lambda: None", "lambda: True"):
 # COCOeval (faster-coco-eval) reads no image width or height for boxes; with the one area range [0, 1e10] every
 # annotation is inside it whatever its area (or none), and the range's label is printed only by summarize().
 _IMAGE = 'images = [{{"id": im["id"], {}, "file_name": file_name(im)}}'
-_AREA = '"bbox": [float(v) for v in a["bbox"]], "{}": float(a["bbox"][2] * a["bbox"][3]),'
+_AREA = '"bbox": [float(v) for v in a["bbox"]], {},'
 for _line in ([_IMAGE.format(f'"{w}": im["width"], "height": im["height"]') for w in ("XXwidthXX", "WIDTH")] +
               [_IMAGE.format(f'"width": im["width"], "{h}": im["height"]') for h in ("XXheightXX", "HEIGHT")] +
-              [_AREA.format(a) for a in ("XXareaXX", "AREA")] +
+              [_AREA.format(a) for a in ('"XXareaXX": float(a["bbox"][2] * a["bbox"][3])',
+                                         '"AREA": float(a["bbox"][2] * a["bbox"][3])',
+                                         '"area": float(a["bbox"][3] * a["bbox"][3])',
+                                         '"area": float(a["bbox"][2] * a["bbox"][2])')] +
               [f'e.params.areaRng, e.params.areaRngLbl = [[0, 1e10]], ["{label}"]' for label in ("XXallXX", "ALL")]):
     EQUIVALENT["detrt.eval.coco", _line] = "COCOeval reads no image size; one area range [0, 1e10]"
 # DeHomoCodingGenerator's one caller (the transformer) passes all four arguments: the defaults are DH-DETR's, to read.

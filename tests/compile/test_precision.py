@@ -200,6 +200,15 @@ def test_calibration_batches_from_video_and_images(tmp_path, exported):
         precision.calibration_batches(tmp_path / "missing.mp4", manifest)
 
 
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    """6 images, 2 frames asked for: every third image (0 and 3), not the first two."""
+    import cv2
+
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 6, 3), 40 * i, np.uint8))
+    assert [int(f[0, 0, 0]) for f in precision._read_frames(tmp_path, 2, cv2)] == [0, 120]
+
+
 def test_name_nodes_names_the_unnamed_and_the_repeated():
     nodes = [onnx.helper.make_node("Relu", ["x"], ["a"], name="act"), onnx.helper.make_node("Relu", ["a"], ["b"]),
              onnx.helper.make_node("Relu", ["b"], ["c"], name="act")]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from detrt.errors import InputError
-from detrt.eval.coco import evaluate, format_table, frequency_groups, ground_truth, keep_top
+from detrt.eval.coco import evaluate, evaluate_files, format_table, frequency_groups, ground_truth, keep_top
 
 
 def test_format_table_exact_text():
@@ -57,3 +57,14 @@ def test_without_faster_coco_eval_the_error_names_what_needs_it(monkeypatch):
     gt = {"images": [{"id": 1}], "annotations": [{"category_id": 1, "iscrowd": 0}], "categories": [{"id": 1}]}
     with pytest.raises(InputError, match=r"^COCO evaluation needs faster_coco_eval: pip install 'detrt\[eval\]'$"):
         evaluate(gt, [{"image_id": 1}])
+
+
+def test_groups_from_the_categories_frequency_field_are_reported(tmp_path):
+    d = {"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+         "categories": [{"id": 1, "name": "A", "frequency": "r"}],
+         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]}
+    (tmp_path / "gt.json").write_text(json.dumps(d))
+    (tmp_path / "dt.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5],
+                                                   "score": 0.9}]))
+    r = evaluate_files(tmp_path / "gt.json", tmp_path / "dt.json")
+    assert r["groups_from"] == "categories' frequency field" and r["APr@100"] == pytest.approx(1.0)

@@ -16,6 +16,7 @@ def test_initialization_points_each_head_in_its_direction():
     torch.testing.assert_close(bias[0, 0, :, 0], torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(bias[2, 1, 2], torch.tensor([0.0, 3.0]), atol=1e-6, rtol=0)
     torch.testing.assert_close(bias[4, 0, 0], torch.tensor([-1.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(bias[1, 1, 1], torch.tensor([2.0, 2.0]))  # head 1 diagonal: (1, 1) in max-norm
     assert m.sampling_offsets.weight.abs().sum() == 0 and m.attention_weights.weight.abs().sum() == 0
 
 

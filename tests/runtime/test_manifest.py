@@ -211,6 +211,8 @@ def test_old_manifest_with_absolute_parent_still_loads(tmp_path):
     assert load_manifest(art).parent == "/home/someone/runs/tiny"
     assert check_artifact(art).rebuild_hint(art) == f"re-export with: detrt export /home/someone/runs/tiny -o {art}"
     assert _manifest().rebuild_hint(art) == f"re-export with: detrt export CHECKPOINT -o {art}"  # no parent recorded
+    assert _manifest(engine_sha256=SHA).rebuild_hint(tmp_path / "m.engine") == (
+        f"rebuild with: detrt build model.onnx --precision fp32 -o {tmp_path / 'm.engine'}")
 
 
 def test_changed_engine_is_refused_with_build_hint(tmp_path):
