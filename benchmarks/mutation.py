@@ -110,6 +110,8 @@ EQUIVALENT = {
     ("detrt.compile.onnxruntime", 'InferenceSession(str(src), so, providers=["CPUEXECUTIONPROVIDER"])'): ORT_CPU,
     ("detrt.models.deformable_attention", "thetas = torch.arange(self.n_heads, ) * (2.0 * math.pi / self.n_heads)"):
         "int64 times a Python float is float32",
+    ("detrt.compile.precision", 'with tempfile.TemporaryDirectory(prefix="XXdetrt-int8-XX") as tmp:'):
+        "only the name of a temporary folder that is gone after the call",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
