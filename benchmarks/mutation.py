@@ -112,6 +112,7 @@ EQUIVALENT = {
         "int64 times a Python float is float32",
     ("detrt.compile.precision", 'with tempfile.TemporaryDirectory(prefix="XXdetrt-int8-XX") as tmp:'):
         "only the name of a temporary folder that is gone after the call",
+    ("detrt.runtime.postprocess", "labels = (idx % C).astype(None)"): "_one makes the labels int64 for Detections",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
