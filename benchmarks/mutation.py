@@ -6,14 +6,18 @@
 
 [tool.mutmut] in pyproject.toml names the modules and the tests. mutmut copies detrt/ and tests/ into mutants/,
 rewrites each function there with its mutants behind a switch, runs the tests once to learn which tests call which
-function, then runs each mutant against only those tests, in forked workers. The sample is drawn per module (the
-same fraction of each file's mutants, by a seeded shuffle of the sorted names), so each module's kill rate is
-measured. mutmut runs the mutants whose tests are quickest first; after --minutes the run stops and the report
-counts the mutants not run per module ("not checked"), so the slowest-tested ones are the first left out. A mutant
-killed in an earlier run in mutants/ stays killed (tests are only ever added); the others run again. Mutants that
-no test can tell from the original (same behaviour) are listed in EQUIVALENT with the reason, keyed by module and
-the mutated line, and counted apart. Writes benchmarks/results/mutation.json and the surviving mutants, with
-their diffs, to benchmarks/results/mutation_survivors.txt.
+function (and how long each takes, its fixtures' setup included: SetupTimes), then runs each mutant against only
+those tests, in processes forked from a server that has run no test (a fork of a process whose OpenVINO thread
+pool ran hangs). Each mutant's tests run quickest first and stop at the first failure; a mutant outside
+detrt/compile runs its tests outside tests/compile where it has any (own_tests: the compile tests export a model in
+every process and reach the other modules only on the way, so this can only lower the kill rate). The sample is
+drawn per module (the same fraction of each file's mutants, at least 10, by a seeded shuffle of the sorted names),
+so each module's kill rate is measured. mutmut runs the mutants whose tests are quickest first; after --minutes
+the run stops and the report counts the mutants not run per module ("not checked"). A mutant killed in an earlier
+run in mutants/ stays killed (tests are only ever added); the others run again. Mutants that no test can tell from
+the original (same behaviour) are listed in EQUIVALENT with the reason, keyed by module and the mutated line, and
+counted apart. Writes benchmarks/results/mutation.json (with each module's seconds of mutant tests, from
+mutants/wall_s.jsonl) and the surviving mutants, with their diffs, to benchmarks/results/mutation_survivors.txt.
 """
 
 import argparse
@@ -35,6 +39,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # (module, the mutated line as mutmut shows it, stripped) -> why no test can kill it.
 FLOAT64_ALREADY = "the array is float64 already (callers and the .odgt reader give float64), so no conversion"
+ORT_CPU = "ONNX Runtime warns about an unknown provider name and runs on the CPU provider, the one asked for"
+INT_SIZES = "int64 sizes: their first arithmetic (minimum with float32 positions, + 1e-6) gives the same float32"
 EQUIVALENT = {
     ("detrt.eval.assignment", "u, v = np.zeros(n + 2), np.zeros(m + 1)"): "one more row potential, never read",
     ("detrt.eval.assignment", "cost = np.asarray(cost, dtype=None)"): FLOAT64_ALREADY,
@@ -77,6 +83,36 @@ EQUIVALENT = {
     ("detrt.eval.crowdhuman", "dt_left[rows] = None"): "None stored in a bool array is False",
     ("detrt.eval.crowdhuman", "gt_left[cols] = None"): "None stored in a bool array is False",
     ("detrt.eval.crowdhuman", 'with np.errstate(divide="ignore", ):'): "only lets numpy warn; values are the same",
+    ("detrt.eval.crowdhuman", '"JI": float(np.nanmax(ji_crowddet)) if not np.isnan(ji_crowddet).all() else '
+                              'float("NAN"),'): 'float() reads "NAN" as "nan"',
+    ("detrt.models.deformable_attention", "grid = (grid / grid.abs().max(+1, keepdim=True)[0]).view(self.n_heads, 1, "
+                                          "1, 2)"): "dim 1 of the [heads, 2] grid is its last, dim -1",
+    ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], dtype=None, device=device)"): INT_SIZES,
+    ("detrt.models.deformable_attention", "valid = torch.tensor([[h, w]], device=device)"): INT_SIZES,
+    ("detrt.runtime.postprocess", 'order = np.argsort(-part, axis=1, kind="STABLE")'): "numpy reads kind case-blind",
+    ("detrt.compile.openvino", "m = ops.reshape(ops.reduce_mean(t, const(np.array([2, 3])), ), const(np.array([0, G, C "
+                               "// G])), True)"): "[B, C] or [B, C, 1, 1]: the Reshape to [0, G, C/G] gives the same",
+    ("detrt.compile.tensorrt", r'm = re.fullmatch(r"images:(\d+)x(\d+)x(\d+)x(\d+)", text or "XXXX")'):
+        'a missing text fails the pattern as "" or "XXXX", and the error shows the text itself',
+    ("detrt.eval.crowdhuman", 'with np.errstate(divide="ignore"):'): "only lets numpy warn; values are the same",
+    ("detrt.eval.crowdhuman", "b = np.array(boxes, ).reshape(-1, 4)"): FLOAT64_ALREADY,
+    ("detrt.eval.crowdhuman", "b = np.array(boxes, dtype=None).reshape(-1, 4)"): FLOAT64_ALREADY,
+    ("detrt.eval.crowdhuman", "for i in np.nonzero((iou >= THRESH).any(1))[0]:"):
+        "IoU carries eps in its denominator: exactly 0.5 needs inter = (union + eps) / 2, which pixel boxes never give",
+    ("detrt.eval.coco", "counts = np.zeros(len(vocabulary), )"): "the counts are only compared with 10 and 100",
+    ("detrt.eval.coco", "counts = np.zeros(len(vocabulary), None)"): "the counts are only compared with 10 and 100",
+    ("detrt.eval.coco", "e.params.areaRng, e.params.areaRngLbl = [[0, 10000000001.0]], [\"all\"]"):
+        "no box is 1e10 pixels",
+    ("detrt.eval.coco", "precision = np.zeros((11, 1, len(with_gt)))"): "all zeros: every mean is 0 however many rows",
+    ("detrt.eval.coco", '"iscrowd": int(bool(a.get("iscrowd", None)))} for k, a in enumerate(data["annotations"])]'):
+        "bool(None) is False, as bool(0)",
+    ("detrt.compile.onnxruntime", 'InferenceSession(str(src), so, providers=["cpuexecutionprovider"])'): ORT_CPU,
+    ("detrt.compile.onnxruntime", 'InferenceSession(str(src), so, providers=["CPUEXECUTIONPROVIDER"])'): ORT_CPU,
+    ("detrt.models.deformable_attention", "thetas = torch.arange(self.n_heads, ) * (2.0 * math.pi / self.n_heads)"):
+        "int64 times a Python float is float32",
+    ("detrt.compile.precision", 'with tempfile.TemporaryDirectory(prefix="XXdetrt-int8-XX") as tmp:'):
+        "only the name of a temporary folder that is gone after the call",
+    ("detrt.runtime.postprocess", "labels = (idx % C).astype(None)"): "_one makes the labels int64 for Detections",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",
 }
@@ -85,10 +121,75 @@ _EXPORTING = ('if compiler is not None and (compiler.is_compiling() or getattr(c
 for _default in ("", "lambda: None", "lambda: True"):
     EQUIVALENT["detrt.ops.msda", _EXPORTING.format(_default)] = \
         "torch.compiler has is_exporting from torch 2.5 on: the default is never used"
+# COCOeval (faster-coco-eval) reads no image width or height for boxes; with the one area range [0, 1e10] every
+# annotation is inside it whatever its area (or none), and the range's label is printed only by summarize().
+_IMAGE = 'images = [{{"id": im["id"], {}, "file_name": file_name(im)}}'
+_AREA = '"bbox": [float(v) for v in a["bbox"]], {},'
+for _line in ([_IMAGE.format(f'"{w}": im["width"], "height": im["height"]') for w in ("XXwidthXX", "WIDTH")] +
+              [_IMAGE.format(f'"width": im["width"], "{h}": im["height"]') for h in ("XXheightXX", "HEIGHT")] +
+              [_AREA.format(a) for a in ('"XXareaXX": float(a["bbox"][2] * a["bbox"][3])',
+                                         '"AREA": float(a["bbox"][2] * a["bbox"][3])',
+                                         '"area": float(a["bbox"][3] * a["bbox"][3])',
+                                         '"area": float(a["bbox"][2] * a["bbox"][2])')] +
+              [f'e.params.areaRng, e.params.areaRngLbl = [[0, 1e10]], ["{label}"]' for label in ("XXallXX", "ALL")]):
+    EQUIVALENT["detrt.eval.coco", _line] = "COCOeval reads no image size; one area range [0, 1e10]"
+# DeHomoCodingGenerator's one caller (the transformer) passes all four arguments: the defaults are DH-DETR's, to read.
+for _args in ("d_model=257, k=10, iou_threshold=0.4, low_score=0.1", "d_model=256, k=11, iou_threshold=0.4, "
+              "low_score=0.1", "d_model=256, k=10, iou_threshold=1.4, low_score=0.1",
+              "d_model=256, k=10, iou_threshold=0.4, low_score=1.1"):
+    EQUIVALENT["detrt.models.dcg", f"def __init__(self, {_args}):"] = "its one caller passes every argument"
 # Functions that run once, when their module is imported: in mutmut's parent process, before any mutant is switched
 # on, so no mutant of theirs can be tested this way (tests/ops/test_ort_errors.py tests what they do).
 IMPORT_TIME = {"detrt.ops.ort.x__guard_invocations": "installs the guard around onnxruntime-extensions' dispatcher",
                "detrt.ops.ort.x__import_extensions": "imports onnxruntime-extensions with torch hidden"}
+
+
+class SetupTimes:
+    """A pytest plugin for mutmut's stats run: adds each test's setup and teardown time to the call time that mutmut
+    records. A session fixture (the compile tests' exported model) is built again in every mutant's fork, so its
+    cost belongs to the estimate that orders the tests and sets the time limit."""
+
+    def pytest_runtest_makereport(self, item, call):
+        from mutmut import state
+        if call.when != "call":
+            durations = state().duration_by_test
+            durations[item.nodeid] = durations.get(item.nodeid, 0) + call.duration
+
+
+def own_tests(mutant_name, tests):
+    """A mutant outside detrt/compile is checked by its tests outside tests/compile, where it has any. The compile
+    tests export a whole model in each mutant's process and reach the runtime, eval, models and ops only on the way
+    (their own tests check those with hand-computed values); leaving them out can only let a mutant survive, so the
+    kill rate is a lower bound. Functions that only the compile tests call (export symbolics) keep them."""
+    if mutant_name is None or mutant_name.startswith("detrt.compile."):
+        return tests
+    return [t for t in tests if not t.startswith("tests/compile/")] or tests
+
+
+def quickest_tests_first():
+    """mutmut hands each mutant's tests to pytest (-x) in a set's order; quickest first, a killed mutant stops at the
+    first cheap test that fails it instead of after a model export. Only the order changes, not the tests."""
+    from mutmut import state
+    from mutmut.mutation.trampoline import get_mutant_under_test
+    from mutmut.runners.harness import PytestRunner
+
+    execute_pytest, run_tests = PytestRunner.execute_pytest, PytestRunner.run_tests
+
+    def execute_with_setup_times(self, params, **kwargs):
+        if get_mutant_under_test() == "stats":
+            kwargs["plugins"] = [*kwargs.get("plugins", []), SetupTimes()]
+        return execute_pytest(self, params, **kwargs)
+
+    def run_quickest_first(self, *, mutant_name, tests):
+        durations = state().duration_by_test
+        tests = sorted(own_tests(mutant_name, tests), key=lambda t: (durations.get(t, 0), t))
+        start = time.monotonic()
+        code = run_tests(self, mutant_name=mutant_name, tests=tests)
+        with open(ROOT / "mutants" / "wall_s.jsonl", "a") as f:  # one short line per mutant: appends do not mix
+            f.write(json.dumps([mutant_name, round(time.monotonic() - start, 2), code]) + "\n")
+        return code
+
+    PytestRunner.execute_pytest, PytestRunner.run_tests = execute_with_setup_times, run_quickest_first
 
 
 def drop_editable_finder():
@@ -122,13 +223,15 @@ HEAVY = ("detrt.compile.export", "detrt.compile.precision", "detrt.compile.surge
          "detrt.compile.build")
 
 
-def sample(by_module, fraction, heavy_fraction, seed):
+def sample(by_module, fraction, heavy_fraction, seed, least=10):
+    """The first share of each module's seeded shuffle, and at least `least` of its mutants (or all it has), so that
+    each module's kill rate rests on enough mutants."""
     chosen = []
     for module, names in by_module.items():
         names = list(names)
         random.Random(f"{seed}:{module}").shuffle(names)
         share = heavy_fraction if module in HEAVY else fraction
-        chosen += names[: max(1, round(len(names) * share))] if names else []
+        chosen += names[: max(least, round(len(names) * share))]
     return chosen
 
 
@@ -168,6 +271,10 @@ def report(chosen, args, wall_s):
     for module, c in sorted(counts.items()):
         rows[module] = dict(c)
         total.update(c)
+    seconds = collections.Counter()
+    for name, s in mutant_seconds().items():
+        if name in chosen:
+            seconds[name.split(".x_")[0].split(".xǁ")[0]] += s
     # A mutant that hangs or crashes the tests is caught as surely as one that fails them.
     killed = total["killed"] + total["timeout"] + total["segfault"]
     live = sum(total.values()) - total["equivalent"] - total["not checked"] - total["import time"]
@@ -175,9 +282,11 @@ def report(chosen, args, wall_s):
         "command": "make mutation (" + " ".join(["benchmarks/mutation.py", *sys.argv[1:]]) + ")",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "mutmut": __import__("importlib.metadata").metadata.version("mutmut"),
-        "fraction": args.fraction, "heavy_fraction": args.heavy_fraction, "seed": args.seed, "wall_s": None if wall_s is None else round(wall_s),
+        "fraction": args.fraction, "heavy_fraction": args.heavy_fraction, "seed": args.seed,
+        "wall_s": None if wall_s is None else round(wall_s),
         "load_average_at_end": os.getloadavg()[0],
         "by_module": rows, "total": dict(total),
+        "mutant_seconds_by_module": {m: round(v) for m, v in sorted(seconds.items())},
         "kill_rate_of_non_equivalent": round(killed / live, 4) if live else None,
         "equivalent": equivalents,
         "survivors": [s["mutant"] for s in survivors],
@@ -186,7 +295,7 @@ def report(chosen, args, wall_s):
     (RESULTS / "mutation.json").write_text(json.dumps(out, indent=1) + "\n")
     (RESULTS / "mutation_survivors.txt").write_text(
         "".join(f"# {s['mutant']}: {s['status']}\n{s['diff']}\n" for s in survivors))
-    print(markdown_table(rows))
+    print(markdown_table(rows, seconds))
     print(f"{killed} killed of {live} non-equivalent mutants ({out['kill_rate_of_non_equivalent']}); "
           f"{total['equivalent']} equivalent; survivors in {RESULTS / 'mutation_survivors.txt'}")
 
@@ -195,18 +304,26 @@ def out_of_time(signum, frame):
     raise KeyboardInterrupt  # mutmut stops its workers and keeps the verdicts it has
 
 
-def markdown_table(rows):
-    """Per module: the sample's mutants by verdict and the kill rate (killed or timed out / all tested but the
-    equivalent ones), for benchmarks/MUTATION.md."""
+def mutant_seconds():
+    """{mutant name: seconds its tests took}, the latest run of each (mutants/wall_s.jsonl; timeouts are not in it)."""
+    path = ROOT / "mutants" / "wall_s.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {name: s for name, s, _ in map(json.loads, lines) if name is not None}
+
+
+def markdown_table(rows, seconds):
+    """Per module: the sample's mutants by verdict, the kill rate (killed or timed out / all tested but the
+    equivalent ones) and the seconds its mutants' tests took in all, for benchmarks/MUTATION.md."""
     cols = ["killed", "timeout", "survived", "no tests", "equivalent", "import time", "not checked"]
-    lines = ["| module | " + " | ".join(cols) + " | kill rate |", "|---" * (len(cols) + 2) + "|"]
+    lines = ["| module | " + " | ".join(cols) + " | kill rate | mutants' s |", "|---" * (len(cols) + 3) + "|"]
     for module, c in list(rows.items()) + [("all", collections.Counter())]:
         if module == "all":
             c = sum((collections.Counter(r) for r in rows.values()), collections.Counter())
         caught = c.get("killed", 0) + c.get("timeout", 0) + c.get("segfault", 0)
         tested = caught + c.get("survived", 0) + c.get("no tests", 0)
         rate = f"{100 * caught / tested:.0f}%" if tested else "-"
-        lines.append(f"| {module} | " + " | ".join(str(c.get(k, 0)) for k in cols) + f" | {rate} |")
+        s = sum(seconds.values()) if module == "all" else seconds.get(module, 0)
+        lines.append(f"| {module} | " + " | ".join(str(c.get(k, 0)) for k in cols) + f" | {rate} | {s:.0f} |")
     return "\n".join(lines)
 
 
@@ -223,10 +340,12 @@ def main():
     parser.add_argument("--minutes", type=float, default=55,
                         help="stop after this long (as Ctrl-C would): the report counts the mutants not run")
     args = parser.parse_args()
+    start = time.monotonic()  # the wall time reported: everything, mutant generation and mutmut's clean runs too
 
     os.chdir(ROOT)
     extensions = drop_editable_finder()
     from mutmut.__main__ import cli, copy_src_dir, create_mutants
+    quickest_tests_first()
     if not args.report_only:
         copy_src_dir()
         for ext in extensions:
@@ -237,7 +356,6 @@ def main():
     if args.modules:
         by_module = {m: n for m, n in by_module.items() if m in args.modules}
     chosen = sample(by_module, args.fraction, args.heavy_fraction, args.seed)
-    start = time.monotonic()
     if not args.report_only:
         # A mutant killed once stays killed (tests are only added); the rest run, survivors again.
         codes = exit_codes()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detrt.data.coco import load_json, parse_coco
+from detrt.data.coco import file_name, load_json, parse_coco
 from detrt.errors import InputError
 from detrt.optional import require
 
@@ -38,7 +38,7 @@ def ground_truth(path):
     """(the evaluation's ground truth dict, Vocabulary) of a COCO-format file; InputError when bad."""
     data = load_json(path)
     _, vocabulary = parse_coco(data, path)  # validates every field used below
-    images = [{"id": im["id"], "width": im["width"], "height": im["height"], "file_name": _name(im)}
+    images = [{"id": im["id"], "width": im["width"], "height": im["height"], "file_name": file_name(im)}
               for im in data["images"]]
     annotations = [{"id": k + 1, "image_id": a["image_id"], "category_id": a["category_id"],
                     "bbox": [float(v) for v in a["bbox"]], "area": float(a["bbox"][2] * a["bbox"][3]),
@@ -46,10 +46,6 @@ def ground_truth(path):
     categories = [{"id": c["id"], "name": c["name"], **({"frequency": c["frequency"]} if "frequency" in c else {})}
                   for c in data["categories"]]
     return {"images": images, "annotations": annotations, "categories": categories}, vocabulary
-
-
-def _name(image):
-    return image.get("file_name") or image.get("coco_url", "").rsplit("/", 1)[-1]
 
 
 def _number(value):

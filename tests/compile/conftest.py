@@ -1,7 +1,7 @@
 """Shared fixtures for the compile tests: one randomly initialized tiny model, exported once per form.
 
 Export takes a few seconds per graph, so the four exports (portable/plugin x postprocessed/raw) are
-session-scoped and shared by test_export.py and test_precision.py.
+session-scoped, made on first use, and shared by test_export.py and test_precision.py.
 """
 
 import pytest
@@ -55,11 +55,20 @@ def feed(frames, sizes):
     return {"images": frames, "image_sizes": sizes}
 
 
+class Exports(dict):
+    """{(form, postprocess): onnx.ModelProto} for the tiny model, each exported when first asked for: a test that
+    needs one graph pays for one export (make mutation runs each mutant's tests in a fresh process)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def __missing__(self, key):
+        form, post = key
+        self[key] = onnx_from_model(self.model, self.model.config.input_size, form=form, postprocess=post)
+        return self[key]
+
+
 @pytest.fixture(scope="session")
 def exported(tiny):
-    """{(form, postprocess): onnx.ModelProto} for the tiny model."""
-    out = {}
-    for form in ("portable", "plugin"):
-        for post in (True, False):
-            out[form, post] = onnx_from_model(tiny, tiny.config.input_size, form=form, postprocess=post)
-    return out
+    return Exports(tiny)

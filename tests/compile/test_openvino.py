@@ -38,3 +38,44 @@ def test_plugin_form_model_matches_onnxruntime(tmp_path, tiny, exported, frames)
         boxes = mixed.infer(frames)["pred_boxes"]
     diff = np.abs(boxes - want["pred_boxes"])
     assert diff.max() > 0 and np.median(diff) < 0.01  # the backbone ran in bf16 (a random model: some boxes flip)
+
+
+def norms_onnx(path, norms):
+    """torch's export (opset 17, no padding mask) of Conv(3 -> 8 channels) -> `norms` with random affines, run on a
+    non-square [2, 3, 5, 6] input: (path, input, torch's output)."""
+    import warnings
+
+    import torch
+
+    for norm in norms:
+        if norm.affine:
+            torch.nn.init.normal_(norm.weight)
+            torch.nn.init.normal_(norm.bias)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), *norms).eval()
+    x = torch.randn(2, 3, 5, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy-exporter notice
+        torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["y"])
+    with torch.no_grad():
+        return path, x.numpy(), net(x).numpy()
+
+
+def test_group_norm_pattern_is_rewritten_to_the_same_values(tmp_path):
+    """Of GroupNorm(2 groups), InstanceNorm (no Reshape in front), GroupNorm without an affine (its scale is not
+    per channel), GroupNorm(4 groups): the two affine GroupNorms become channel_group_norm's four named stages
+    (the loop goes on past the others), with torch's values."""
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    norms = [nn.GroupNorm(2, 8), nn.InstanceNorm2d(8), nn.GroupNorm(2, 8, affine=False), nn.GroupNorm(4, 8)]
+    path, x, want = norms_onnx(tmp_path / "gn.onnx", norms)
+    core = openvino_core()
+    model = core.read_model(str(path))
+    assert rewrite_group_norms(model) == 2
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    assert sum("/channel_group_norm/" in n for n in names) == 8
+    assert sum(op.get_type_name() == "MVN" for op in model.get_ordered_ops()) == 2  # the two left alone
+    got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({0: x})[0]  # not bf16 where it can
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -116,6 +116,7 @@ def test_int8_gates_direction_and_passed(monkeypatch, ap_int8, mr2_int8, passed)
     monkeypatch.setattr(precision, "evaluate", lambda gt, dets: metrics[dets])
     gates = precision.int8_accuracy_gates([], "fp32", "int8")
     assert gates["AP_drop"] == 100 * (0.75 - ap_int8) and gates["MR2_rise"] == 100 * (mr2_int8 - 0.25)
+    assert (gates["AP_fp32"], gates["AP_int8"], gates["MR2_fp32"], gates["MR2_int8"]) == (0.75, ap_int8, 0.25, mr2_int8)
     assert gates["passed"] is passed
 
 
@@ -197,6 +198,15 @@ def test_calibration_batches_from_video_and_images(tmp_path, exported):
         precision.calibration_batches(tmp_path / "*.jpg", manifest)
     with pytest.raises(InputError, match="not found"):
         precision.calibration_batches(tmp_path / "missing.mp4", manifest)
+
+
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    """6 images, 2 frames asked for: every third image (0 and 3), not the first two."""
+    import cv2
+
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 6, 3), 40 * i, np.uint8))
+    assert [int(f[0, 0, 0]) for f in precision._read_frames(tmp_path, 2, cv2)] == [0, 120]
 
 
 def test_name_nodes_names_the_unnamed_and_the_repeated():

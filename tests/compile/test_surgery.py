@@ -121,6 +121,8 @@ def test_int32_shape_inputs_converts_constants_and_casts_variables():
     # not folded first: spatial_shapes is computed, so a Cast goes in front
     model, _ = apply(tiny_model(), surgery.int32_shape_inputs)
     assert ("", "Cast") in ops(model)[:3] or sum(op == "Cast" for _, op in ops(model)) == 2
+    casts = [n for n in gs.import_onnx(model).nodes if n.name.endswith("/cast_int32")]
+    assert casts and all(n.attrs == {"to": TP.INT32} for n in casts)
 
 
 def test_infer_plugin_shapes_sets_output_types():

@@ -9,7 +9,7 @@ from detrt.cli import main
 from detrt.data.crowdhuman import GroundTruth, OdgtDetections, write_dt, write_gt
 from detrt.errors import InputError
 from detrt.eval import assignment
-from detrt.eval.crowdhuman import EPS, clip_boxes_crowddet, evaluate, evaluate_files
+from detrt.eval.crowdhuman import EPS, _pair, clip_boxes_crowddet, evaluate, evaluate_files, iou_eps, ji_image
 
 
 def gt(image_id, boxes, ignore=(), w=200, h=200):
@@ -263,6 +263,7 @@ def test_ji_per_threshold_by_hand_with_both_ignore_branches():
     want = [2 / 3] + [1 / 2] * 3 + [0.0] * 6
     rows = r["ji_by_threshold"]
     np.testing.assert_allclose([t["JI"] for t in rows], want, rtol=1e-5, atol=1e-12)
+    assert [t["threshold"] for t in rows] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     assert [t["matched"] for t in rows] == [2, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     assert [t["detections"] for t in rows] == [3, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     assert r["JI"] == pytest.approx(2 / 3, rel=1e-5) and r["JI_dhdetr"] == pytest.approx(1 / 2, rel=1e-5)
@@ -279,5 +280,30 @@ def test_all_scores_below_0_1_count_only_for_crowddet_ji():
 
 def test_x0_beyond_w_minus_1_is_clipped_to_w_minus_1():
     """A box starting past the right edge keeps one pixel column (W - 1 to W), as CrowdDet's clip."""
-    b = clip_boxes_crowddet([[250, 10, 300, 50], [20, 180, 40, 260]], 200, 150)
-    np.testing.assert_array_equal(b, [[199, 10, 200, 50], [20, 149, 40, 150]])
+    b = clip_boxes_crowddet([[250, 10, 300, 50], [20, 180, 40, 260], [30, -20, 50, -5]], 200, 150)
+    np.testing.assert_array_equal(b, [[199, 10, 200, 50], [20, 149, 40, 150], [30, 0, 50, 0]])  # above: y to 0
+
+
+def test_ji_image_iou_of_exactly_one_half_is_no_match_and_a_matched_ignored_person_counts():
+    """ji_image on a hand-made IoU matrix. IoU 0.5 is not > 0.5: no pair. Persons 0 and 1 are both flagged as in
+    an ignore region; person 0 is matched, so only unmatched person 1 leaves m."""
+    none = np.zeros(1, bool)
+    assert ji_image(np.array([[0.5]]), np.array([0.9]), none, none, 0.0) == (0, 1, 1)
+    assert ji_image(np.array([[0.5 + 1e-9]]), np.array([0.9]), none, none, 0.0) == (1, 1, 1)
+    iou = np.array([[0.8, 0.0]])
+    assert ji_image(iou, np.array([0.9]), none, np.array([True, True]), 0.0) == (1, 1, 1)
+
+
+def test_a_ground_truth_with_one_side_only_takes_the_detections_size():
+    """Width 200 without a height is no size: the detections' 300 x 100 clips the boxes (y to H 100)."""
+    g = GroundTruth("a", np.array([[10.0, 10, 40, 150]]), np.zeros((0, 4)), 200, None)
+    d = OdgtDetections("a", np.array([[10.0, 10, 40, 150]]), np.array([0.9]), 300, 100)
+    assert evaluate([g], [d])["JI"] == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(_pair(g, d, None, "gt")[0], [[10, 10, 40, 100]])
+
+
+def test_iou_of_a_box_with_itself_is_just_below_1():
+    """CrowdDet's eps is added to the union: 100 / (100 + eps)."""
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    iou = iou_eps(box, box)[0, 0]
+    assert iou < 1 and iou == 100 / (100 + EPS)

@@ -98,7 +98,7 @@ def make_cudart(major=8, minor=7, name=b"Fake GPU\x00\x00"):
 
     def memcpy_async(dst, src, n, kind, stream):
         assert kind in (1, 2) and isinstance(stream, _Stream)
-        enqueue(stream, lambda: (ctypes.memmove(int(dst), int(src), int(n)), log.append(("copy", kind))))
+        enqueue(stream, lambda: (ctypes.memmove(int(dst), int(src), int(n)), log.append(("copy", kind, int(n)))))
         return (ok,)
 
     rt.cudaMemcpyAsync = memcpy_async
@@ -122,7 +122,7 @@ def make_cudart(major=8, minor=7, name=b"Fake GPU\x00\x00"):
         return (ok,)
 
     rt.cudaStreamSynchronize = stream_sync
-    rt.cudaStreamDestroy = lambda s: (ok,)
+    rt.cudaStreamDestroy = lambda s: (ok if isinstance(s, _Stream) else _Err.cudaErrorInvalidValue,)
 
     def begin_capture(stream, mode):
         assert stream.capture is None and mode in (0, 1, 2)

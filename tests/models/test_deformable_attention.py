@@ -16,12 +16,14 @@ def test_initialization_points_each_head_in_its_direction():
     torch.testing.assert_close(bias[0, 0, :, 0], torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(bias[2, 1, 2], torch.tensor([0.0, 3.0]), atol=1e-6, rtol=0)
     torch.testing.assert_close(bias[4, 0, 0], torch.tensor([-1.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(bias[1, 1, 1], torch.tensor([2.0, 2.0]))  # head 1 diagonal: (1, 1) in max-norm
     assert m.sampling_offsets.weight.abs().sum() == 0 and m.attention_weights.weight.abs().sum() == 0
 
 
 @pytest.mark.parametrize("levels, heads, points", [(2, 2, 2), (3, 2, 4)])
 def test_forward_matches_explicit_sampling(levels, heads, points):
-    """levels != heads != points: a view or a divisor that mixes them up breaks the shapes or the values."""
+    """levels != heads != points, a batch of 2: a view or a divisor that mixes them up breaks the shapes or the
+    values."""
     torch.manual_seed(0)
     m = MSDeformAttn(d_model=16, n_levels=levels, n_heads=heads, n_points=points)
     torch.nn.init.normal_(m.sampling_offsets.weight, std=0.1)
@@ -29,19 +31,19 @@ def test_forward_matches_explicit_sampling(levels, heads, points):
     shapes = torch.tensor([[4, 6], [2, 3], [1, 2]][:levels])  # non-square: H and W must not swap
     starts = torch.tensor([0, 24, 30][:levels])
     s = int((shapes[:, 0] * shapes[:, 1]).sum())
-    value, query = torch.randn(1, s, 16), torch.randn(1, 5, 16)
+    value, query = torch.randn(2, s, 16), torch.randn(2, 5, 16)
     wh = shapes.flip(-1).float()  # (W, H) per level
-    for ref in (torch.rand(1, 5, levels, 2),
-                torch.cat([torch.rand(1, 5, levels, 2), 0.1 + torch.rand(1, 5, levels, 2) * 0.3], -1)):
+    for ref in (torch.rand(2, 5, levels, 2),
+                torch.cat([torch.rand(2, 5, levels, 2), 0.1 + torch.rand(2, 5, levels, 2) * 0.3], -1)):
         out = m(query, ref, value, shapes, starts)
         # Deformable DETR's layout: offsets [.., head, level, point, xy], weights softmaxed over (level, point)
-        off = m.sampling_offsets(query).view(1, 5, heads, levels, points, 2)
+        off = m.sampling_offsets(query).view(2, 5, heads, levels, points, 2)
         if ref.shape[-1] == 2:
             loc = ref[:, :, None, :, None] + off / wh[None, None, None, :, None]
         else:
             loc = ref[:, :, None, :, None, :2] + off / points * ref[:, :, None, :, None, 2:] * 0.5
-        w = m.attention_weights(query).view(1, 5, heads, levels * points).softmax(-1).view(1, 5, heads, levels, points)
-        v = m.value_proj(value).view(1, s, heads, 16 // heads)
+        w = m.attention_weights(query).view(2, 5, heads, levels * points).softmax(-1).view(2, 5, heads, levels, points)
+        v = m.value_proj(value).view(2, s, heads, 16 // heads)
         expected = m.output_proj(ms_deform_attn_reference(v, shapes, starts, loc, w))
         torch.testing.assert_close(out, expected)
 
@@ -57,7 +59,19 @@ def test_sine_position_encoding_equals_detr_masked_form():
     px = torch.stack((px[..., 0::2].sin(), px[..., 1::2].cos()), dim=4).flatten(3)
     py = torch.stack((py[..., 0::2].sin(), py[..., 1::2].cos()), dim=4).flatten(3)
     expected = torch.cat((py, px), dim=3).permute(0, 3, 1, 2)
-    torch.testing.assert_close(sine_position_encoding(h, w, f), expected)
+    torch.testing.assert_close(sine_position_encoding(h, w, f), expected, rtol=0, atol=0)  # the same float32 ops
+
+
+def test_box_embedding_by_hand():
+    """Each coordinate c: sigmoid(logit) * 2 pi over T^(2j / F), sin and cos of pair j, j = 0 .. F/2 - 1."""
+    boxes = torch.tensor([[[0.3, -1.2, 2.0, 0.7]]])
+    f, t = 8, 10000.0
+    want = []
+    for c in range(4):
+        p = torch.sigmoid(boxes[0, 0, c]).item() * 2 * math.pi
+        for j in range(f // 2):
+            want += [math.sin(p / t ** (2 * j / f)), math.cos(p / t ** (2 * j / f))]
+    torch.testing.assert_close(box_sine_embedding(boxes, f)[0, 0], torch.tensor(want), rtol=1e-5, atol=1e-6)
 
 
 def test_box_embedding_and_inverse_sigmoid():
@@ -65,5 +79,5 @@ def test_box_embedding_and_inverse_sigmoid():
     emb = box_sine_embedding(boxes, 8)
     assert emb.shape == (1, 1, 32) and torch.isfinite(emb).all()
     torch.testing.assert_close(emb[0, 0, :2], torch.tensor([math.sin(math.pi), math.cos(math.pi)]))  # sigmoid(0)*2pi
-    expected = torch.tensor([0.0, math.log(1e-5), -math.log(1e-5)])
-    torch.testing.assert_close(inverse_sigmoid(torch.tensor([0.5, 0.0, 1.0])), expected)
+    expected = torch.tensor([0.0, math.log(1e-5), -math.log(1e-5), -math.log(1e-5), math.log(1e-5)])
+    torch.testing.assert_close(inverse_sigmoid(torch.tensor([0.5, 0.0, 1.0, 1.5, -0.5])), expected)  # clamped to [0, 1]

@@ -231,3 +231,18 @@ def test_wide_scale_range_sparse_grids(t):
     scores = rng.uniform(0, 1, (2, n)).astype(np.float32)
     got = cpu.dcg_neighbors(boxes, scores, 8, t, 0.1)
     assert_same_neighbours(boxes, scores, got, reference(boxes, scores, 8, t, 0.1), 8, t, 0.1)
+
+
+def test_defaults_are_dh_detrs_k10_iou04_low01():
+    """Each entry point's defaults (the reference's, the kernel's, the torch op's) are DH-DETR's k = 10, IoU 0.4,
+    low score 0.1: called without them, the same neighbours as with them."""
+    boxes, scores = crowd(np.random.default_rng(10), 1, 60)
+    want = cpu.dcg_neighbors(boxes, scores, 10, 0.4, 0.1)
+    for got in (cpu.dcg_neighbors(boxes, scores),
+                [t.numpy() for t in dcg_neighbors(torch.from_numpy(boxes), torch.from_numpy(scores))]):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert 0 < want[1].sum() < want[1].size  # neighbours above IoU 0.4, and padding: the thresholds matter
+    tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
+    for a, b in zip(dcg_neighbors_reference(tb, ts), dcg_neighbors_reference(tb, ts, 10, 0.4, 0.1)):
+        torch.testing.assert_close(a, b)

@@ -84,3 +84,13 @@ def test_warmup_runs_two_float32_zero_batches():
                         onnx_sha256="a" * 64, max_batch=3)
     Recording("m.onnx", manifest).warmup()
     assert seen == [(np.float32, (3, 3, 64, 96), 0.0)] * 2
+
+
+def test_backend_repr_names_its_artifact_and_max_batch(tmp_path):
+    from detrt.runtime.backend import open_backend
+    from tests.helpers.probe_models import make_topk_model
+
+    path = tmp_path / "probe.onnx"
+    make_topk_model(path, max_batch=3)
+    with open_backend(path) as be:
+        assert repr(be) == f"OrtBackend({str(path)!r}, max_batch=3)"

@@ -81,11 +81,12 @@ def test_derive_changes_only_what_the_step_changed():
 def test_for_config_reads_the_model_config():
     from detrt.models.configs import get_config
 
-    cfg = get_config("dhdetr_r18_tiny")
+    cfg = get_config("dhdetr_r18_tiny", num_select=37, score_floor=0.125, std=(0.5, 0.25, 0.125))  # not defaults
     m = Manifest.for_config(cfg, onnx_sha256=SHA, form="plugin", max_batch=2)
     assert (m.family, m.config, m.input_size, m.form, m.max_batch) == ("dh-detr", cfg.name, tuple(cfg.input_size),
                                                                         "plugin", 2)
     assert m.class_names == list(cfg.class_names) and m.mean == tuple(cfg.mean)
+    assert (m.num_select, m.score_floor, m.std) == (37, 0.125, (0.5, 0.25, 0.125))
     m.validate()
     assert Manifest.for_config(get_config("deformable_detr_r18_tiny"), onnx_sha256=SHA).family == "deformable-detr"
 
@@ -209,6 +210,9 @@ def test_old_manifest_with_absolute_parent_still_loads(tmp_path):
     manifest_path(art).write_text(json.dumps(d))
     assert load_manifest(art).parent == "/home/someone/runs/tiny"
     assert check_artifact(art).rebuild_hint(art) == f"re-export with: detrt export /home/someone/runs/tiny -o {art}"
+    assert _manifest().rebuild_hint(art) == f"re-export with: detrt export CHECKPOINT -o {art}"  # no parent recorded
+    assert _manifest(engine_sha256=SHA).rebuild_hint(tmp_path / "m.engine") == (
+        f"rebuild with: detrt build model.onnx --precision fp32 -o {tmp_path / 'm.engine'}")
 
 
 def test_changed_engine_is_refused_with_build_hint(tmp_path):

@@ -134,6 +134,19 @@ def test_raw_by_hand_on_a_non_square_input():
     np.testing.assert_allclose(d.boxes, [[48, 0, 144, 64]])
 
 
+def test_raw_equal_scores_keep_query_order():
+    """50 queries x 2 classes, logits 0 and -1 alternating, every pair a candidate (topk 100: no argpartition,
+    whose order of ties is arbitrary): the 50 equal top scores come in query order (a sort that is not stable
+    reorders ties in arrays this long)."""
+    logits = np.tile(np.array([0.0, -1.0], np.float32), (1, 50, 1))
+    boxes = np.stack([np.linspace(0.2, 0.8, 50), np.full(50, 0.5), np.full(50, 0.1), np.full(50, 0.1)], -1)
+    t = resize_transform((64, 96), (64, 96), "letterbox")
+    post = Postprocessor("raw", (64, 96), ("a", "b"), threshold=0.4, topk=100)
+    (d,) = post({"pred_logits": logits, "pred_boxes": boxes[None]}, [t])
+    assert len(d) == 50 and (d.labels == 0).all() and d.labels.dtype == np.int64
+    np.testing.assert_allclose(d.boxes[:, 0], boxes[:, 0] * 96 - 4.8, rtol=1e-5)  # x0 grows with the query
+
+
 def test_detections_helpers():
     d = Detections(np.array([[0, 0, 1, 1], [0, 0, 2, 2]], np.float32), np.array([0.9, 0.2], np.float32),
                    np.array([0, 5]), ("person",))

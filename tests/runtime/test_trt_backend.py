@@ -82,6 +82,38 @@ def test_cuda_graphs_follow_shape_changes(engine, fakes):
     assert sum(e[0] == "graph" for e in rt.log) == 3 * 2 * 2 + 2 * 3
 
 
+def test_only_the_batch_rows_are_copied(engine, fakes):
+    """A batch of 1 on an engine of max batch 4 copies one image in (plainly, then in the captured graph's
+    replays), not the whole buffer."""
+    _, rt = fakes
+    x = np.random.default_rng(3).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    with open_backend(engine, cuda_graph=True) as be:
+        for _ in range(6):  # each of the two contexts: an ordinary run, a capture and replay, a replay
+            be.infer(x)
+        assert be.cuda_graph
+    h2d = [e[2] for e in rt.log if e[0] == "copy" and e[1] == 1]
+    assert h2d and set(h2d) == {x.nbytes}
+
+
+def test_a_failed_capture_destroys_its_graph_and_runs_without_graphs(engine, fakes, monkeypatch):
+    """cudaGraphInstantiate refuses (an engine that is not stream-capturable): the captured graph is destroyed,
+    a warning names the artifact, and the batches run as plain enqueues with the same results."""
+    _, rt = fakes
+    destroyed = []
+    monkeypatch.setattr(rt, "cudaGraphInstantiate", lambda graph, flags: (fake_trt._Err.cudaErrorInvalidValue, None))
+    monkeypatch.setattr(rt, "cudaGraphDestroy", lambda graph: destroyed.append(graph) or (fake_trt._Err.cudaSuccess,))
+    x = np.random.default_rng(2).normal(size=(4, 3, 64, 96)).astype(np.float32)
+    with open_backend(engine.with_suffix(".onnx")) as ref, open_backend(engine, cuda_graph=True) as be:
+        with pytest.warns(UserWarning, match=r"model\.engine: CUDA graph capture failed \(cudaGraphInstantiate "
+                                             r"failed: cudaErrorInvalidValue\); running without graphs"):
+            for _ in range(3):
+                got = be.infer(x)
+        assert not be.cuda_graph and len(destroyed) == 1
+        want = ref.infer(x)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
 def test_double_buffering_keeps_two_batches_in_flight(engine, fakes):
     trt, rt = fakes
     with open_backend(engine.with_suffix(".onnx")) as ref, open_backend(engine) as be:
