@@ -38,6 +38,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # (module, the mutated line as mutmut shows it, stripped) -> why no test can kill it.
+ORT_DEFAULT_FALSE = ("ONNX Runtime reads extra_options by exact key, and QDQKeepRemovableActivations defaults to "
+                     "False: a misspelt key is ignored and gives the same graph")
 FLOAT64_ALREADY = "the array is float64 already (callers and the .odgt reader give float64), so no conversion"
 ORT_CPU = "ONNX Runtime warns about an unknown provider name and runs on the CPU provider, the one asked for"
 INT_SIZES = "int64 sizes: their first arithmetic (minimum with float32 positions, + 1e-6) gives the same float32"
@@ -112,6 +114,8 @@ EQUIVALENT = {
         "int64 times a Python float is float32",
     ("detrt.compile.precision", 'with tempfile.TemporaryDirectory(prefix="XXdetrt-int8-XX") as tmp:'):
         "only the name of a temporary folder that is gone after the call",
+    ("detrt.compile.precision", '"DedicatedQDQPair": True, "qdqkeepremovableactivations": False,'): ORT_DEFAULT_FALSE,
+    ("detrt.compile.precision", '"DedicatedQDQPair": True, "QDQKEEPREMOVABLEACTIVATIONS": False,'): ORT_DEFAULT_FALSE,
     ("detrt.runtime.postprocess", "labels = (idx % C).astype(None)"): "_one makes the labels int64 for Detections",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",

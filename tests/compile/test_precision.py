@@ -120,6 +120,31 @@ def test_int8_gates_direction_and_passed(monkeypatch, ap_int8, mr2_int8, passed)
     assert gates["passed"] is passed
 
 
+@pytest.mark.parametrize("bound, ap_int8, mr2_int8", [
+    ("AP_DROP_MAX", 0.734375, 0.25),  # AP drop exactly the bound (1.5625 points)
+    ("MR2_RISE_MAX", 0.75, 0.265625),  # MR-2 rise exactly the bound (1.5625 points)
+])
+def test_int8_gates_pass_at_their_bound(monkeypatch, bound, ap_int8, mr2_int8):
+    """The gates allow a drop or rise up to and including their bound (binary-exact values, bound moved to one)."""
+    metrics = {"fp32": {"AP": 0.75, "MR2": 0.25}, "int8": {"AP": ap_int8, "MR2": mr2_int8}}
+    monkeypatch.setattr(precision, "evaluate", lambda gt, dets: metrics[dets])
+    monkeypatch.setattr(precision, bound, 1.5625)
+    assert precision.int8_accuracy_gates([], "fp32", "int8")["passed"] is True
+
+
+def test_calibration_batch_without_images_is_named():
+    images = helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    out = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g",
+                                                [images], [out]))
+    precision.check_calibration([{"images": np.zeros((2, 3, 32, 32), np.float32)}], model)
+    with pytest.raises(InputError, match=r"calib: batch 1 is None, the model takes float32 \[B, 3, 32, 32\]"):
+        precision.check_calibration([{"images": np.zeros((1, 3, 32, 32), np.float32)}, {"image_sizes": None}],
+                                    model, where="calib")
+    with pytest.raises(InputError, match=r"batch 0 is float64 \[1, 3, 32, 32\]"):
+        precision.check_calibration([{"images": np.zeros((1, 3, 32, 32))}], model)
+
+
 def test_int8_gates_by_hand():
     """One image, persons A and B. FP32 finds both (AP 0.5: the curve starts at recall 1/2; MR-2 0); INT8 puts a
     false positive between them: (.5, 1) (.5, .5) (1, 2/3) gives AP 0.5 * (0.5 + 2/3) / 2, and MR-2 0.5."""
