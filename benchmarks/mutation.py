@@ -116,6 +116,9 @@ EQUIVALENT = {
         "only the name of a temporary folder that is gone after the call",
     ("detrt.compile.precision", '"DedicatedQDQPair": True, "qdqkeepremovableactivations": False,'): ORT_DEFAULT_FALSE,
     ("detrt.compile.precision", '"DedicatedQDQPair": True, "QDQKEEPREMOVABLEACTIVATIONS": False,'): ORT_DEFAULT_FALSE,
+    ("detrt.compile.surgery", "plugins = [n for n in graph.nodes if n.domain in (DETRT_DOMAIN, PORTABLE_DOMAIN) or n.op "
+                              "in DETRT_OPS]"):
+        "detrt's two domains hold only MSDeformAttn and DCGNeighbors nodes, and no other domain uses those names",
     ("detrt.runtime.postprocess", "labels = (idx % C).astype(None)"): "_one makes the labels int64 for Detections",
     ("detrt.runtime.pipeline", "self.q_batches = queue.Queue(maxsize=3)"):
         "one more preprocessed batch may wait: frames, order and live drops (made before this queue) are the same",

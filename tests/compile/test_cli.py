@@ -45,6 +45,8 @@ def test_surgery_verb_prints_each_pass(exported_files, capsys):
     assert "to_plugins" in text and "detrt::MSDeformAttn x6 (" in text
     assert load_manifest(out).form == "plugin"
     assert {n.domain for n in onnx.load(out).graph.node} >= {"detrt"}
+    rc, text, _ = run_cli(capsys, "surgery", exported_files / "model.onnx", "-o", exported_files / "quiet.onnx")
+    assert rc == 0 and "to_plugins" not in text  # each pass's line only with --print
 
 
 def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, feed):
@@ -57,12 +59,36 @@ def test_build_onnxruntime_fp32_and_int8(exported_files, capsys, feed):
     for precision in ("fp32", "int8"):
         out = exported_files / f"cpu.{precision}.onnx"
         args = ["build", exported_files / "model.onnx", "--backend", "onnxruntime", "--precision", precision, "-o", out]
-        rc, _, err = run_cli(capsys, *args, *(["--calib", calib] if precision == "int8" else []))
+        rc, text, err = run_cli(capsys, *args, *(["--calib", calib] if precision == "int8" else []))
         assert rc == 0, err
+        assert f"ONNX Runtime CPU artifact ({precision}, portable) -> {out}" in text + err
         m = load_manifest(out)
         assert m.precision == precision and m.onnx_sha256 == sha256_file(out)
         scores, labels, boxes = ort.InferenceSession(str(out)).run(None, feed)
         assert scores.shape == (2, 100) and np.isfinite(boxes).all()
+
+
+def test_build_onnxruntime_fp16_says_why_not(exported_files, capsys):
+    out = exported_files / "cpu.fp16.onnx"
+    rc, _, err = run_cli(capsys, "build", exported_files / "model.onnx", "--backend", "onnxruntime", "--precision",
+                         "fp16", "-o", out)
+    assert rc == 2 and "--backend onnxruntime builds fp32, int8 (the CPU computes FP16 in float anyway)" in err
+
+
+def test_build_onnxruntime_names_the_file_and_node_it_cannot_run(exported_files, capsys):
+    import shutil
+
+    model = onnx.load(exported_files / "model.onnx")
+    model.graph.node.append(onnx.helper.make_node("Bar", [model.graph.output[0].name], ["extra"], name="bar0",
+                                                  domain="foo.bar"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, None))
+    model.opset_import.append(onnx.helper.make_opsetid("foo.bar", 1))
+    odd = exported_files / "odd.onnx"
+    onnx.save(model, odd)
+    shutil.copy(exported_files / "model.onnx.json", exported_files / "odd.onnx.json")
+    rc, _, err = run_cli(capsys, "build", odd, "--backend", "onnxruntime", "-o", exported_files / "odd.cpu.onnx")
+    assert rc == 2 and err.strip() == f"detrt build: error: {odd}: node bar0: op foo.bar::Bar runs on no ONNX Runtime " \
+                                      "backend here"
 
 
 def test_build_without_tensorrt_is_one_line(exported_files, capsys):

@@ -268,3 +268,8 @@ def test_merge_constant_adds_sums_a_chain_of_constants_into_one_add():
     grow = helper.make_model(grow, opset_imports=[helper.make_opsetid("", 17)], ir_version=surgery.IR_VERSION)
     kept, _ = apply(grow, surgery.merge_constant_adds)
     assert [op for _, op in ops(kept)] == ["Add", "Add"]
+
+
+def test_portable_functions_refuse_mixed_level_counts():
+    with pytest.raises(ValueError, match=r"MSDeformAttn nodes with different numbers of levels: \[3, 4\]"):
+        surgery._attach_portable_functions(gs.Graph(opset=17), {4, 3})
