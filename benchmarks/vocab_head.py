@@ -44,20 +44,18 @@ def selector_recall(checkpoint, data_dir):
     """Share of the objects of `data_dir` whose category is among the K the selector picked for the image: what
     CQ-DINO can classify at best (an unselected category has no column)."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from detrt.data.coco import read_coco
     from detrt.models.checkpoint import model_from_checkpoint
-    from detrt.training.dataset import CrowdHumanDataset, collate
+    from detrt.training.dataset import eval_loader, read_records
 
     model, cfg = model_from_checkpoint(checkpoint)
-    records = read_coco(data_dir / "annotations.json", data_dir / "images", cfg.vocabulary)[0]
-    loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=8,
-                        collate_fn=collate)
+    model.eval()
+    records = read_records(data_dir / "annotations.json", data_dir / "images", "validation",
+                           vocabulary=cfg.vocabulary)[0]
     found = total = 0
     with torch.no_grad():
-        for images, targets, _ in loader:
-            for selected, target in zip(model.eval()(images)["category_ids"], targets):
+        for images, targets, _ in eval_loader(records, cfg, batch_size=8):
+            for selected, target in zip(model(images)["category_ids"], targets):
                 found += int(torch.isin(target["labels"], selected).sum())
                 total += len(target["labels"])
     return found / total

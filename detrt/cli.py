@@ -21,6 +21,7 @@ from detrt.bench import measure
 from detrt.bench import report as bench_report
 from detrt.bench.gate import check_gate_data, run_gate
 from detrt.bench.run import run_bench
+from detrt.data.coco import is_coco
 from detrt.data.synthetic import SynthConfig
 from detrt.data.synthetic_set import format_stats, synthesize
 from detrt.data.synthetic_vocab import VocabConfig, format_vocab_stats, synthesize_vocab
@@ -364,7 +365,7 @@ def eval(args):  # noqa: A001 - the verb's name
       detrt eval --gt data/synth/annotations.odgt --dt dets.odgt --json metrics.json
       detrt eval --gt data/val/annotations.json --dt results.json --train-gt data/train/annotations.json
     """
-    coco = Path(args.gt).suffix.lower() == ".json"
+    coco = is_coco(args.gt)
     check_outputs([args.json], [args.gt, args.dt, args.train_gt])
     if Path(args.dt).suffix.lower() != (".json" if coco else ".odgt"):
         raise InputError(f"{args.dt}: a {'COCO-format .json' if coco else 'CrowdHuman .odgt'} ground truth is "

@@ -108,6 +108,11 @@ def _vocabulary(path, categories, vocabulary):
     return vocabulary, {c["id"]: vocabulary.index[c["name"]] for c in cats}
 
 
+def is_coco(path):
+    """A COCO-format annotation file (.json), as opposed to CrowdHuman's .odgt: the file says which."""
+    return Path(path).suffix.lower() == ".json"
+
+
 def file_name(image):
     """The image's path relative to the images directory (LVIS has coco_url instead of file_name), or None."""
     name = image.get("file_name")

@@ -12,11 +12,15 @@ Randomness: sample i of epoch e draws from numpy's Generator seeded with (seed, 
 the same batches in any worker layout, and resuming mid-epoch replays exactly.
 """
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from detrt.data.coco import is_coco, read_coco
+from detrt.data.crowdhuman import read_gt
 from detrt.errors import InputError
 from detrt.training.transforms import SCHEMES, letterbox, to_model_target
 
@@ -88,3 +92,25 @@ def collate(batch):
     """List of dataset items -> (images [B, 3, H, W], list of targets, list of metas)."""
     images, targets, metas = zip(*batch)
     return torch.stack(images), list(targets), list(metas)
+
+
+def read_records(data, images, what, head_ignore=False, vocabulary=None):
+    """(records, Vocabulary of a COCO-format .json or None for CrowdHuman .odgt); `what` names the data in
+    errors ("training", "validation")."""
+    if data is None or images is None:
+        raise InputError(f"{what}: give both the annotation file and the images directory")
+    if not Path(data).exists():
+        raise InputError(f"{data}: {what} annotation file not found")
+    if is_coco(data):
+        records, vocabulary = read_coco(data, images, vocabulary)
+    else:
+        records, vocabulary = read_gt(data, images, head_ignore=head_ignore), None
+    if not records:
+        raise InputError(f"{data}: no images in the {what} annotation file")
+    return records, vocabulary
+
+
+def eval_loader(records, cfg, batch_size=4, workers=0):
+    """Batches of `records` in order, letterboxed into the config's input as at runtime (no augmentation)."""
+    return DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=batch_size,
+                      num_workers=workers, collate_fn=collate)

@@ -36,19 +36,17 @@ from torch.utils.data import DataLoader, Sampler
 
 from detrt import models
 from detrt.atomic import make_dirs
-from detrt.data.coco import read_coco
-from detrt.data.crowdhuman import read_gt
 from detrt.data.vocabulary import load_embeddings
 from detrt.errors import InputError
 from detrt.models import DetrConfig
 from detrt.models.backbone import load_backbone_weights, scratch_warning
 from detrt.models.checkpoint import META, json_safe, load_weights, read_meta, save_checkpoint
-from detrt.training.dataset import CrowdHumanDataset, collate
+from detrt.training.dataset import CrowdHumanDataset, collate, read_records
 from detrt.training.distributed import DistInfo, any_true, barrier, cleanup, init_distributed, make_sampler, wrap_model
 from detrt.training.optim import build_optimizer, build_scheduler
 from detrt.training.options import TrainOptions, check_options
 from detrt.training.resume import load_train_state, read_state_meta, save_resumable
-from detrt.training.step import NonFiniteLoss, evaluate, evaluate_coco, metrics_line, train_one_epoch
+from detrt.training.step import NonFiniteLoss, metrics_line, train_one_epoch, validate
 
 
 def seed_everything(seed):
@@ -92,25 +90,6 @@ def worker_error(e):
     last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
     prefix = f"{InputError.__module__}.{InputError.__name__}: "
     return InputError(last[len(prefix):]) if last.startswith(prefix) else e
-
-
-def _read_records(data, images, what, head_ignore=False, vocabulary=None):
-    """(records, Vocabulary of a COCO-format .json or None for CrowdHuman .odgt)."""
-    if data is None or images is None:
-        raise InputError(f"{what}: give both the annotation file and the images directory")
-    if not Path(data).exists():
-        raise InputError(f"{data}: {what} annotation file not found")
-    if is_coco(data):
-        records, vocabulary = read_coco(data, images, vocabulary)
-    else:
-        records, vocabulary = read_gt(data, images, head_ignore=head_ignore), None
-    if not records:
-        raise InputError(f"{data}: no images in the {what} annotation file")
-    return records, vocabulary
-
-
-def is_coco(path):
-    return Path(path).suffix.lower() == ".json"
 
 
 def with_vocabulary(cfg, vocabulary):
@@ -185,13 +164,13 @@ def start_run(opts, info):
     """Read the data, build model, optimizer and schedule (from --resume's last/ when given); a Run."""
     cfg = models.get_config(opts.config)
     # head_ignore: the official CrowdHuman loader's ignores
-    records, vocabulary = _read_records(opts.data, opts.images, "training", head_ignore=True)
+    records, vocabulary = read_records(opts.data, opts.images, "training", head_ignore=True)
     if vocabulary is not None:
         cfg = models.get_config(with_vocabulary(cfg, vocabulary))
     val_records = None
     if opts.val_data or opts.val_images:
-        val_records, val_vocabulary = _read_records(opts.val_data, opts.val_images, "validation",
-                                                    vocabulary=vocabulary)
+        val_records, val_vocabulary = read_records(opts.val_data, opts.val_images, "validation",
+                                                   vocabulary=vocabulary)
         if (val_vocabulary is None) != (vocabulary is None):
             raise InputError(f"{opts.val_data}: validation data in another format than the training data "
                              f"{opts.data} (both .odgt or both COCO .json)")
@@ -293,12 +272,8 @@ def evaluate_and_keep_best(run):
     """Evaluate on the validation data (rank 0), log it, write best/ when better; the metrics or None."""
     state, metrics = run.state, None
     if run.val_loader is not None and run.info.is_main:
-        if is_coco(run.opts.val_data):
-            result = evaluate_coco(run.net, run.postprocess, run.val_loader, run.opts.val_data, run.opts.data,
-                                   run.opts.progress)
-        else:
-            result = evaluate(run.net, run.postprocess, run.val_loader, run.val_loader.dataset.records,
-                              run.opts.progress)
+        result = validate(run.net, run.postprocess, run.val_loader, run.opts.val_data, run.opts.data,
+                          run.opts.progress)
         metrics = {k: v for k, v in result.items() if k != "detections"}
         metrics["step"], metrics["epoch"] = state.step, state.epoch
         run.log.write(event="eval", **metrics)

@@ -8,15 +8,10 @@ checkpoint.json with the validation metrics measured on exactly those weights.
                        train_data="train/annotations.json")  # COCO AP; rare classes by training image counts
 """
 
-from torch.utils.data import DataLoader
-
-from detrt.data.coco import read_coco
-from detrt.data.crowdhuman import read_gt
 from detrt.models import build_postprocess
 from detrt.models.checkpoint import model_from_checkpoint, read_meta, save_checkpoint
-from detrt.training.dataset import CrowdHumanDataset, collate
-from detrt.training.loop import is_coco
-from detrt.training.step import evaluate, evaluate_coco
+from detrt.training.dataset import eval_loader, read_records
+from detrt.training.step import validate
 
 
 def evaluate_checkpoint(path, val_data, val_images, train_data=None, batch_size=4, workers=0, progress=True):
@@ -24,14 +19,9 @@ def evaluate_checkpoint(path, val_data, val_images, train_data=None, batch_size=
     JI and the duplicate rate on CrowdHuman .odgt; COCO AP at 100 and 300 detections on COCO .json, rare,
     common and frequent classes by the image counts of `train_data` (the training set's .json) when given."""
     model, cfg = model_from_checkpoint(path)
-    coco = is_coco(val_data)
-    records = read_coco(val_data, val_images, cfg.vocabulary)[0] if coco else read_gt(val_data, val_images)
-    loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=batch_size,
-                        num_workers=workers, collate_fn=collate)
-    if coco:
-        result = evaluate_coco(model, build_postprocess(cfg), loader, val_data, train_data, progress)
-    else:
-        result = evaluate(model, build_postprocess(cfg), loader, records, progress)
+    records = read_records(val_data, val_images, "validation", vocabulary=cfg.vocabulary)[0]
+    loader = eval_loader(records, cfg, batch_size, workers)
+    result = validate(model, build_postprocess(cfg), loader, val_data, train_data, progress)
     return {k: v for k, v in result.items() if k != "detections"}
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from detrt.data.coco import result_entries
+from detrt.data.coco import is_coco, result_entries
 from detrt.data.crowdhuman import OdgtDetections
 from detrt.eval.coco import evaluate as coco_metrics
 from detrt.eval.coco import frequency_groups as coco_groups
@@ -170,6 +170,15 @@ def evaluate_coco(model, postprocess, loader, gt_path, train_gt=None, progress=T
     groups = coco_groups(gt, coco_image_counts(train_gt) if train_gt is not None else None)
     result = coco_metrics(gt, entries, groups)
     return {"AP": result["AP@100"], **result, "detections": entries}
+
+
+def validate(model, postprocess, loader, val_data, train_data=None, progress=True):
+    """The validation metrics training reports, by the format of `val_data` (the file `loader` reads): COCO AP
+    (`evaluate_coco`; rare/common/frequent by the image counts of `train_data`, a COCO .json, when given) or
+    CrowdHuman's AP, MR-2, JI and duplicate rate (`evaluate`)."""
+    if is_coco(val_data):
+        return evaluate_coco(model, postprocess, loader, val_data, train_data, progress)
+    return evaluate(model, postprocess, loader, loader.dataset.records, progress)
 
 
 def metrics_line(m):

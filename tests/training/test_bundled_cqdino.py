@@ -4,17 +4,15 @@ import json
 
 import numpy as np
 import pytest
-from torch.utils.data import DataLoader
 
 from detrt.assets import bundled_model_path
 from detrt.box_ops import box_iou
-from detrt.data.coco import read_coco
 from detrt.data.synthetic_vocab import synthesize_vocab
 from detrt.data.vocabulary import Vocabulary
 from detrt.errors import InputError
 from detrt.models import build_postprocess
 from detrt.models.checkpoint import model_from_checkpoint
-from detrt.training.dataset import CrowdHumanDataset, collate
+from detrt.training.dataset import eval_loader, read_records
 from detrt.training.release import evaluate_checkpoint
 from detrt.training.step import predict
 
@@ -41,9 +39,9 @@ def test_bundled_cqdino_finds_shapes_in_unseen_images(tmp_path):
     # seed 99: neither the training (1) nor the validation (2) set
     synthesize_vocab(tmp_path, num=16, seed=99, progress=False, overwrite=True)
     model, cfg = model_from_checkpoint(bundled_model_path("cqdino_tiny"))
-    records = read_coco(tmp_path / "annotations.json", tmp_path / "images", cfg.vocabulary)[0]
-    loader = DataLoader(CrowdHumanDataset(records, cfg.input_size, cfg.mean, cfg.std), batch_size=8,
-                        collate_fn=collate)
+    records = read_records(tmp_path / "annotations.json", tmp_path / "images", "test",
+                           vocabulary=cfg.vocabulary)[0]
+    loader = eval_loader(records, cfg, batch_size=8)
     found = [box_iou(gt.boxes, det.boxes[np.argsort(-det.scores)[:10]])[0].max(1) >= 0.5
              for gt, (det, _) in zip(records, predict(model, build_postprocess(cfg), loader, progress=False))]
     recall = np.concatenate(found).mean()  # whatever the class: where objects are, the ten best boxes
