@@ -174,6 +174,14 @@ def full_image_feed(input_names, images):
     return feed
 
 
+def kernel_events(session, runs, warmup):
+    """ONNX Runtime's per-kernel profile events of a profiling `session` that ran `runs` times, those of the
+    first `warmup` runs left out (every run profiles the same kernels, in the same order)."""
+    with open(session.end_profiling()) as f:
+        events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    return events[len(events) // runs * warmup:]
+
+
 def load_average():
     try:
         return os.getloadavg()[0]

@@ -12,7 +12,6 @@ Writes benchmarks/results/ort_profile.json and this script's section of benchmar
 """
 
 import argparse
-import json
 import sys
 import tempfile
 from collections import Counter
@@ -60,9 +59,7 @@ def profile(path, runs, threads):
         images = np.random.default_rng(0).random(shape, dtype=np.float32)
         for _ in range(runs + 1):
             session.run(None, common.full_image_feed([i.name for i in session.get_inputs()], images))
-        with open(session.end_profiling()) as f:
-            events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    events = events[len(events) // (runs + 1):]  # every run profiles the same nodes; the first one warms up
+        events = common.kernel_events(session, runs + 1, warmup=1)
     blocks, msda = Counter(), Counter()
     for e in events:
         block = block_of(e["name"][: -len("_kernel_time")])

@@ -28,7 +28,6 @@ Writes benchmarks/results/vocab_scaling.json and the section of benchmarks/RESUL
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -137,10 +136,8 @@ def measure(points, runs, warmup, threads):
             for s in profiled:
                 s.run(None, {"images": images})
         for (c, _), s, times in zip(points, profiled, wall):
-            with open(s.end_profiling()) as f:
-                events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-            per_run = len(events) // (warmup + runs)  # every run profiles the same nodes, in order
-            events = events[per_run * warmup:]
+            events = common.kernel_events(s, warmup + runs, warmup)
+            per_run = len(events) // runs
             selector = {e["name"][:-len("_kernel_time")] for e in events
                         if any(c in shape for shape in _shapes(e["args"]))}
             side = sides(onnx.load(f"{tmp}/c{c}.onnx", load_external_data=False), selector)
@@ -165,7 +162,9 @@ def input_hw(path):
 
 
 def percentiles(times):
-    return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)), "runs": len(times)}
+    from detrt.bench.measure import percentile
+
+    return {"p50": percentile(times, 50), "p90": percentile(times, 90), "runs": len(times)}
 
 
 def beam_select(scores, parents, beam, k):
